@@ -1,0 +1,1 @@
+//! Simulated TEE: evidence signed by roots generated at run time.

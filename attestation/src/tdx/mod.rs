@@ -1,0 +1,1 @@
+//! Intel TDX: quotes, collateral and verification.
