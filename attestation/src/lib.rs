@@ -28,6 +28,6 @@ pub mod timefmt;
 pub mod verified;
 
 pub use error::{Error, ErrorCategory, ParseError, Result};
-pub use evidence::Evidence;
-pub use policy::{Decision, Policy};
+// pub use evidence::Evidence;
+// pub use policy::{Decision, Policy};
 pub use verified::{Identity, TcbStatus, Tee, TrustAnchor, VerifiedEvidence};
