@@ -17,7 +17,10 @@
 #![warn(missing_docs)]
 
 pub mod error;
+pub mod cache;
 pub mod evidence;
+pub mod fetch;
+pub mod fsutil;
 pub mod policy;
 pub mod provider;
 mod reader;
@@ -26,8 +29,9 @@ pub mod snp;
 pub mod tdx;
 pub mod timefmt;
 pub mod verified;
+pub mod verifier;
 
 pub use error::{Error, ErrorCategory, ParseError, Result};
-// pub use evidence::Evidence;
-// pub use policy::{Decision, Policy};
+pub use evidence::{DecodedEvidence, Evidence};
+pub use policy::{CheckContext, Decision, Policy};
 pub use verified::{Identity, TcbStatus, Tee, TrustAnchor, VerifiedEvidence};

@@ -1,1 +1,39 @@
-fn main(){}
+//! `chrysalis`: the host-side tool of Chrysalis.
+//!
+//! Exit codes (stable; scripts rely on them):
+//! 0 accepted / success, 1 I/O or usage problem, 2 malformed input,
+//! 3 failed cryptographic verification (incl. expired or revoked
+//! collateral), 4 rejected by policy or TCB status.
+#![forbid(unsafe_code)]
+
+mod attest;
+mod exit;
+
+use clap::{Parser, Subcommand};
+
+/// Chrysalis: confidential GPU inference you can verify.
+///
+/// Operators check and launch machines, auditors recompute measurements,
+/// clients verify attestation evidence before sending a prompt.
+#[derive(Parser)]
+#[command(name = "chrysalis", version, propagate_version = true)]
+#[command(after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy.\nRun `chrysalis attest --help` to start.")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Decode, generate, fetch collateral for, and verify TEE evidence
+    /// (Intel TDX quotes, AMD SEV-SNP reports).
+    Attest(attest::AttestArgs),
+}
+
+fn main() {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Attest(args) => attest::run(args),
+    };
+    std::process::exit(code);
+}

@@ -77,13 +77,27 @@ pub fn verify(
     let now_secs = u64::try_from(now.unix_timestamp())
         .map_err(|_| Error::Encoding("verification time before 1970".into()))?;
 
-    let report = QuoteVerifier::new(root_der.to_vec())
+    let td = quote.td_report();
+    let report = match QuoteVerifier::new(root_der.to_vec())
         .allow_debug(true)
         .verify(raw, &collateral.v3, now_secs)
-        .map_err(map_qvl_error)?;
+    {
+        Ok(r) => r,
+        // The platform is older than every level Intel still lists: an
+        // authentic quote with an unsupported (out-of-date) TCB. That is a
+        // TCB rejection, not a forgery; say which components are behind.
+        Err(e) if format!("{e:#}").contains("No matching TCB level") => {
+            let pck = pck_extension(&quote)?;
+            let notes = explain_tcb(&collateral.v3.tcb_info, &pck, &td.tee_tcb_svn);
+            return Err(Error::Rejected(format!(
+                "platform TCB is older than every level in the TCB info (TCB not supported, out of date): {}",
+                notes.join("; ")
+            )));
+        }
+        Err(e) => return Err(map_qvl_error(e)),
+    };
 
     let tcb_status = map_status(&report.status)?;
-    let td = quote.td_report();
     let pck = pck_extension(&quote)?;
     let tcb_notes = if tcb_status == TcbStatus::UpToDate {
         Vec::new()
