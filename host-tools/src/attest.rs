@@ -428,7 +428,16 @@ fn generate(g: GenerateArgs) -> i32 {
         let (provider, sim): (Box<dyn att::provider::EvidenceProvider>, Option<att::sim::SimProvider>) =
             match g.provider {
                 ProviderName::Tsm => (Box::new(att::provider::tsm::TsmProvider::system()?), None),
-                ProviderName::Ioctl => (att::provider::ioctl::detect()?, None),
+                ProviderName::Ioctl => {
+                    use att::provider::ioctl::{SevGuestProvider, TdxGuestProvider};
+                    let sev = SevGuestProvider::system();
+                    let p: Box<dyn att::provider::EvidenceProvider> = if sev.probe().is_ok() {
+                        Box::new(sev)
+                    } else {
+                        Box::new(TdxGuestProvider::system())
+                    };
+                    (p, None)
+                }
                 ProviderName::Sim => {
                     let tee = match g.tee.unwrap_or(TeeArg::Tdx) {
                         TeeArg::Tdx => Tee::Tdx,
