@@ -92,7 +92,16 @@ pub fn verify(
     match (&evidence.evidence, collateral) {
         (Evidence::Tdx(_), Collateral::Tdx(c)) => crate::tdx::verify(&evidence.bytes, c, &anchors.tdx, now),
         (Evidence::Snp(report), Collateral::Snp(certs)) => {
-            crate::snp::verify(report, certs, &anchors.snp, now)
+            // Like TDX's simulated root in the collateral: a chain that ends
+            // at the simulator's self-named ARK may verify, but only ever as
+            // TrustAnchor::Simulated, which the default policy rejects.
+            match certs.ark.as_deref().filter(|ark| is_simulated_ark(ark)) {
+                Some(ark) => {
+                    let roots = anchors.snp.clone().and(SnpRoots::simulated(ark.to_vec()));
+                    crate::snp::verify(report, certs, &roots, now)
+                }
+                None => crate::snp::verify(report, certs, &anchors.snp, now),
+            }
         }
         (e, c) => Err(Error::MalformedCollateral(format!(
             "evidence is {} but the collateral is for {}",
@@ -100,6 +109,20 @@ pub fn verify(
             c.tee()
         ))),
     }
+}
+
+fn is_simulated_ark(der: &[u8]) -> bool {
+    use x509_parser::prelude::FromDer;
+    x509_parser::certificate::X509Certificate::from_der(der)
+        .ok()
+        .and_then(|(_, c)| {
+            c.subject()
+                .iter_common_name()
+                .next()
+                .and_then(|cn| cn.as_str().ok())
+                .map(|cn| cn == crate::sim::snp::SIM_ARK_CN)
+        })
+        .unwrap_or(false)
 }
 
 /// Reads an evidence file in any supported encoding.

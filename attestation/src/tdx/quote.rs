@@ -208,7 +208,7 @@ pub struct EnclaveReport {
 
 /// Certification data: how the attestation key is certified.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(tag = "type")]
+#[serde(tag = "type", content = "data")]
 pub enum CertificationData {
     /// Type 5: the PCK certificate chain, PEM text (possibly NUL-terminated), kept verbatim.
     PckCertChain(#[serde(serialize_with = "serialize_lossy_text")] Vec<u8>),
@@ -760,5 +760,16 @@ mod tests {
             bytes.extend_from_slice(&tail);
             let _ = TdxQuote::parse(&bytes);
         }
+    }
+}
+
+#[cfg(test)]
+mod serde_tests {
+    #[test]
+    fn quotes_serialise_to_json() {
+        let q = super::tests::sample_quote(5);
+        let v = serde_json::to_value(&q).unwrap();
+        assert_eq!(v["header"]["version"], 5);
+        assert_eq!(v["signature"]["certification"]["type"], "QeReport");
     }
 }
