@@ -1,18 +1,33 @@
 //! AMD SEV-SNP: attestation reports, certificates and verification.
-//! (placeholder types; the SNP module replaces this file)
+//!
+//! * [`report`]: the 1184-byte `ATTESTATION_REPORT` of the SEV-SNP firmware
+//!   ABI (versions 2, 3 and 5), parsed into typed fields and serialised back
+//!   byte for byte.
+//! * [`tcb`]: the 64-bit `TCB_VERSION` and the [`Product`] generations whose
+//!   layouts differ (Milan/Genoa vs Turin).
+//! * [`certs`]: VCEK/VLEK certificates with their AMD extensions, the ASK /
+//!   ASVK / ARK certificates, and the pinned AMD roots ([`SnpRoots`]).
+//! * [`kds`]: URLs of the AMD Key Distribution Service (pure functions; the
+//!   fetching happens elsewhere).
+//! * [`verify()`]: ARK → ASK → VEK → report, yielding
+//!   [`crate::VerifiedEvidence`].
+//!
+//! The same [`verify()`] checks real and simulated evidence
+//! ([`crate::sim::snp`]); only the [`SnpRoots`] differ, and the trust anchor
+//! it reports is decided by which root the chain ended at, never by what the
+//! certificates say about themselves.
 
-use serde::Serialize;
+pub mod certs;
+pub mod kds;
+pub mod report;
+pub mod tcb;
+pub mod verify;
 
-/// Decoded TCB version (placeholder).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct TcbVersion {
-    /// Raw 64-bit value.
-    pub raw: u64,
-}
-
-/// AMD product generation (placeholder).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum Product {
-    /// Milan.
-    Milan,
-}
+pub use certs::{CertRole, SnpCertificates, SnpRoot, SnpRoots, VekCertificate, VekKind, VekTcb};
+pub use kds::{kds_cert_chain_url, kds_crl_url, kds_vcek_url, kds_vlek_chain_url};
+pub use report::{
+    CpuId, EcdsaSignature, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, ReportLayout,
+    SigningKey, SnpReport, REPORT_LEN, SIGNATURE_OFFSET,
+};
+pub use tcb::{Product, TcbLayout, TcbVersion};
+pub use verify::{verify, verify_bytes, verify_chain, VerifiedChain};
