@@ -69,7 +69,10 @@ fn bench(c: &mut Criterion) {
     let mut g = c.benchmark_group("tdx");
     g.bench_function("dcap-qvl direct", |b| {
         let v = dcap_qvl::verify::QuoteVerifier::new(k.root_der.clone()).allow_debug(true);
-        b.iter(|| v.verify(black_box(&k.quote), &k.collateral.v3, secs).unwrap())
+        b.iter(|| {
+            v.verify(black_box(&k.quote), &k.collateral.v3, secs)
+                .unwrap()
+        })
     });
     g.bench_function("chrysalis verify", |b| {
         b.iter(|| att::tdx::verify(black_box(&k.quote), &k.collateral, &k.roots, k.now).unwrap())
@@ -80,7 +83,9 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             let key = VerificationCache::key(black_box(&k.quote), &fp);
             cache
-                .get_or_verify(key, k.now, || att::tdx::verify(&k.quote, &k.collateral, &k.roots, k.now))
+                .get_or_verify(key, k.now, || {
+                    att::tdx::verify(&k.quote, &k.collateral, &k.roots, k.now)
+                })
                 .unwrap()
         })
     });
@@ -110,8 +115,19 @@ fn main() {
         mean_ns("cached re-verification"),
     ) {
         println!();
-        println!("TDX full verification: dcap-qvl {:.1} µs, chrysalis {:.1} µs ({:.0}/s)", qvl / 1e3, ours / 1e3, 1e9 / ours);
-        println!("ratio (dcap-qvl time / chrysalis time) = {:.3}  (goal ≥ 0.95)", qvl / ours);
-        println!("cached re-verification = {:.2} µs  (goal ≤ 5 µs)", cached / 1e3);
+        println!(
+            "TDX full verification: dcap-qvl {:.1} µs, chrysalis {:.1} µs ({:.0}/s)",
+            qvl / 1e3,
+            ours / 1e3,
+            1e9 / ours
+        );
+        println!(
+            "ratio (dcap-qvl time / chrysalis time) = {:.3}  (goal ≥ 0.95)",
+            qvl / ours
+        );
+        println!(
+            "cached re-verification = {:.2} µs  (goal ≤ 5 µs)",
+            cached / 1e3
+        );
     }
 }

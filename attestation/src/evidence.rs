@@ -31,6 +31,9 @@ pub enum InputEncoding {
 /// Parsed evidence of either TEE.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(tag = "tee", rename_all = "lowercase")]
+// Created once per piece of evidence and never stored in bulk: boxing the
+// larger variant would only add an allocation and awkward matching.
+#[allow(clippy::large_enum_variant)]
 pub enum Evidence {
     /// An Intel TDX quote.
     Tdx(TdxQuote),
@@ -164,7 +167,9 @@ fn unwrap_text(input: &[u8]) -> Result<(Vec<u8>, InputEncoding)> {
             .iter()
             .find_map(|k| v.get(*k).and_then(|f| f.as_str()).map(|s| (*k, s)))
             .ok_or_else(|| {
-                Error::Encoding("JSON input has no string field `quote`, `report` or `evidence`".into())
+                Error::Encoding(
+                    "JSON input has no string field `quote`, `report` or `evidence`".into(),
+                )
             })?;
         let (bytes, _) = unwrap_text(field.1.as_bytes())
             .map_err(|e| Error::Encoding(format!("JSON field `{}`: {e}", field.0)))?;
@@ -208,7 +213,9 @@ mod tests {
     #[test]
     fn empty_and_junk_inputs_are_named() {
         assert!(decode(b"  \n").unwrap_err().to_string().contains("empty"));
-        let e = decode(b"hello world, this is text").unwrap_err().to_string();
+        let e = decode(b"hello world, this is text")
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("not TDX or SNP evidence"), "{e}");
         let e = decode(b"{\"nope\":1}").unwrap_err().to_string();
         assert!(e.contains("no string field"), "{e}");

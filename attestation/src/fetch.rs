@@ -45,7 +45,12 @@ fn get(url: &str) -> Result<Response> {
     let headers = resp
         .headers()
         .iter()
-        .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(k, v)| {
+            (
+                k.to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     let mut body = Vec::new();
     resp.body_mut()
@@ -120,8 +125,12 @@ pub fn fetch_tdx_collateral(quote: &TdxQuote, base: &str, out: &Path) -> Result<
     save(files::TCB_INFO, &r.body)?;
     save(
         files::TCB_INFO_ISSUER_CHAIN,
-        issuer_chain(&r, &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"], &url)?
-            .as_bytes(),
+        issuer_chain(
+            &r,
+            &["TCB-Info-Issuer-Chain", "SGX-TCB-Info-Issuer-Chain"],
+            &url,
+        )?
+        .as_bytes(),
     )?;
 
     let url = format!("{base}/tdx/certification/v4/qe/identity");
@@ -180,7 +189,11 @@ pub fn fetch_snp_certificates(report: &SnpReport, base: &str, out: &Path) -> Res
     let mut last_err = None;
     for product in candidates {
         let rebase = |u: String| u.replacen(kds::KDS_BASE, base, 1);
-        let vcek_url = rebase(kds::kds_vcek_url(product, &report.chip_id, &report.reported_tcb));
+        let vcek_url = rebase(kds::kds_vcek_url(
+            product,
+            &report.chip_id,
+            &report.reported_tcb,
+        ));
         match get(&vcek_url) {
             Ok(vcek) => {
                 let chain = get(&rebase(kds::kds_cert_chain_url(product)))?;

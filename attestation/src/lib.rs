@@ -16,8 +16,8 @@
 #![deny(unsafe_code)] // only provider::ioctl opts out: ioctls are FFI by nature
 #![warn(missing_docs)]
 
-pub mod error;
 pub mod cache;
+pub mod error;
 pub mod evidence;
 pub mod fetch;
 pub mod fsutil;

@@ -210,8 +210,7 @@ impl Policy {
     /// Reads and validates a TOML policy file.
     pub fn load(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
-        Self::from_toml(&text)
-            .map_err(|e| Error::InvalidPolicy(format!("{}: {e}", path.display())))
+        Self::from_toml(&text).map_err(|e| Error::InvalidPolicy(format!("{}: {e}", path.display())))
     }
 
     /// Parses and validates TOML policy text.
@@ -324,7 +323,11 @@ impl Policy {
         let rejected: BTreeSet<_> = ev
             .advisory_ids()
             .iter()
-            .filter(|a| self.rejected_advisories.iter().any(|r| r.eq_ignore_ascii_case(a)))
+            .filter(|a| {
+                self.rejected_advisories
+                    .iter()
+                    .any(|r| r.eq_ignore_ascii_case(a))
+            })
             .collect();
         if !rejected.is_empty() {
             reasons.push(format!(
@@ -360,7 +363,9 @@ impl Policy {
                         reasons.push(format!(
                             "evidence is {} old; policy allows {}",
                             human_duration(age),
-                            human_duration(time::Duration::try_from(max).unwrap_or(time::Duration::MAX))
+                            human_duration(
+                                time::Duration::try_from(max).unwrap_or(time::Duration::MAX)
+                            )
                         ));
                     } else if age < -time::Duration::minutes(5) {
                         reasons.push(format!(
@@ -446,7 +451,10 @@ impl Policy {
         }
         if let Some(max) = self.snp.max_vmpl {
             if id.vmpl > max {
-                reasons.push(format!("report requested at VMPL {}, policy allows at most {max}", id.vmpl));
+                reasons.push(format!(
+                    "report requested at VMPL {}, policy allows at most {max}",
+                    id.vmpl
+                ));
             }
         }
         if let Some(min) = self.snp.min_tcb {
@@ -532,8 +540,7 @@ fn push_closest(mismatches: Vec<Vec<String>>, tee: &str, reasons: &mut Vec<Strin
 fn decode_exact<const N: usize>(s: &str, field: &str) -> Result<[u8; N]> {
     let s = s.trim();
     let s = s.strip_prefix("0x").unwrap_or(s);
-    let v = hex::decode(s)
-        .map_err(|e| Error::InvalidPolicy(format!("{field}: not hex: {e}")))?;
+    let v = hex::decode(s).map_err(|e| Error::InvalidPolicy(format!("{field}: not hex: {e}")))?;
     v.try_into().map_err(|v: Vec<u8>| {
         Error::InvalidPolicy(format!("{field}: {} bytes, expected {N}", v.len()))
     })
@@ -542,8 +549,7 @@ fn decode_exact<const N: usize>(s: &str, field: &str) -> Result<[u8; N]> {
 fn decode_padded<const N: usize>(s: &str, field: &str) -> Result<[u8; N]> {
     let s = s.trim();
     let s = s.strip_prefix("0x").unwrap_or(s);
-    let v = hex::decode(s)
-        .map_err(|e| Error::InvalidPolicy(format!("{field}: not hex: {e}")))?;
+    let v = hex::decode(s).map_err(|e| Error::InvalidPolicy(format!("{field}: not hex: {e}")))?;
     if v.len() > N {
         return Err(Error::InvalidPolicy(format!(
             "{field}: {} bytes, at most {N}",
@@ -559,9 +565,9 @@ fn decode_padded<const N: usize>(s: &str, field: &str) -> Result<[u8; N]> {
 pub fn parse_duration(s: &str) -> Result<Duration> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .map_err(|_| Error::InvalidPolicy(format!("duration {s:?}: expected e.g. 90s, 15m, 24h, 7d")))?;
+    let n: u64 = num.parse().map_err(|_| {
+        Error::InvalidPolicy(format!("duration {s:?}: expected e.g. 90s, 15m, 24h, 7d"))
+    })?;
     let mult = match unit {
         "s" | "" => 1,
         "m" => 60,
@@ -607,7 +613,11 @@ mod tests {
     #[test]
     fn bad_policies_are_named() {
         let e = Policy::from_toml("[[tdx.measurements]]\nmrtd = \"abcd\"\n").unwrap_err();
-        assert!(e.to_string().contains("tdx.measurements[0].mrtd: 2 bytes, expected 48"), "{e}");
+        assert!(
+            e.to_string()
+                .contains("tdx.measurements[0].mrtd: 2 bytes, expected 48"),
+            "{e}"
+        );
         let e = Policy::from_toml("allow_debugg = true").unwrap_err();
         assert!(e.to_string().contains("allow_debugg"), "{e}");
         let e = Policy::from_toml("accepted_tcb_status = [\"Fine\"]").unwrap_err();

@@ -62,7 +62,11 @@ impl<'a> Reader<'a> {
         }
     }
 
-    pub(crate) fn bytes(&mut self, field: &'static str, len: usize) -> Result<&'a [u8], ParseError> {
+    pub(crate) fn bytes(
+        &mut self,
+        field: &'static str,
+        len: usize,
+    ) -> Result<&'a [u8], ParseError> {
         if self.remaining() < len {
             return Err(self.error(
                 field,

@@ -90,7 +90,9 @@ pub fn verify(
     now: OffsetDateTime,
 ) -> Result<VerifiedEvidence> {
     match (&evidence.evidence, collateral) {
-        (Evidence::Tdx(_), Collateral::Tdx(c)) => crate::tdx::verify(&evidence.bytes, c, &anchors.tdx, now),
+        (Evidence::Tdx(_), Collateral::Tdx(c)) => {
+            crate::tdx::verify(&evidence.bytes, c, &anchors.tdx, now)
+        }
         (Evidence::Snp(report), Collateral::Snp(certs)) => {
             // Like TDX's simulated root in the collateral: a chain that ends
             // at the simulator's self-named ARK may verify, but only ever as

@@ -37,7 +37,9 @@ enum AttestCommand {
     /// Without --policy, only authenticity and TCB status are judged: UpToDate
     /// is accepted, other statuses only if listed in --accept-tcb; debug
     /// guests and simulated evidence are always rejected unless allowed.
-    #[command(after_help = "Examples:\n  chrysalis attest verify quote.bin --collateral collateral.json --at 2025-07-19T10:00:34Z\n  chrysalis attest verify report.bin --collateral vcek.der --policy policy.toml --json\n\nExit codes: 0 accepted, 2 malformed input, 3 verification failed (incl. expired/revoked collateral), 4 rejected by policy/TCB.")]
+    #[command(
+        after_help = "Examples:\n  chrysalis attest verify quote.bin --collateral collateral.json --at 2025-07-19T10:00:34Z\n  chrysalis attest verify report.bin --collateral vcek.der --policy policy.toml --json\n\nExit codes: 0 accepted, 2 malformed input, 3 verification failed (incl. expired/revoked collateral), 4 rejected by policy/TCB."
+    )]
     Verify(VerifyArgs),
     /// Produce evidence from a provider: `tsm` (Linux configfs-tsm, kernel ≥ 6.7,
     /// inside a TDX or SNP guest), `ioctl` (/dev/tdx_guest, /dev/sev-guest),
@@ -215,7 +217,10 @@ fn print_tdx_quote(q: &att::tdx::TdxQuote) {
     let b = q.td_report();
     println!("header:");
     println!("  version             {}", h.version);
-    println!("  attestation key     {} (ECDSA-P256)", h.attestation_key_type);
+    println!(
+        "  attestation key     {} (ECDSA-P256)",
+        h.attestation_key_type
+    );
     println!("  tee type            {:#x}", h.tee_type);
     println!("  qe svn / pce svn    {} / {}", h.qe_svn, h.pce_svn);
     println!("  qe vendor id        {}", hex::encode(h.qe_vendor_id));
@@ -250,11 +255,23 @@ fn print_tdx_quote(q: &att::tdx::TdxQuote) {
         println!("  mrservicetd         {}", hex::encode(t.mrservicetd));
     }
     println!("signature:");
-    println!("  ecdsa signature     {}", hex::encode(q.signature.signature));
-    println!("  attestation key     {}", hex::encode(q.signature.attestation_key));
+    println!(
+        "  ecdsa signature     {}",
+        hex::encode(q.signature.signature)
+    );
+    println!(
+        "  attestation key     {}",
+        hex::encode(q.signature.attestation_key)
+    );
     if let Some(qe) = q.qe_report_data() {
-        println!("  qe report mrenclave {}", hex::encode(qe.qe_report.mr_enclave));
-        println!("  qe report mrsigner  {}", hex::encode(qe.qe_report.mr_signer));
+        println!(
+            "  qe report mrenclave {}",
+            hex::encode(qe.qe_report.mr_enclave)
+        );
+        println!(
+            "  qe report mrsigner  {}",
+            hex::encode(qe.qe_report.mr_signer)
+        );
         println!(
             "  qe isvprodid/isvsvn {} / {}",
             qe.qe_report.isv_prod_id, qe.qe_report.isv_svn
@@ -262,8 +279,13 @@ fn print_tdx_quote(q: &att::tdx::TdxQuote) {
         println!("  qe auth data        {} bytes", qe.qe_auth_data.len());
     }
     if let Some(pem) = q.pck_chain_pem() {
-        let n = String::from_utf8_lossy(pem).matches("BEGIN CERTIFICATE").count();
-        println!("  pck chain           {n} certificates (PEM, {} bytes)", pem.len());
+        let n = String::from_utf8_lossy(pem)
+            .matches("BEGIN CERTIFICATE")
+            .count();
+        println!(
+            "  pck chain           {n} certificates (PEM, {} bytes)",
+            pem.len()
+        );
     }
 }
 
@@ -386,7 +408,11 @@ fn print_decision(ev: &VerifiedEvidence, d: &att::Decision) {
             println!("fmspc:       {}", hex::encode(id.fmspc));
         }
         Identity::Snp(id) => {
-            println!("product:     {:?} ({})", id.product, if id.vlek { "VLEK" } else { "VCEK" });
+            println!(
+                "product:     {:?} ({})",
+                id.product,
+                if id.vlek { "VLEK" } else { "VCEK" }
+            );
             println!("measurement: {}", hex::encode(id.measurement));
             println!("host_data:   {}", hex::encode(id.host_data));
             println!("policy:      {:#x}   vmpl: {}", id.policy, id.vmpl);
@@ -408,7 +434,10 @@ fn print_decision(ev: &VerifiedEvidence, d: &att::Decision) {
         println!("debug:       YES (the host can read guest memory)");
     }
     if let Some(exp) = ev.collateral_expires() {
-        println!("collateral valid until {}", att::timefmt::format_rfc3339(exp));
+        println!(
+            "collateral valid until {}",
+            att::timefmt::format_rfc3339(exp)
+        );
     }
     for w in &d.warnings {
         println!("warning: {w}");
@@ -425,28 +454,30 @@ fn generate(g: GenerateArgs) -> i32 {
     let json_out = g.json;
     let result = (|| -> anyhow::Result<serde_json::Value> {
         let rd = parse_report_data(&g.report_data)?;
-        let (provider, sim): (Box<dyn att::provider::EvidenceProvider>, Option<att::sim::SimProvider>) =
-            match g.provider {
-                ProviderName::Tsm => (Box::new(att::provider::tsm::TsmProvider::system()?), None),
-                ProviderName::Ioctl => {
-                    use att::provider::ioctl::{SevGuestProvider, TdxGuestProvider};
-                    let sev = SevGuestProvider::system();
-                    let p: Box<dyn att::provider::EvidenceProvider> = if sev.probe().is_ok() {
-                        Box::new(sev)
-                    } else {
-                        Box::new(TdxGuestProvider::system())
-                    };
-                    (p, None)
-                }
-                ProviderName::Sim => {
-                    let tee = match g.tee.unwrap_or(TeeArg::Tdx) {
-                        TeeArg::Tdx => Tee::Tdx,
-                        TeeArg::Snp => Tee::Snp,
-                    };
-                    let sim = att::sim::SimProvider::new(tee)?;
-                    (Box::new(sim.clone()), Some(sim))
-                }
-            };
+        let (provider, sim): (
+            Box<dyn att::provider::EvidenceProvider>,
+            Option<att::sim::SimProvider>,
+        ) = match g.provider {
+            ProviderName::Tsm => (Box::new(att::provider::tsm::TsmProvider::system()?), None),
+            ProviderName::Ioctl => {
+                use att::provider::ioctl::{SevGuestProvider, TdxGuestProvider};
+                let sev = SevGuestProvider::system();
+                let p: Box<dyn att::provider::EvidenceProvider> = if sev.probe().is_ok() {
+                    Box::new(sev)
+                } else {
+                    Box::new(TdxGuestProvider::system())
+                };
+                (p, None)
+            }
+            ProviderName::Sim => {
+                let tee = match g.tee.unwrap_or(TeeArg::Tdx) {
+                    TeeArg::Tdx => Tee::Tdx,
+                    TeeArg::Snp => Tee::Snp,
+                };
+                let sim = att::sim::SimProvider::new(tee)?;
+                (Box::new(sim.clone()), Some(sim))
+            }
+        };
         if let (Some(tee), None) = (g.tee, &sim) {
             let want = match tee {
                 TeeArg::Tdx => Tee::Tdx,
@@ -495,7 +526,9 @@ fn generate(g: GenerateArgs) -> i32 {
                 }
                 println!(
                     "wrote {} bytes of {} evidence from the {} provider:",
-                    v["bytes"], v["tee"].as_str().unwrap_or("?"), v["provider"].as_str().unwrap_or("?")
+                    v["bytes"],
+                    v["tee"].as_str().unwrap_or("?"),
+                    v["provider"].as_str().unwrap_or("?")
                 );
                 for w in v["written"].as_array().into_iter().flatten() {
                     println!("  {}", w.as_str().unwrap_or_default());
@@ -533,7 +566,11 @@ fn parse_report_data(s: &str) -> anyhow::Result<[u8; 64]> {
     let s = s.trim();
     let s = s.strip_prefix("0x").unwrap_or(s);
     let v = hex::decode(s).context("--report-data must be hex")?;
-    anyhow::ensure!(v.len() <= 64, "--report-data is {} bytes; at most 64", v.len());
+    anyhow::ensure!(
+        v.len() <= 64,
+        "--report-data is {} bytes; at most 64",
+        v.len()
+    );
     let mut out = [0u8; 64];
     out[..v.len()].copy_from_slice(&v);
     Ok(out)
@@ -554,7 +591,10 @@ fn fetch(file: &Path, pccs: Option<&str>, kds: &str, out: &Path) -> i32 {
     })();
     match result {
         Ok(paths) => {
-            println!("collateral cached in {} (verified by signature at every use):", out.display());
+            println!(
+                "collateral cached in {} (verified by signature at every use):",
+                out.display()
+            );
             for p in paths {
                 println!("  {}", p.display());
             }

@@ -17,7 +17,9 @@ use clap::{Parser, Subcommand};
 /// clients verify attestation evidence before sending a prompt.
 #[derive(Parser)]
 #[command(name = "chrysalis", version, propagate_version = true)]
-#[command(after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy.\nRun `chrysalis attest --help` to start.")]
+#[command(
+    after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy.\nRun `chrysalis attest --help` to start."
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

@@ -40,7 +40,15 @@ fn p(path: &Path) -> &str {
 fn generate(dir: &Path, tee: &str, rd: &str) -> (PathBuf, PathBuf) {
     let out = dir.join(format!("{tee}.bin"));
     let o = chrysalis(&[
-        "attest", "generate", "--provider", "sim", "--report-data", rd, "--tee", tee, "--out",
+        "attest",
+        "generate",
+        "--provider",
+        "sim",
+        "--report-data",
+        rd,
+        "--tee",
+        tee,
+        "--out",
         p(&out),
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
@@ -64,18 +72,36 @@ fn simulated_evidence_is_rejected_by_default_and_accepted_with_allow_sim() {
         assert!(stdout(&o).contains("REJECTED"));
         assert!(stdout(&o).contains("SIMULATED"));
 
-        let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--allow-sim", "--json"]);
+        let o = chrysalis(&[
+            "attest",
+            "verify",
+            p(&ev),
+            "--collateral",
+            p(&col),
+            "--allow-sim",
+            "--json",
+        ]);
         assert_eq!(code(&o), 0, "{tee}: {}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["accepted"], true);
         assert_eq!(v["simulated"], true);
         assert!(v["warning"].as_str().unwrap().contains("SIMULATED"));
         assert_eq!(v["evidence"]["anchor"], "simulated");
-        assert!(v["evidence"]["report_data"].as_str().unwrap().starts_with("c0ffee00"));
+        assert!(v["evidence"]["report_data"]
+            .as_str()
+            .unwrap()
+            .starts_with("c0ffee00"));
 
         // The binding: a different expected report_data is a policy rejection.
         let o = chrysalis(&[
-            "attest", "verify", p(&ev), "--collateral", p(&col), "--allow-sim", "--report-data", "0xbadd",
+            "attest",
+            "verify",
+            p(&ev),
+            "--collateral",
+            p(&col),
+            "--allow-sim",
+            "--report-data",
+            "0xbadd",
         ]);
         assert_eq!(code(&o), 4, "{}", text(&o));
         assert!(stdout(&o).contains("does not match the expected binding"));
@@ -96,8 +122,22 @@ fn policy_file_measurements_are_enforced_listing_every_failure() {
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let mrtd = v["evidence"]["body"]["mrtd"].as_str().unwrap().to_string();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, format!("allow_simulated = true\n[[tdx.measurements]]\nname = \"dev\"\nmrtd = \"{mrtd}\"\n")).unwrap();
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--policy", p(&good)]);
+    std::fs::write(
+        &good,
+        format!(
+            "allow_simulated = true\n[[tdx.measurements]]\nname = \"dev\"\nmrtd = \"{mrtd}\"\n"
+        ),
+    )
+    .unwrap();
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--policy",
+        p(&good),
+    ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 
     let bad = dir.path().join("bad.toml");
@@ -110,7 +150,16 @@ fn policy_file_measurements_are_enforced_listing_every_failure() {
         ),
     )
     .unwrap();
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--policy", p(&bad), "--json"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--policy",
+        p(&bad),
+        "--json",
+    ]);
     assert_eq!(code(&o), 4, "{}", text(&o));
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let reasons: Vec<String> = v["decision"]["reasons"]
@@ -120,16 +169,42 @@ fn policy_file_measurements_are_enforced_listing_every_failure() {
         .map(|r| r.as_str().unwrap().to_string())
         .collect();
     // Every failure is listed, not just the first.
-    assert!(reasons.iter().any(|r| r.contains("SIMULATED")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.contains("report_data")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("MRTD") && r.contains("release-1")), "{reasons:?}");
-    assert!(reasons.iter().any(|r| r.starts_with("RTMR3")), "{reasons:?}");
+    assert!(
+        reasons.iter().any(|r| r.contains("SIMULATED")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.contains("report_data")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons
+            .iter()
+            .any(|r| r.starts_with("MRTD") && r.contains("release-1")),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons.iter().any(|r| r.starts_with("RTMR3")),
+        "{reasons:?}"
+    );
 
     let typo = dir.path().join("typo.toml");
     std::fs::write(&typo, "[[tdx.measurements]]\nmrtd = \"abcd\"\n").unwrap();
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--policy", p(&typo)]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--policy",
+        p(&typo),
+    ]);
     assert_eq!(code(&o), 2, "{}", text(&o));
-    assert!(text(&o).contains("tdx.measurements[0].mrtd"), "{}", text(&o));
+    assert!(
+        text(&o).contains("tdx.measurements[0].mrtd"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
@@ -144,10 +219,26 @@ fn malformed_inputs_exit_2_with_a_clear_error() {
     assert_eq!(code(&o), 2, "{}", text(&o));
 
     let (ev, col) = generate(dir.path(), "tdx", "01");
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--at", "last tuesday"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--at",
+        "last tuesday",
+    ]);
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(text(&o).contains("RFC 3339"));
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--accept-tcb", "Fine"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--accept-tcb",
+        "Fine",
+    ]);
     assert_eq!(code(&o), 2, "{}", text(&o));
     assert!(text(&o).contains("unknown TCB status"));
     // Collateral for the other TEE.
@@ -160,7 +251,16 @@ fn malformed_inputs_exit_2_with_a_clear_error() {
     assert!(text(&o).contains("/nonexistent/quote.bin"));
     // generate: bad report data, nothing written.
     let out = dir.path().join("never.bin");
-    let o = chrysalis(&["attest", "generate", "--provider", "sim", "--report-data", "zz", "--out", p(&out)]);
+    let o = chrysalis(&[
+        "attest",
+        "generate",
+        "--provider",
+        "sim",
+        "--report-data",
+        "zz",
+        "--out",
+        p(&out),
+    ]);
     assert_ne!(code(&o), 0);
     assert!(!out.exists());
 }
@@ -172,7 +272,14 @@ fn tampered_simulated_quote_fails_verification_with_exit_3() {
     let mut bytes = std::fs::read(&ev).unwrap();
     bytes[200] ^= 1; // inside the TD report body
     std::fs::write(&ev, &bytes).unwrap();
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--allow-sim"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--allow-sim",
+    ]);
     assert_eq!(code(&o), 3, "{}", text(&o));
     assert!(text(&o).contains("quote signature"), "{}", text(&o));
 }
@@ -182,34 +289,90 @@ fn real_vectors_through_the_cli() {
     let Some(v) = vectors() else { return };
     let q = v.join("tdx/dcapqvl_tdx_quote");
     let c = v.join("tdx/dcapqvl_tdx_quote_collateral.json");
-    let o = chrysalis(&["attest", "verify", p(&q), "--collateral", p(&c), "--at", "2025-07-19T10:00:34Z"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&q),
+        "--collateral",
+        p(&c),
+        "--at",
+        "2025-07-19T10:00:34Z",
+    ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(stdout(&o).contains("ACCEPTED") && stdout(&o).contains("production"));
-    let o = chrysalis(&["attest", "verify", p(&q), "--collateral", p(&c), "--at", "2025-08-19T10:00:34Z"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&q),
+        "--collateral",
+        p(&c),
+        "--at",
+        "2025-08-19T10:00:34Z",
+    ]);
     assert_eq!(code(&o), 3, "{}", text(&o));
-    assert!(text(&o).contains("expired") && text(&o).contains("days ago"), "{}", text(&o));
+    assert!(
+        text(&o).contains("expired") && text(&o).contains("days ago"),
+        "{}",
+        text(&o)
+    );
 
     let q = v.join("tdx/dcapqvl_tdx_quote_outdated");
     let c = v.join("tdx/dcapqvl_tdx_quote_outdated_collateral.json");
-    let o = chrysalis(&["attest", "verify", p(&q), "--collateral", p(&c), "--at", "2026-03-01T00:00:00Z"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&q),
+        "--collateral",
+        p(&c),
+        "--at",
+        "2026-03-01T00:00:00Z",
+    ]);
     assert_eq!(code(&o), 4, "{}", text(&o));
 
     // show: hex with 0x prefix, JSON output.
-    let o = chrysalis(&["attest", "show", p(&v.join("tdx/dcapqvl_tdx-quote.hex")), "--json"]);
+    let o = chrysalis(&[
+        "attest",
+        "show",
+        p(&v.join("tdx/dcapqvl_tdx-quote.hex")),
+        "--json",
+    ]);
     assert_eq!(code(&o), 0);
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["tee"], "tdx");
     assert_eq!(j["encoding"], "hex");
-    assert!(j["evidence"]["body"]["mrtd"].as_str().unwrap().starts_with("7ba9e262"));
+    assert!(j["evidence"]["body"]["mrtd"]
+        .as_str()
+        .unwrap()
+        .starts_with("7ba9e262"));
 
     // SNP: report + VCEK (AMD roots pinned).
     let r = v.join("snp/virtee_report_milan.hex");
     let vcek = v.join("snp/virtee_vcek_milan.der");
-    let o = chrysalis(&["attest", "verify", p(&r), "--collateral", p(&vcek), "--at", "2024-01-01T00:00:00Z"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&r),
+        "--collateral",
+        p(&vcek),
+        "--at",
+        "2024-01-01T00:00:00Z",
+    ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let bad = v.join("snp/virtee_report_milan_TAMPERED_byte21.bin");
-    let o = chrysalis(&["attest", "verify", p(&bad), "--collateral", p(&vcek), "--at", "2024-01-01T00:00:00Z"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&bad),
+        "--collateral",
+        p(&vcek),
+        "--at",
+        "2024-01-01T00:00:00Z",
+    ]);
     assert_eq!(code(&o), 3, "{}", text(&o));
-    let o = chrysalis(&["attest", "show", p(&v.join("snp/gosev_attestation_milan.bin"))]);
+    let o = chrysalis(&[
+        "attest",
+        "show",
+        p(&v.join("snp/gosev_attestation_milan.bin")),
+    ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 }

@@ -50,9 +50,23 @@ fn sim_quote_against_production_roots_only_is_a_chain_to_another_root() {
     let quote = sim.quote(&SimTdInput::default());
     let mut c = collateral_of(&sim);
     c.simulated_root_ca = None; // no simulated anchor offered
-    let e = att::tdx::verify(&quote, &c, &TdxRoots::production(), OffsetDateTime::now_utc())
-        .unwrap_err();
-    assert!(matches!(e, Error::Verification { step: "PCK chain", .. }), "{e}");
+    let e = att::tdx::verify(
+        &quote,
+        &c,
+        &TdxRoots::production(),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Verification {
+                step: "PCK chain",
+                ..
+            }
+        ),
+        "{e}"
+    );
     assert!(e.to_string().contains("SIMULATED"), "{e}");
 }
 
@@ -63,8 +77,13 @@ fn debug_td_is_authentic_but_rejected_by_policy() {
         debug: true,
         ..Default::default()
     });
-    let ev = att::tdx::verify(&quote, &collateral_of(&sim), &TdxRoots::empty(), OffsetDateTime::now_utc())
-        .unwrap();
+    let ev = att::tdx::verify(
+        &quote,
+        &collateral_of(&sim),
+        &TdxRoots::empty(),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     assert!(ev.debug());
     let d = Policy::default()
         .allow_simulated(true)
@@ -82,8 +101,13 @@ fn revoked_pck_fails_with_a_revocation_error() {
     )
     .unwrap();
     let quote = sim.quote(&SimTdInput::default());
-    let e = att::tdx::verify(&quote, &collateral_of(&sim), &TdxRoots::empty(), OffsetDateTime::now_utc())
-        .unwrap_err();
+    let e = att::tdx::verify(
+        &quote,
+        &collateral_of(&sim),
+        &TdxRoots::empty(),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::Revoked(_)), "{e:?}");
 }
 
@@ -95,14 +119,23 @@ fn out_of_date_tcb_names_advisories_and_is_rejected_unless_accepted() {
     )
     .unwrap();
     let quote = sim.quote(&SimTdInput::default());
-    let ev = att::tdx::verify(&quote, &collateral_of(&sim), &TdxRoots::empty(), OffsetDateTime::now_utc())
-        .unwrap();
+    let ev = att::tdx::verify(
+        &quote,
+        &collateral_of(&sim),
+        &TdxRoots::empty(),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     assert_eq!(ev.tcb_status(), att::TcbStatus::OutOfDate);
     assert_eq!(ev.advisory_ids(), ["INTEL-SA-00837".to_string()]);
     let policy = Policy::default().allow_simulated(true);
     let d = policy.check(&ev, &CheckContext::default());
     assert!(!d.accepted);
-    assert!(d.reasons[0].contains("OutOfDate") && d.reasons[0].contains("INTEL-SA-00837"), "{:?}", d.reasons);
+    assert!(
+        d.reasons[0].contains("OutOfDate") && d.reasons[0].contains("INTEL-SA-00837"),
+        "{:?}",
+        d.reasons
+    );
     let d = policy
         .clone()
         .accept_tcb([att::TcbStatus::OutOfDate])
@@ -118,8 +151,13 @@ fn report_data_mismatch_and_unlisted_measurement_are_both_reported() {
         report_data: [1; 64],
         ..Default::default()
     });
-    let ev = att::tdx::verify(&quote, &collateral_of(&sim), &TdxRoots::empty(), OffsetDateTime::now_utc())
-        .unwrap();
+    let ev = att::tdx::verify(
+        &quote,
+        &collateral_of(&sim),
+        &TdxRoots::empty(),
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     let policy = Policy::from_toml(&format!(
         "allow_simulated = true\n[[tdx.measurements]]\nname = \"v1\"\nmrtd = \"{}\"\n",
         "22".repeat(48)
@@ -135,7 +173,10 @@ fn report_data_mismatch_and_unlisted_measurement_are_both_reported() {
     assert!(!d.accepted);
     assert_eq!(d.reasons.len(), 2, "{:?}", d.reasons);
     assert!(d.reasons.iter().any(|r| r.contains("report_data")));
-    assert!(d.reasons.iter().any(|r| r.starts_with("MRTD") && r.contains("v1")));
+    assert!(d
+        .reasons
+        .iter()
+        .any(|r| r.starts_with("MRTD") && r.contains("v1")));
 }
 
 #[test]
@@ -195,6 +236,12 @@ fn verification_cache_returns_the_same_result_and_is_bounded() {
     // Past the TTL the entry is not served.
     let q0 = sim.quote(&SimTdInput::default());
     let key = att::cache::VerificationCache::key(&q0, &fp);
-    cache.get_or_verify(key, now, || att::tdx::verify(&q0, &c, &TdxRoots::empty(), now)).unwrap();
-    assert!(cache.lookup(&key, now + time::Duration::seconds(61)).is_none());
+    cache
+        .get_or_verify(key, now, || {
+            att::tdx::verify(&q0, &c, &TdxRoots::empty(), now)
+        })
+        .unwrap();
+    assert!(cache
+        .lookup(&key, now + time::Duration::seconds(61))
+        .is_none());
 }

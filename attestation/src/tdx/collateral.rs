@@ -170,11 +170,20 @@ impl TdxCollateral {
         );
         let mut entries: Vec<(&str, &[u8])> = vec![
             (files::TCB_INFO, tcb.as_bytes()),
-            (files::TCB_INFO_ISSUER_CHAIN, v.tcb_info_issuer_chain.as_bytes()),
+            (
+                files::TCB_INFO_ISSUER_CHAIN,
+                v.tcb_info_issuer_chain.as_bytes(),
+            ),
             (files::QE_IDENTITY, qe.as_bytes()),
-            (files::QE_IDENTITY_ISSUER_CHAIN, v.qe_identity_issuer_chain.as_bytes()),
+            (
+                files::QE_IDENTITY_ISSUER_CHAIN,
+                v.qe_identity_issuer_chain.as_bytes(),
+            ),
             (files::PCK_CRL, &v.pck_crl),
-            (files::PCK_CRL_ISSUER_CHAIN, v.pck_crl_issuer_chain.as_bytes()),
+            (
+                files::PCK_CRL_ISSUER_CHAIN,
+                v.pck_crl_issuer_chain.as_bytes(),
+            ),
             (files::ROOT_CA_CRL, &v.root_ca_crl),
         ];
         if let Some(root) = &self.simulated_root_ca {
@@ -209,9 +218,8 @@ impl TdxCollateral {
             ("PCK CRL", &self.v3.pck_crl),
             ("Root CA CRL", &self.v3.root_ca_crl),
         ] {
-            let (this, next) = crl_window(der).map_err(|e| {
-                Error::MalformedCollateral(format!("{what}: {e}"))
-            })?;
+            let (this, next) =
+                crl_window(der).map_err(|e| Error::MalformedCollateral(format!("{what}: {e}")))?;
             windows.push((what, this, next));
         }
         let mut earliest = None::<OffsetDateTime>;

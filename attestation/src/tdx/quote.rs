@@ -415,9 +415,7 @@ impl TdxQuote {
     /// Whether the header marks this as a Chrysalis simulated quote. Only a
     /// hint for display: trust is decided by the verifier's anchor.
     pub fn claims_simulated(&self) -> bool {
-        self.header
-            .user_data
-            .starts_with(crate::sim::SIM_MARKER)
+        self.header.user_data.starts_with(crate::sim::SIM_MARKER)
     }
 }
 
@@ -477,7 +475,11 @@ fn parse_header(r: &mut Reader<'_>) -> Result<QuoteHeader, ParseError> {
                 format!(
                     "TEE type {:#x} is not TDX (0x81){}",
                     h.tee_type,
-                    if h.tee_type == 0 { "; this is an SGX quote" } else { "" }
+                    if h.tee_type == 0 {
+                        "; this is an SGX quote"
+                    } else {
+                        ""
+                    }
                 ),
             ));
         }
@@ -596,12 +598,14 @@ fn parse_cert_data(r: &mut Reader<'_>, depth: u8) -> Result<CertificationData, P
                     ),
                 ));
             }
-            Ok(CertificationData::QeReport(Box::new(QeReportCertificationData {
-                qe_report,
-                qe_report_signature,
-                qe_auth_data,
-                certification,
-            })))
+            Ok(CertificationData::QeReport(Box::new(
+                QeReportCertificationData {
+                    qe_report,
+                    qe_report_signature,
+                    qe_auth_data,
+                    certification,
+                },
+            )))
         }
         other => Ok(CertificationData::Other {
             cert_type: other,

@@ -197,7 +197,10 @@ fn pck_extension(quote: &TdxQuote) -> Result<dcap_qvl::intel::PckExtension> {
 
 fn map_status(s: &str) -> Result<TcbStatus> {
     s.parse().map_err(|_| {
-        Error::verification("TCB status", format!("unknown TCB status {s:?} from the verifier"))
+        Error::verification(
+            "TCB status",
+            format!("unknown TCB status {s:?} from the verifier"),
+        )
     })
 }
 
@@ -207,14 +210,21 @@ fn map_qvl_error(e: impl Into<anyhow_like::Chain>) -> Error {
     let lower = text.to_ascii_lowercase();
     if lower.contains("revoked") {
         Error::Revoked(text)
-    } else if lower.contains("expired") || lower.contains("in the future") || lower.contains("not valid yet") || lower.contains("notvalidyet") {
+    } else if lower.contains("expired")
+        || lower.contains("in the future")
+        || lower.contains("not valid yet")
+        || lower.contains("notvalidyet")
+    {
         Error::StaleCollateral(format!("{text}; fetch fresh collateral"))
     } else {
         let step = if lower.contains("qe report") || lower.contains("qe_report") {
             "QE report"
         } else if lower.contains("isv enclave report signature") {
             "quote signature"
-        } else if lower.contains("tcb_info") || lower.contains("tcbinfo") || lower.contains("tcb info") {
+        } else if lower.contains("tcb_info")
+            || lower.contains("tcbinfo")
+            || lower.contains("tcb info")
+        {
             "TCB info"
         } else if lower.contains("qe_identity") || lower.contains("qe identity") {
             "QE identity"
