@@ -1,7 +1,7 @@
 //! Evidence that passed cryptographic verification.
 //!
 //! [`VerifiedEvidence`] has no public constructor: only the verifiers in this
-//! crate ([`crate::tdx::verify`], [`crate::snp::verify()`]) build one, after
+//! crate ([`crate::tdx::verify()`], [`crate::snp::verify()`]) build one, after
 //! every signature, chain, CRL and collateral check passed. [`crate::Policy::check`]
 //! takes nothing else, so a skipped verification step does not compile.
 
