@@ -103,12 +103,11 @@ pub fn fetch_tdx_collateral(quote: &TdxQuote, base: &str, out: &Path) -> Result<
     };
     let fmspc = hex::encode(ext.fmspc);
 
-    let mut written = Vec::new();
-    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
-    let mut save = |name: &str, bytes: &[u8]| -> Result<()> {
-        let p = out.join(name);
-        crate::fsutil::write_atomic(&p, bytes)?;
-        written.push(p);
+    // Everything is fetched before anything is written, so a failure part
+    // way leaves an existing cache untouched rather than half-updated.
+    let mut fetched: Vec<(&str, Vec<u8>)> = Vec::with_capacity(7);
+    let mut save = |name: &'static str, bytes: &[u8]| -> Result<()> {
+        fetched.push((name, bytes.to_vec()));
         Ok(())
     };
 
@@ -149,6 +148,14 @@ pub fn fetch_tdx_collateral(quote: &TdxQuote, base: &str, out: &Path) -> Result<
         Err(_) => get(&root_crl_distribution_point(&chain)?)?.body,
     };
     save(files::ROOT_CA_CRL, &body)?;
+
+    std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
+    let mut written = Vec::with_capacity(fetched.len());
+    for (name, bytes) in fetched {
+        let p = out.join(name);
+        crate::fsutil::write_atomic(&p, &bytes)?;
+        written.push(p);
+    }
     Ok(written)
 }
 
