@@ -12,8 +12,74 @@ use att::tdx::{TdxCollateral, TdxQuote, TdxRoots};
 use chrysalis_attestation as att;
 use time::OffsetDateTime;
 
-/// Serves PCS v4 endpoints from `c` for at most `max_requests` requests or 20 s.
-fn serve(c: TdxCollateral, max_requests: usize) -> String {
+/// One canned HTTP response: served when the request path starts with `prefix`.
+struct Route {
+    prefix: String,
+    header: Option<(&'static str, String)>,
+    body: Vec<u8>,
+}
+
+/// Percent-encodes a PEM chain as PCS puts it in a response header.
+fn enc(pem: &str) -> String {
+    pem.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// PCS v4 endpoints serving `c`.
+fn pcs_routes(c: &TdxCollateral) -> Vec<Route> {
+    let v = &c.v3;
+    let route = |prefix: &str, header: Option<(&'static str, String)>, body: Vec<u8>| Route {
+        prefix: prefix.to_string(),
+        header,
+        body,
+    };
+    vec![
+        route(
+            "/sgx/certification/v4/pckcrl",
+            Some(("SGX-PCK-CRL-Issuer-Chain", enc(&v.pck_crl_issuer_chain))),
+            v.pck_crl.clone(),
+        ),
+        route(
+            "/tdx/certification/v4/tcb",
+            Some(("TCB-Info-Issuer-Chain", enc(&v.tcb_info_issuer_chain))),
+            format!(
+                "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
+                v.tcb_info,
+                hex::encode(&v.tcb_info_signature)
+            )
+            .into_bytes(),
+        ),
+        route(
+            "/tdx/certification/v4/qe/identity",
+            Some((
+                "SGX-Enclave-Identity-Issuer-Chain",
+                enc(&v.qe_identity_issuer_chain),
+            )),
+            format!(
+                "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
+                v.qe_identity,
+                hex::encode(&v.qe_identity_signature)
+            )
+            .into_bytes(),
+        ),
+        route(
+            "/sgx/certification/v4/rootcacrl",
+            None,
+            hex::encode(&v.root_ca_crl).into_bytes(),
+        ),
+    ]
+}
+
+/// Serves `routes` on loopback for at most `max_requests` requests or 20 s;
+/// unknown paths get 404.
+fn serve(routes: Vec<Route>, max_requests: usize) -> String {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     listener.set_nonblocking(true).unwrap();
@@ -39,66 +105,23 @@ fn serve(c: TdxCollateral, max_requests: usize) -> String {
                 }
             }
             let path = line.split_whitespace().nth(1).unwrap_or("/").to_string();
-            let enc = |pem: &str| {
-                pem.bytes()
-                    .map(|b| {
-                        if b.is_ascii_alphanumeric() {
-                            (b as char).to_string()
-                        } else {
-                            format!("%{b:02X}")
-                        }
-                    })
-                    .collect::<String>()
-            };
-            let v = &c.v3;
-            let (status, header, body): (&str, Option<(&str, String)>, Vec<u8>) =
-                if path.starts_with("/sgx/certification/v4/pckcrl") {
-                    (
-                        "200 OK",
-                        Some(("SGX-PCK-CRL-Issuer-Chain", enc(&v.pck_crl_issuer_chain))),
-                        v.pck_crl.clone(),
-                    )
-                } else if path.starts_with("/tdx/certification/v4/tcb") {
-                    let body = format!(
-                        "{{\"tcbInfo\":{},\"signature\":\"{}\"}}",
-                        v.tcb_info,
-                        hex::encode(&v.tcb_info_signature)
-                    );
-                    (
-                        "200 OK",
-                        Some(("TCB-Info-Issuer-Chain", enc(&v.tcb_info_issuer_chain))),
-                        body.into_bytes(),
-                    )
-                } else if path.starts_with("/tdx/certification/v4/qe/identity") {
-                    let body = format!(
-                        "{{\"enclaveIdentity\":{},\"signature\":\"{}\"}}",
-                        v.qe_identity,
-                        hex::encode(&v.qe_identity_signature)
-                    );
-                    (
-                        "200 OK",
-                        Some((
-                            "SGX-Enclave-Identity-Issuer-Chain",
-                            enc(&v.qe_identity_issuer_chain),
-                        )),
-                        body.into_bytes(),
-                    )
-                } else if path.starts_with("/sgx/certification/v4/rootcacrl") {
-                    ("200 OK", None, hex::encode(&v.root_ca_crl).into_bytes())
-                } else {
-                    ("404 Not Found", None, Vec::new())
-                };
-            let mut out = stream;
+            let hit = routes.iter().find(|r| path.starts_with(&r.prefix));
             let mut head = format!(
-                "HTTP/1.1 {status}\r\nContent-Length: {}\r\nConnection: close\r\n",
-                body.len()
+                "HTTP/1.1 {}\r\nContent-Length: {}\r\nConnection: close\r\n",
+                if hit.is_some() {
+                    "200 OK"
+                } else {
+                    "404 Not Found"
+                },
+                hit.map_or(0, |r| r.body.len())
             );
-            if let Some((k, val)) = header {
+            if let Some((k, val)) = hit.and_then(|r| r.header.as_ref()) {
                 head.push_str(&format!("{k}: {val}\r\n"));
             }
             head.push_str("\r\n");
+            let mut out = stream;
             let _ = out.write_all(head.as_bytes());
-            let _ = out.write_all(&body);
+            let _ = out.write_all(hit.map_or(&[][..], |r| &r.body));
             served += 1;
         }
     });
@@ -118,7 +141,7 @@ fn sim() -> (SimTdx, TdxCollateral, Vec<u8>) {
 #[test]
 fn fetched_collateral_verifies_offline_from_the_cache() {
     let (sim, c, q) = sim();
-    let url = serve(c.clone(), 4);
+    let url = serve(pcs_routes(&c), 4);
     let dir = tempfile::tempdir().unwrap();
     let quote = TdxQuote::parse(&q).unwrap();
     let written = att::fetch::fetch_tdx_collateral(&quote, &url, dir.path()).unwrap();
@@ -141,7 +164,7 @@ fn a_hostile_collateral_server_is_caught_at_verification() {
         "\"tcbEvaluationDataNumber\":99",
         1,
     );
-    let url = serve(forged, 4);
+    let url = serve(pcs_routes(&forged), 4);
     let dir = tempfile::tempdir().unwrap();
     att::fetch::fetch_tdx_collateral(&TdxQuote::parse(&q).unwrap(), &url, dir.path()).unwrap();
     let cached = TdxCollateral::load(dir.path()).unwrap();
@@ -175,4 +198,44 @@ fn an_unreachable_server_is_a_fetch_error_naming_the_url() {
         0,
         "nothing half-written"
     );
+}
+
+#[test]
+fn snp_certificates_come_from_the_kds_url_format_and_verify_offline() {
+    let sim = att::sim::snp::SimSnpAuthority::generate().unwrap();
+    let report_bytes = sim.report([3; 64], [4; 48], [5; 32]);
+    let report = att::snp::SnpReport::parse(&report_bytes).unwrap();
+    let vcek_path = att::snp::kds_vcek_url(
+        att::snp::Product::Milan,
+        &report.chip_id,
+        &report.reported_tcb,
+    )
+    .replacen(att::snp::kds::KDS_BASE, "", 1);
+    let chain_pem = sim.chain_pem();
+    let ask_ark = chain_pem
+        .split_inclusive("-----END CERTIFICATE-----\n")
+        .skip(1)
+        .collect::<String>();
+    let url = serve(
+        vec![
+            Route {
+                prefix: vcek_path,
+                header: None,
+                body: sim.vcek_der().to_vec(),
+            },
+            Route {
+                prefix: "/vcek/v1/Milan/cert_chain".into(),
+                header: None,
+                body: ask_ark.into_bytes(),
+            },
+        ],
+        2,
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let files = att::fetch::fetch_snp_certificates(&report, &url, dir.path()).unwrap();
+    let blobs = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
+    let certs = att::snp::SnpCertificates::from_files_bytes(blobs).unwrap();
+    let ev = att::snp::verify(&report, &certs, &sim.roots(), OffsetDateTime::now_utc()).unwrap();
+    assert_eq!(ev.anchor(), att::TrustAnchor::Simulated);
+    assert_eq!(ev.report_data(), &[3; 64]);
 }
