@@ -15,7 +15,7 @@ use time::macros::datetime;
 use time::OffsetDateTime;
 
 fn vectors() -> Option<PathBuf> {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/snp");
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/snp");
     if dir.is_dir() {
         Some(dir)
     } else {

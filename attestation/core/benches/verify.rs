@@ -30,7 +30,7 @@ struct Case {
 }
 
 fn case() -> Case {
-    let vectors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/tdx");
+    let vectors = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/tdx");
     if let (Ok(q), Ok(c)) = (
         std::fs::read(vectors.join("dcapqvl_tdx_quote")),
         TdxCollateral::load(&vectors.join("dcapqvl_tdx_quote_collateral.json")),
@@ -99,7 +99,7 @@ criterion_group!(benches, bench);
 fn mean_ns(name: &str) -> Option<f64> {
     let dir = std::env::var_os("CARGO_TARGET_DIR")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target"))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target"))
         .join("criterion/tdx")
         .join(name)
         .join("new/estimates.json");
