@@ -8,6 +8,7 @@
 
 mod attest;
 mod exit;
+mod measure;
 
 use clap::{Parser, Subcommand};
 
@@ -30,12 +31,21 @@ enum Command {
     /// Decode, generate, fetch collateral for, and verify TEE evidence
     /// (Intel TDX quotes, AMD SEV-SNP reports).
     Attest(attest::AttestArgs),
+    /// Compute expected TDX/SNP launch measurements from image artifacts,
+    /// replay TDX event logs, compute dm-verity root hashes.
+    ///
+    /// `chrysalis measure --firmware F --kernel K --initrd I --cmdline C --vcpus N --memory M [--tee tdx|snp] [--json]`
+    Measure(measure::MeasureArgs),
+    /// Policies: generate one from a measurements.json.
+    Policy(measure::PolicyArgs),
 }
 
 fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Attest(args) => attest::run(args),
+        Command::Measure(args) => measure::run(args),
+        Command::Policy(args) => measure::run_policy(args),
     };
     std::process::exit(code);
 }

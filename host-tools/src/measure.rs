@@ -1,0 +1,625 @@
+//! `chrysalis measure …` and `chrysalis policy from-measurements`: expected
+//! launch measurements from the artifacts alone, event-log replay, dm-verity.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use chrysalis_measurements as m;
+use clap::{Args, Subcommand, ValueEnum};
+use serde_json::json;
+
+use m::manifest::{Configuration, MeasurementsManifest, SnpExpected, TdxExpected, VmConfig};
+
+use crate::exit;
+
+/// Default QEMU version assumed for TDX (selects the page-add order).
+const DEFAULT_QEMU_VERSION: &str = "9.2.0";
+
+#[derive(Args)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct MeasureArgs {
+    #[command(subcommand)]
+    command: Option<MeasureCommand>,
+    #[command(flatten)]
+    launch: LaunchArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum TeeArg {
+    Tdx,
+    Snp,
+}
+
+/// Inputs of one launch measurement.
+#[derive(Args, Clone)]
+struct LaunchArgs {
+    /// Firmware: TDVF/OVMF for TDX, OVMF AmdSev build for SNP.
+    #[arg(long)]
+    firmware: Option<PathBuf>,
+    /// Kernel (bzImage with EFI stub). SNP without it measures firmware only.
+    #[arg(long)]
+    kernel: Option<PathBuf>,
+    /// Initrd.
+    #[arg(long)]
+    initrd: Option<PathBuf>,
+    /// Kernel command line, as passed to the VMM (`-append`).
+    #[arg(long, default_value = "")]
+    cmdline: String,
+    /// Number of vCPUs.
+    #[arg(long, default_value_t = 1)]
+    vcpus: u32,
+    /// Guest memory: a number of MiB, or with a unit suffix K, M, G, T (binary), e.g. 64G.
+    #[arg(long, default_value = "2G")]
+    memory: String,
+    /// TEE to measure for. Default: snp if an SNP-only option is given, else tdx.
+    #[arg(long, value_enum)]
+    tee: Option<TeeArg>,
+    /// Number of GPUs (recorded; enters RTMR0 through the ACPI tables).
+    #[arg(long, default_value_t = 0)]
+    gpus: u32,
+    /// TDX: QEMU version (selects one- or two-pass page add for MRTD).
+    #[arg(long, default_value = DEFAULT_QEMU_VERSION)]
+    qemu_version: String,
+    /// TDX: QEMU's ACPI tables (directory with table-loader, rsdp, tables, or JSON); RTMR0 needs them.
+    #[arg(long)]
+    acpi_tables: Option<PathBuf>,
+    /// TDX: the agent's static configuration (measured into RTMR3).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// SNP: vCPU type as sev-snp-measure names it (EPYC, EPYC-v4, EPYC-Milan, EPYC-Genoa, …).
+    #[arg(long)]
+    vcpu_type: Option<String>,
+    /// SNP: guest features (hex, default 0x1).
+    #[arg(long)]
+    guest_features: Option<String>,
+    /// SNP: VMM model (qemu, ec2).
+    #[arg(long)]
+    vmm: Option<String>,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Subcommand)]
+enum MeasureCommand {
+    /// Measure a built image directory and write DIR/measurements.json.
+    ///
+    /// DIR holds: firmware-tdx.fd and/or firmware-snp.fd, vmlinuz, initrd
+    /// (optional), cmdline (text), rootfs.img (optional, with verity-salt
+    /// as hex text), agent-config.json (optional, for RTMR3).
+    Image {
+        /// The image directory.
+        dir: PathBuf,
+        /// VM configurations to compute, as VCPUS:MEMORY[:GPUS] (repeatable; default 8:64G:1).
+        #[arg(long = "vm", default_value = "8:64G:1")]
+        vms: Vec<String>,
+        /// SNP vCPU type.
+        #[arg(long, default_value = "EPYC-v4")]
+        vcpu_type: String,
+        /// TDX QEMU version.
+        #[arg(long, default_value = DEFAULT_QEMU_VERSION)]
+        qemu_version: String,
+        /// Image release name recorded in the output.
+        #[arg(long)]
+        name: Option<String>,
+        /// Print the manifest as JSON too.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay a TDX event log (CCEL binary from /sys/firmware/acpi/tables/data/CCEL,
+    /// or dstack JSON) to RTMR values; with the launch inputs, report the first
+    /// event where the log departs from the computed one.
+    Replay {
+        /// The event log.
+        eventlog: PathBuf,
+        /// Compare the replayed registers with this quote's RTMRs.
+        #[arg(long)]
+        quote: Option<PathBuf>,
+        #[command(flatten)]
+        launch: LaunchArgs,
+    },
+    /// dm-verity root hash of an image (as `veritysetup format`: 4096-byte
+    /// blocks, SHA-256; salt empty unless given).
+    Verity {
+        /// The data image.
+        file: PathBuf,
+        /// Salt (hex; empty or "-" for none).
+        #[arg(long, default_value = "")]
+        salt: String,
+        /// Data block size in bytes.
+        #[arg(long, default_value_t = 4096)]
+        data_block_size: u32,
+        /// Hash block size in bytes.
+        #[arg(long, default_value_t = 4096)]
+        hash_block_size: u32,
+        /// Also write the hash tree (no superblock) to this file.
+        #[arg(long)]
+        hash_tree: Option<PathBuf>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Args)]
+pub struct PolicyArgs {
+    #[command(subcommand)]
+    command: PolicyCommand,
+}
+
+#[derive(Subcommand)]
+enum PolicyCommand {
+    /// Turn a measurements.json into a policy file that accepts exactly those
+    /// measurements (one accepted set per VM configuration).
+    FromMeasurements {
+        /// measurements.json
+        file: PathBuf,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
+}
+
+fn report(e: anyhow::Error) -> i32 {
+    eprintln!("error: {e:#}");
+    if e.downcast_ref::<m::Error>().is_some()
+        || e.downcast_ref::<chrysalis_attestation::Error>()
+            .is_some_and(|a| a.category() == chrysalis_attestation::ErrorCategory::Malformed)
+    {
+        exit::MALFORMED
+    } else {
+        exit::IO
+    }
+}
+
+pub fn run(args: MeasureArgs) -> i32 {
+    let r = match args.command {
+        None => launch(&args.launch),
+        Some(MeasureCommand::Image {
+            dir,
+            vms,
+            vcpu_type,
+            qemu_version,
+            name,
+            json,
+        }) => image(&dir, &vms, &vcpu_type, &qemu_version, name, json),
+        Some(MeasureCommand::Replay {
+            eventlog,
+            quote,
+            launch,
+        }) => replay(&eventlog, quote.as_deref(), &launch),
+        Some(MeasureCommand::Verity {
+            file,
+            salt,
+            data_block_size,
+            hash_block_size,
+            hash_tree,
+            json,
+        }) => verity(
+            &file,
+            &salt,
+            data_block_size,
+            hash_block_size,
+            hash_tree.as_deref(),
+            json,
+        ),
+    };
+    r.map(|()| exit::OK).unwrap_or_else(report)
+}
+
+pub fn run_policy(args: PolicyArgs) -> i32 {
+    let r = (|| -> Result<()> {
+        let PolicyCommand::FromMeasurements { file, out } = args.command;
+        let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
+        let manifest = MeasurementsManifest::from_json(&text)
+            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let toml = manifest.to_policy_toml();
+        // Never write a policy the verifier would not read back.
+        chrysalis_attestation::Policy::from_toml(&toml)
+            .context("generated policy does not parse")?;
+        match out {
+            Some(p) => chrysalis_attestation::fsutil::write_atomic(&p, toml.as_bytes())?,
+            None => print!("{toml}"),
+        }
+        Ok(())
+    })();
+    r.map(|()| exit::OK).unwrap_or_else(report)
+}
+
+/// Parses `--memory`: MiB by default, or with K/M/G/T suffix (binary units).
+fn parse_memory(s: &str) -> Result<u64> {
+    let s = s.trim();
+    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = num
+        .parse()
+        .with_context(|| format!("--memory {s:?}: expected e.g. 2048, 2G, 64G"))?;
+    let shift = match unit
+        .trim()
+        .to_ascii_uppercase()
+        .trim_end_matches("IB")
+        .trim_end_matches('B')
+    {
+        "" | "M" => 20,
+        "K" => 10,
+        "G" => 30,
+        "T" => 40,
+        other => bail!("--memory {s:?}: unknown unit {other:?} (K, M, G, T)"),
+    };
+    n.checked_shl(shift)
+        .filter(|b| b >> shift == n)
+        .with_context(|| format!("--memory {s:?} is too large"))
+}
+
+fn choose_tee(a: &LaunchArgs) -> TeeArg {
+    a.tee.unwrap_or(
+        if a.vcpu_type.is_some() || a.guest_features.is_some() || a.vmm.is_some() {
+            TeeArg::Snp
+        } else {
+            TeeArg::Tdx
+        },
+    )
+}
+
+fn tdx_inputs(a: &LaunchArgs, firmware: &Path) -> Result<m::tdx::TdxInputs> {
+    let kernel = a
+        .kernel
+        .clone()
+        .context("TDX measurement needs --kernel (RTMR1 measures the kernel)")?;
+    let vm = m::tdx::VmConfig {
+        vcpus: a.vcpus,
+        memory_bytes: parse_memory(&a.memory)?,
+        gpus: a.gpus,
+        vmm: m::tdx::Vmm {
+            name: "qemu".into(),
+            version: a.qemu_version.clone(),
+        },
+    };
+    let mut inputs = m::tdx::TdxInputs::new(firmware.to_path_buf(), kernel, a.cmdline.clone(), vm);
+    inputs.initrd = a.initrd.clone();
+    inputs.acpi_tables = a.acpi_tables.clone();
+    inputs.config = a.config.clone();
+    Ok(inputs)
+}
+
+fn snp_input(a: &LaunchArgs, firmware: &Path) -> Result<m::snp::SnpMeasureInput> {
+    let mut input = m::snp::SnpMeasureInput::new(m::snp::Artifact::File(firmware.to_path_buf()));
+    input.kernel = a.kernel.clone().map(m::snp::Artifact::File);
+    input.initrd = a.initrd.clone().map(m::snp::Artifact::File);
+    input.cmdline = (a.kernel.is_some()).then(|| a.cmdline.clone());
+    input.vcpus = a.vcpus;
+    if let Some(t) = &a.vcpu_type {
+        input.vcpu_type = t.parse()?;
+    }
+    if let Some(g) = &a.guest_features {
+        let g = g.trim();
+        let g = g
+            .strip_prefix("0x")
+            .or_else(|| g.strip_prefix("0X"))
+            .unwrap_or(g);
+        input.guest_features = u64::from_str_radix(g, 16)
+            .with_context(|| format!("--guest-features {g:?}: expected hex, e.g. 0x1"))?;
+    }
+    if let Some(v) = &a.vmm {
+        input.vmm = v.parse()?;
+    }
+    Ok(input)
+}
+
+fn launch(a: &LaunchArgs) -> Result<()> {
+    let firmware = a
+        .firmware
+        .clone()
+        .context("--firmware is required (or use a subcommand: image, replay, verity)")?;
+    match choose_tee(a) {
+        TeeArg::Snp => {
+            let r = m::snp::snp_measure(&snp_input(a, &firmware)?)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({
+                        "snp": {
+                            "measurement": hex::encode(r.launch_digest),
+                            "ovmf_hash": hex::encode(r.ovmf_hash),
+                            "vcpus": r.vcpus,
+                            "vcpu_type": r.vcpu_type,
+                            "guest_features": format!("{:#x}", r.guest_features),
+                            "vmm": r.vmm.name(),
+                            "kernel_hashes": r.kernel_hashes,
+                        },
+                        "tool": tool(),
+                    }))?
+                );
+            } else {
+                println!("{}", hex::encode(r.launch_digest));
+            }
+        }
+        TeeArg::Tdx => {
+            let r = m::tdx::measure(&tdx_inputs(a, &firmware)?)?;
+            if a.json {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&json!({ "tdx": r, "tool": tool() }))?
+                );
+            } else {
+                println!("mrtd   {}", hex::encode(r.mrtd));
+                for (i, reg) in r.rtmr.iter().enumerate() {
+                    match reg {
+                        Some(v) => println!("rtmr{i}  {}", hex::encode(v)),
+                        None => println!("rtmr{i}  (not computed: see --json model notes)"),
+                    }
+                }
+                println!(
+                    "model  QEMU {} ({} page add), {} vCPUs, {} MiB, {} GPUs",
+                    r.vm.vmm.version,
+                    serde_json::to_value(r.model.page_add_order)?
+                        .as_str()
+                        .unwrap_or("?"),
+                    r.vm.vcpus,
+                    r.vm.memory_bytes >> 20,
+                    r.vm.gpus
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn tool() -> String {
+    format!("chrysalis {}", env!("CARGO_PKG_VERSION"))
+}
+
+fn replay(eventlog: &Path, quote: Option<&Path>, launch: &LaunchArgs) -> Result<()> {
+    let log = m::tdx::eventlog::EventLog::load(eventlog)?;
+    let rtmrs = log.replay();
+    let mut out = json!({
+        "eventlog": eventlog.display().to_string(),
+        "events": log.events.len(),
+        "rtmr": rtmrs.iter().map(hex::encode).collect::<Vec<_>>(),
+    });
+    let mut ok = true;
+    if let Some(q) = quote {
+        let d = chrysalis_attestation::verifier::read_evidence(q)?;
+        let chrysalis_attestation::Evidence::Tdx(tq) = &d.evidence else {
+            bail!("{}: not a TDX quote", q.display());
+        };
+        let quoted = tq.td_report().rtmr;
+        let matches: Vec<bool> = (0..4).map(|i| quoted[i] == rtmrs[i]).collect();
+        ok &= matches.iter().all(|b| *b);
+        out["quote_rtmr_match"] = json!(matches);
+    }
+    if let Some(fw) = &launch.firmware {
+        let expected = m::tdx::measure(&tdx_inputs(launch, fw)?)?;
+        let cmp = m::tdx::eventlog::compare(&expected.events, &log.events);
+        ok &= cmp.is_match();
+        out["comparison"] = serde_json::to_value(&cmp)?;
+        out["first_departure"] = json!(cmp.first().map(|d| d.to_string()));
+    }
+    if launch.json {
+        println!("{}", serde_json::to_string_pretty(&out)?);
+    } else {
+        println!(
+            "{} events replayed from {}",
+            log.events.len(),
+            eventlog.display()
+        );
+        for (i, r) in rtmrs.iter().enumerate() {
+            let mark = match out["quote_rtmr_match"].get(i).and_then(|v| v.as_bool()) {
+                Some(true) => "  = quote",
+                Some(false) => "  ≠ quote",
+                None => "",
+            };
+            println!("rtmr{i}  {}{mark}", hex::encode(r));
+        }
+        if let Some(first) = out["first_departure"].as_str() {
+            println!("first departure from the computed log: {first}");
+        } else if launch.firmware.is_some() {
+            println!("the log matches the computed events in every computed register");
+        }
+    }
+    if !ok {
+        bail!("event log does not match");
+    }
+    Ok(())
+}
+
+fn verity(
+    file: &Path,
+    salt: &str,
+    data_block_size: u32,
+    hash_block_size: u32,
+    hash_tree: Option<&Path>,
+    json_out: bool,
+) -> Result<()> {
+    let params = m::verity::VerityParams {
+        data_block_size,
+        hash_block_size,
+        ..Default::default()
+    }
+    .with_salt_hex(salt)?;
+    let r = match hash_tree {
+        Some(out) => {
+            m::verity::write_hash_tree(file, &params, out, m::verity::HashTreeLayout::NoSuperblock)?
+        }
+        None => m::verity::verity_root_hash(file, &params)?,
+    };
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&r)?);
+    } else {
+        println!("{}", hex::encode(&r.root_hash));
+    }
+    Ok(())
+}
+
+fn parse_vm(spec: &str) -> Result<(u32, u64, u32)> {
+    let parts: Vec<&str> = spec.split(':').collect();
+    let (v, mem, g) = match parts.as_slice() {
+        [v, mem] => (*v, *mem, "0"),
+        [v, mem, g] => (*v, *mem, *g),
+        _ => bail!("--vm {spec:?}: expected VCPUS:MEMORY[:GPUS], e.g. 8:64G:1"),
+    };
+    Ok((
+        v.parse().with_context(|| format!("--vm {spec:?}: vCPUs"))?,
+        parse_memory(mem)?,
+        g.parse().with_context(|| format!("--vm {spec:?}: GPUs"))?,
+    ))
+}
+
+fn image(
+    dir: &Path,
+    vms: &[String],
+    vcpu_type: &str,
+    qemu_version: &str,
+    name: Option<String>,
+    json_out: bool,
+) -> Result<()> {
+    let file = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
+    let fw_tdx = file("firmware-tdx.fd");
+    let fw_snp = file("firmware-snp.fd");
+    if fw_tdx.is_none() && fw_snp.is_none() {
+        bail!(
+            "{}: no firmware-tdx.fd or firmware-snp.fd: not an image directory",
+            dir.display()
+        );
+    }
+    let kernel = file("vmlinuz").with_context(|| format!("{}: vmlinuz missing", dir.display()))?;
+    let initrd = file("initrd");
+    let cmdline = match file("cmdline") {
+        Some(p) => std::fs::read_to_string(&p)
+            .with_context(|| p.display().to_string())?
+            .trim_end_matches('\n')
+            .to_string(),
+        None => String::new(),
+    };
+    let config = file("agent-config.json");
+
+    let mut artifacts = std::collections::BTreeMap::new();
+    for n in [
+        "firmware-tdx.fd",
+        "firmware-snp.fd",
+        "vmlinuz",
+        "initrd",
+        "rootfs.img",
+        "agent-config.json",
+    ] {
+        if let Some(p) = file(n) {
+            artifacts.insert(n.to_string(), hex::encode(m::tdx::sha256_file(&p)?.0));
+        }
+    }
+    let verity_root_hash = match file("rootfs.img") {
+        Some(root) => {
+            let salt = match file("verity-salt") {
+                Some(p) => std::fs::read_to_string(&p)?.trim().to_string(),
+                None => String::new(),
+            };
+            let params = m::verity::VerityParams::default().with_salt_hex(&salt)?;
+            Some(hex::encode(
+                m::verity::verity_root_hash(&root, &params)?.root_hash,
+            ))
+        }
+        None => None,
+    };
+
+    let mut configurations = Vec::new();
+    for spec in vms {
+        let (vcpus, memory_bytes, gpus) = parse_vm(spec)?;
+        let launch = LaunchArgs {
+            firmware: None,
+            kernel: Some(kernel.clone()),
+            initrd: initrd.clone(),
+            cmdline: cmdline.clone(),
+            vcpus,
+            memory: format!("{}K", memory_bytes >> 10),
+            tee: None,
+            gpus,
+            qemu_version: qemu_version.to_string(),
+            acpi_tables: None,
+            config: config.clone(),
+            vcpu_type: Some(vcpu_type.to_string()),
+            guest_features: None,
+            vmm: None,
+            json: false,
+        };
+        let vm = VmConfig {
+            vcpus,
+            memory_mib: memory_bytes >> 20,
+            gpus,
+            vmm: "qemu".into(),
+            vmm_version: Some(qemu_version.to_string()),
+        };
+        if let Some(fw) = &fw_tdx {
+            let r = m::tdx::measure(&tdx_inputs(&launch, fw)?)?;
+            let h = |o: &Option<[u8; 48]>| o.as_ref().map(hex::encode);
+            configurations.push(Configuration {
+                name: format!("tdx-{vcpus}cpu-{}m-{gpus}gpu", memory_bytes >> 20),
+                vm: vm.clone(),
+                tdx: Some(TdxExpected {
+                    mrtd: hex::encode(r.mrtd),
+                    rtmr0: h(&r.rtmr[0]),
+                    rtmr1: h(&r.rtmr[1]),
+                    rtmr2: h(&r.rtmr[2]),
+                    rtmr3: h(&r.rtmr[3]),
+                    model: Some(format!(
+                        "QEMU {qemu_version}, {} page add",
+                        serde_json::to_value(r.model.page_add_order)?
+                            .as_str()
+                            .unwrap_or("?")
+                    )),
+                }),
+                snp: None,
+            });
+        }
+        if let Some(fw) = &fw_snp {
+            let r = m::snp::snp_measure(&snp_input(&launch, fw)?)?;
+            configurations.push(Configuration {
+                name: format!("snp-{vcpus}cpu-{vcpu_type}"),
+                vm,
+                tdx: None,
+                snp: Some(SnpExpected {
+                    measurement: hex::encode(r.launch_digest),
+                    vcpu_type: vcpu_type.to_string(),
+                    guest_features: format!("{:#x}", r.guest_features),
+                }),
+            });
+        }
+    }
+    let manifest = MeasurementsManifest {
+        schema: m::manifest::SCHEMA_VERSION,
+        tool: tool(),
+        image: name,
+        artifacts,
+        verity_root_hash,
+        cmdline: Some(cmdline),
+        configurations,
+    };
+    let out = dir.join("measurements.json");
+    chrysalis_attestation::fsutil::write_atomic(&out, manifest.to_json().as_bytes())?;
+    if json_out {
+        print!("{}", manifest.to_json());
+    } else {
+        println!("wrote {}", out.display());
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn memory_units() {
+        assert_eq!(parse_memory("2048").unwrap(), 2048 << 20);
+        assert_eq!(parse_memory("64G").unwrap(), 64 << 30);
+        assert_eq!(parse_memory("512M").unwrap(), 512 << 20);
+        assert_eq!(parse_memory("1GiB").unwrap(), 1 << 30);
+        assert!(parse_memory("lots").is_err());
+        assert!(parse_memory("2P").is_err());
+        assert!(parse_memory("99999999999T").is_err());
+    }
+
+    #[test]
+    fn vm_specs() {
+        assert_eq!(parse_vm("8:64G:1").unwrap(), (8, 64 << 30, 1));
+        assert_eq!(parse_vm("2:2G").unwrap(), (2, 2 << 30, 0));
+        assert!(parse_vm("8").is_err());
+    }
+}

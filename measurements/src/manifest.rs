@@ -1,0 +1,220 @@
+//! `measurements.json`: the published expected measurements of an image.
+//!
+//! Written by `chrysalis measure image DIR`, read by
+//! `chrysalis policy from-measurements` (and by the TON registry tools).
+//! Schema version 1, documented in the README:
+//!
+//! ```json
+//! {
+//!   "schema": 1,
+//!   "tool": "chrysalis 0.1.0",
+//!   "image": "chrysalis-0.1.0",
+//!   "artifacts": { "firmware-tdx.fd": "<sha256 hex>", "vmlinuz": "…", "initrd": "…", "rootfs.img": "…" },
+//!   "verity_root_hash": "<hex>",
+//!   "cmdline": "…",
+//!   "configurations": [
+//!     { "name": "tdx-8cpu-64g-1gpu",
+//!       "vm": { "vcpus": 8, "memory_mib": 65536, "gpus": 1, "vmm": "qemu", "vmm_version": "9.2.0" },
+//!       "tdx": { "mrtd": "…", "rtmr0": "…" | null, "rtmr1": "…", "rtmr2": "…", "rtmr3": "…", "model": "…" } },
+//!     { "name": "snp-8cpu-epyc-genoa",
+//!       "vm": { … },
+//!       "snp": { "measurement": "…", "vcpu_type": "EPYC-Genoa", "guest_features": "0x1" } }
+//!   ]
+//! }
+//! ```
+//!
+//! All digests are lowercase hex. A register that could not be computed from
+//! the given inputs (e.g. RTMR0 without the VMM's ACPI tables) is `null`,
+//! never a guess; policies generated from it leave that register unchecked.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// Current schema version.
+pub const SCHEMA_VERSION: u32 = 1;
+
+/// The whole `measurements.json` document.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MeasurementsManifest {
+    /// Schema version ([`SCHEMA_VERSION`]).
+    pub schema: u32,
+    /// Tool and version that computed it.
+    pub tool: String,
+    /// Image release name.
+    #[serde(default)]
+    pub image: Option<String>,
+    /// SHA-256 of each artifact, by file name.
+    #[serde(default)]
+    pub artifacts: BTreeMap<String, String>,
+    /// dm-verity root hash of the rootfs, when known.
+    #[serde(default)]
+    pub verity_root_hash: Option<String>,
+    /// Kernel command line measured.
+    #[serde(default)]
+    pub cmdline: Option<String>,
+    /// Expected values per VM configuration.
+    pub configurations: Vec<Configuration>,
+}
+
+/// The VM configuration a measurement assumes (it changes RTMR0/RTMR1 and
+/// the SNP VMSA pages, so it is written down with the values).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VmConfig {
+    /// Number of vCPUs.
+    pub vcpus: u32,
+    /// Guest memory in MiB.
+    pub memory_mib: u64,
+    /// Number of passed-through GPUs.
+    #[serde(default)]
+    pub gpus: u32,
+    /// VMM name (`qemu`, `ec2`).
+    pub vmm: String,
+    /// VMM version, when it matters for the values.
+    #[serde(default)]
+    pub vmm_version: Option<String>,
+}
+
+/// Expected TDX registers (lowercase hex, 48 bytes each).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TdxExpected {
+    /// MRTD.
+    pub mrtd: String,
+    /// RTMR0, `null` when not computable from the inputs.
+    pub rtmr0: Option<String>,
+    /// RTMR1.
+    pub rtmr1: Option<String>,
+    /// RTMR2.
+    pub rtmr2: Option<String>,
+    /// RTMR3 (the agent's runtime register).
+    pub rtmr3: Option<String>,
+    /// The model the values assume (e.g. page-add ordering).
+    #[serde(default)]
+    pub model: Option<String>,
+}
+
+/// Expected SNP launch measurement.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnpExpected {
+    /// Launch digest (lowercase hex, 48 bytes).
+    pub measurement: String,
+    /// vCPU type it was computed for.
+    pub vcpu_type: String,
+    /// Guest features (hex, `0x…`).
+    pub guest_features: String,
+}
+
+/// One VM configuration and its expected values.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Configuration {
+    /// A label, e.g. `tdx-8cpu-64g-1gpu`.
+    pub name: String,
+    /// The VM configuration.
+    pub vm: VmConfig,
+    /// TDX values, for TDX configurations.
+    #[serde(default)]
+    pub tdx: Option<TdxExpected>,
+    /// SNP values, for SNP configurations.
+    #[serde(default)]
+    pub snp: Option<SnpExpected>,
+}
+
+impl MeasurementsManifest {
+    /// Parses and checks a `measurements.json`.
+    pub fn from_json(text: &str) -> Result<Self, String> {
+        let m: MeasurementsManifest = serde_json::from_str(text).map_err(|e| {
+            format!(
+                "not a measurements.json (line {}, column {}): {e}",
+                e.line(),
+                e.column()
+            )
+        })?;
+        if m.schema != SCHEMA_VERSION {
+            return Err(format!(
+                "measurements.json schema {} is not supported (this tool reads schema {SCHEMA_VERSION})",
+                m.schema
+            ));
+        }
+        for c in &m.configurations {
+            let hexes = c
+                .tdx
+                .iter()
+                .flat_map(|t| {
+                    [
+                        Some(&t.mrtd),
+                        t.rtmr0.as_ref(),
+                        t.rtmr1.as_ref(),
+                        t.rtmr2.as_ref(),
+                        t.rtmr3.as_ref(),
+                    ]
+                })
+                .flatten()
+                .map(|h| (h, 48))
+                .chain(c.snp.iter().map(|s| (&s.measurement, 48)));
+            for (h, len) in hexes {
+                match hex::decode(h) {
+                    Ok(b) if b.len() == len => {}
+                    _ => {
+                        return Err(format!(
+                            "configuration {:?}: {h:?} is not {len} bytes of hex",
+                            c.name
+                        ))
+                    }
+                }
+            }
+        }
+        Ok(m)
+    }
+
+    /// Serialises with stable key order and a trailing newline.
+    pub fn to_json(&self) -> String {
+        let mut s = serde_json::to_string_pretty(self).unwrap_or_default();
+        s.push('\n');
+        s
+    }
+
+    /// The policy TOML that accepts exactly these measurements (one accepted
+    /// set per configuration; `null` registers are left unchecked). The
+    /// result parses with `chrysalis_attestation::Policy::from_toml`.
+    pub fn to_policy_toml(&self) -> String {
+        let mut out = String::new();
+        out.push_str(&format!(
+            "# Generated by `chrysalis policy from-measurements` from {} ({}).\n",
+            self.image.as_deref().unwrap_or("measurements.json"),
+            self.tool
+        ));
+        out.push_str(
+            "accepted_tcb_status = [\"UpToDate\"]\nallow_debug = false\nallow_simulated = false\n",
+        );
+        for c in &self.configurations {
+            if let Some(t) = &c.tdx {
+                out.push_str(&format!(
+                    "\n[[tdx.measurements]]\nname = {:?}\nmrtd = {:?}\n",
+                    c.name, t.mrtd
+                ));
+                for (k, v) in [
+                    ("rtmr0", &t.rtmr0),
+                    ("rtmr1", &t.rtmr1),
+                    ("rtmr2", &t.rtmr2),
+                    ("rtmr3", &t.rtmr3),
+                ] {
+                    if let Some(v) = v {
+                        out.push_str(&format!("{k} = {v:?}\n"));
+                    }
+                }
+            }
+            if let Some(s) = &c.snp {
+                out.push_str(&format!(
+                    "\n[[snp.measurements]]\nname = {:?}\nmeasurement = {:?}\n",
+                    c.name, s.measurement
+                ));
+            }
+        }
+        out
+    }
+}
