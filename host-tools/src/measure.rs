@@ -261,13 +261,14 @@ fn choose_tee(a: &LaunchArgs) -> TeeArg {
 }
 
 fn tdx_inputs(a: &LaunchArgs, firmware: &Path) -> Result<m::tdx::TdxInputs> {
+    let memory_bytes = parse_memory(&a.memory)?;
     let kernel = a
         .kernel
         .clone()
         .context("TDX measurement needs --kernel (RTMR1 measures the kernel)")?;
     let vm = m::tdx::VmConfig {
         vcpus: a.vcpus,
-        memory_bytes: parse_memory(&a.memory)?,
+        memory_bytes,
         gpus: a.gpus,
         vmm: m::tdx::Vmm {
             name: "qemu".into(),

@@ -1,0 +1,165 @@
+//! `chrysalis measure …` and `chrysalis policy from-measurements` command
+//! lines (contracts of the measurements issue).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn chrysalis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chrysalis"))
+        .args(args)
+        .output()
+        .expect("run chrysalis")
+}
+
+fn text(o: &Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+}
+
+fn vectors() -> Option<PathBuf> {
+    let d = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors");
+    if d.join("MANIFEST.md").is_file() {
+        Some(d)
+    } else {
+        eprintln!("skipping: ../shared/vectors not found");
+        None
+    }
+}
+
+fn p(path: &Path) -> &str {
+    path.to_str().unwrap()
+}
+
+#[test]
+fn snp_digest_is_a_bare_hex_line_or_json_matching_the_published_case() {
+    let Some(v) = vectors() else { return };
+    let cases: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(v.join("measurements/virtee_snp_launch_digest_cases.json")).unwrap(),
+    )
+    .unwrap();
+    let fw = v.join("measurements/virtee_ovmf_AmdSev_suffix.bin");
+    // Firmware-only digest (no --kernel) equals the published OVMF-only hash.
+    let expected = cases["ovmf_hash_AmdSev_suffix"].as_str().unwrap();
+    let o = chrysalis(&["measure", "--firmware", p(&fw), "--vcpus", "1", "--memory", "2G", "--tee", "snp", "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["snp"]["ovmf_hash"], expected);
+    let m = j["snp"]["measurement"].as_str().unwrap();
+    assert_eq!(m.len(), 96);
+    assert_eq!(m, m.to_lowercase());
+    let o = chrysalis(&["measure", "--firmware", p(&fw), "--vcpus", "1", "--memory", "2G", "--tee", "snp"]);
+    assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{m}\n"));
+}
+
+#[test]
+fn bad_artifacts_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let junk = dir.path().join("junk.fd");
+    std::fs::write(&junk, vec![0u8; 8192]).unwrap();
+    let o = chrysalis(&["measure", "--firmware", p(&junk), "--kernel", p(&junk), "--vcpus", "1", "--memory", "2G", "--tee", "tdx"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("junk.fd"), "{}", text(&o));
+    let o = chrysalis(&["measure", "--firmware", "/nonexistent/fw.fd", "--vcpus", "1", "--memory", "2G", "--tee", "snp"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("/nonexistent/fw.fd"), "{}", text(&o));
+    let o = chrysalis(&["measure", "--firmware", p(&junk), "--memory", "lots"]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("--memory"), "{}", text(&o));
+}
+
+#[test]
+fn verity_root_hash_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let img = dir.path().join("root.img");
+    std::fs::write(&img, vec![7u8; 4096 * 130]).unwrap();
+    let o = chrysalis(&["measure", "verity", p(&img), "--salt", "aabb"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let line = String::from_utf8_lossy(&o.stdout).trim().to_string();
+    assert_eq!(line.len(), 64);
+    // veritysetup, when installed, agrees.
+    if let Ok(vs) = Command::new("veritysetup")
+        .args(["format", "--salt", "aabb", p(&img), p(&dir.path().join("hash"))])
+        .output()
+    {
+        if vs.status.success() {
+            assert!(String::from_utf8_lossy(&vs.stdout).contains(&line), "{}", text(&vs));
+        }
+    }
+    let odd = dir.path().join("odd.img");
+    std::fs::write(&odd, vec![1u8; 5000]).unwrap();
+    let o = chrysalis(&["measure", "verity", p(&odd)]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("odd.img"), "{}", text(&o));
+}
+
+#[test]
+fn replay_matches_the_quote_registers() {
+    let Some(v) = vectors() else { return };
+    let o = chrysalis(&[
+        "measure",
+        "replay",
+        p(&v.join("tdx/gotdx_ccel_data.dat")),
+        "--quote",
+        p(&v.join("tdx/gotdx_cos-113-tdx-quote.dat")),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(j["quote_rtmr_match"], serde_json::json!([true, true, true, true]));
+    // Against another quote, the mismatch is reported with a non-zero exit.
+    let o = chrysalis(&[
+        "measure",
+        "replay",
+        p(&v.join("tdx/gotdx_ccel_data.dat")),
+        "--quote",
+        p(&v.join("tdx/dcapqvl_tdx_quote")),
+    ]);
+    assert_ne!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("≠ quote"), "{}", text(&o));
+}
+
+#[test]
+fn policy_from_measurements_accepts_exactly_the_published_values() {
+    let dir = tempfile::tempdir().unwrap();
+    // Simulated evidence has fixed, recognisable registers; publish them.
+    let ev = dir.path().join("q.bin");
+    let o = chrysalis(&["attest", "generate", "--provider", "sim", "--report-data", "01", "--out", p(&ev)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let show: serde_json::Value =
+        serde_json::from_slice(&chrysalis(&["attest", "show", p(&ev), "--json"]).stdout).unwrap();
+    let body = &show["evidence"]["body"];
+    let manifest = serde_json::json!({
+        "schema": 1,
+        "tool": "test",
+        "image": "sim-image",
+        "configurations": [{
+            "name": "sim",
+            "vm": {"vcpus": 1, "memory_mib": 2048, "gpus": 0, "vmm": "qemu"},
+            "tdx": {
+                "mrtd": body["mrtd"], "rtmr0": body["rtmr"][0], "rtmr1": body["rtmr"][1],
+                "rtmr2": body["rtmr"][2], "rtmr3": null
+            }
+        }]
+    });
+    let mpath = dir.path().join("measurements.json");
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
+    let policy = dir.path().join("policy.toml");
+    let o = chrysalis(&["policy", "from-measurements", p(&mpath), "--out", p(&policy)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let col = dir.path().join("q.bin.collateral.json");
+    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--policy", p(&policy), "--allow-sim"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Change one published register: rejected, naming it.
+    let mut bad = manifest.clone();
+    bad["configurations"][0]["tdx"]["rtmr2"] = serde_json::json!("00".repeat(48));
+    std::fs::write(&mpath, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
+    let o = chrysalis(&["policy", "from-measurements", p(&mpath), "--out", p(&policy)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--policy", p(&policy), "--allow-sim"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("RTMR2"), "{}", text(&o));
+    // A malformed manifest is named.
+    std::fs::write(&mpath, "{\"schema\": 7}").unwrap();
+    let o = chrysalis(&["policy", "from-measurements", p(&mpath)]);
+    assert_ne!(o.status.code(), Some(0));
+    assert!(text(&o).contains("measurements.json"), "{}", text(&o));
+}
