@@ -7,6 +7,7 @@
 #![forbid(unsafe_code)]
 
 mod attest;
+mod client;
 mod exit;
 mod measure;
 
@@ -19,7 +20,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "chrysalis", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy.\nRun `chrysalis attest --help` to start."
+    after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy, 5 connection failed (verify, chat).\nRun `chrysalis attest --help` to start."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -38,6 +39,13 @@ enum Command {
     Measure(measure::MeasureArgs),
     /// Policies: generate one from a measurements.json.
     Policy(measure::PolicyArgs),
+    /// Connect to an RA-TLS server (or read --cert FILE), verify its evidence
+    /// and binding, print who it is; exit 0 only if the policy accepts it
+    /// (2 malformed, 3 verification/key binding, 4 policy, 5 connection).
+    Verify(client::VerifyArgs),
+    /// Send an OpenAI-compatible chat completion over a verified RA-TLS
+    /// connection and stream the answer.
+    Chat(client::ChatArgs),
 }
 
 fn main() {
@@ -46,6 +54,8 @@ fn main() {
         Command::Attest(args) => attest::run(args),
         Command::Measure(args) => measure::run(args),
         Command::Policy(args) => measure::run_policy(args),
+        Command::Verify(args) => client::run_verify(args),
+        Command::Chat(args) => client::run_chat(args),
     };
     std::process::exit(code);
 }

@@ -12,7 +12,11 @@ fn chrysalis(args: &[&str]) -> Output {
 }
 
 fn text(o: &Output) -> String {
-    format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr))
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
 }
 
 fn vectors() -> Option<PathBuf> {
@@ -39,14 +43,35 @@ fn snp_digest_is_a_bare_hex_line_or_json_matching_the_published_case() {
     let fw = v.join("measurements/virtee_ovmf_AmdSev_suffix.bin");
     // Firmware-only digest (no --kernel) equals the published OVMF-only hash.
     let expected = cases["ovmf_hash_AmdSev_suffix"].as_str().unwrap();
-    let o = chrysalis(&["measure", "--firmware", p(&fw), "--vcpus", "1", "--memory", "2G", "--tee", "snp", "--json"]);
+    let o = chrysalis(&[
+        "measure",
+        "--firmware",
+        p(&fw),
+        "--vcpus",
+        "1",
+        "--memory",
+        "2G",
+        "--tee",
+        "snp",
+        "--json",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["snp"]["ovmf_hash"], expected);
     let m = j["snp"]["measurement"].as_str().unwrap();
     assert_eq!(m.len(), 96);
     assert_eq!(m, m.to_lowercase());
-    let o = chrysalis(&["measure", "--firmware", p(&fw), "--vcpus", "1", "--memory", "2G", "--tee", "snp"]);
+    let o = chrysalis(&[
+        "measure",
+        "--firmware",
+        p(&fw),
+        "--vcpus",
+        "1",
+        "--memory",
+        "2G",
+        "--tee",
+        "snp",
+    ]);
     assert_eq!(String::from_utf8_lossy(&o.stdout), format!("{m}\n"));
 }
 
@@ -55,10 +80,32 @@ fn bad_artifacts_are_named() {
     let dir = tempfile::tempdir().unwrap();
     let junk = dir.path().join("junk.fd");
     std::fs::write(&junk, vec![0u8; 8192]).unwrap();
-    let o = chrysalis(&["measure", "--firmware", p(&junk), "--kernel", p(&junk), "--vcpus", "1", "--memory", "2G", "--tee", "tdx"]);
+    let o = chrysalis(&[
+        "measure",
+        "--firmware",
+        p(&junk),
+        "--kernel",
+        p(&junk),
+        "--vcpus",
+        "1",
+        "--memory",
+        "2G",
+        "--tee",
+        "tdx",
+    ]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     assert!(text(&o).contains("junk.fd"), "{}", text(&o));
-    let o = chrysalis(&["measure", "--firmware", "/nonexistent/fw.fd", "--vcpus", "1", "--memory", "2G", "--tee", "snp"]);
+    let o = chrysalis(&[
+        "measure",
+        "--firmware",
+        "/nonexistent/fw.fd",
+        "--vcpus",
+        "1",
+        "--memory",
+        "2G",
+        "--tee",
+        "snp",
+    ]);
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).contains("/nonexistent/fw.fd"), "{}", text(&o));
     let o = chrysalis(&["measure", "--firmware", p(&junk), "--memory", "lots"]);
@@ -77,11 +124,21 @@ fn verity_root_hash_line() {
     assert_eq!(line.len(), 64);
     // veritysetup, when installed, agrees.
     if let Ok(vs) = Command::new("veritysetup")
-        .args(["format", "--salt", "aabb", p(&img), p(&dir.path().join("hash"))])
+        .args([
+            "format",
+            "--salt",
+            "aabb",
+            p(&img),
+            p(&dir.path().join("hash")),
+        ])
         .output()
     {
         if vs.status.success() {
-            assert!(String::from_utf8_lossy(&vs.stdout).contains(&line), "{}", text(&vs));
+            assert!(
+                String::from_utf8_lossy(&vs.stdout).contains(&line),
+                "{}",
+                text(&vs)
+            );
         }
     }
     let odd = dir.path().join("odd.img");
@@ -104,7 +161,10 @@ fn replay_matches_the_quote_registers() {
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(j["quote_rtmr_match"], serde_json::json!([true, true, true, true]));
+    assert_eq!(
+        j["quote_rtmr_match"],
+        serde_json::json!([true, true, true, true])
+    );
     // Against another quote, the mismatch is reported with a non-zero exit.
     let o = chrysalis(&[
         "measure",
@@ -122,7 +182,16 @@ fn policy_from_measurements_accepts_exactly_the_published_values() {
     let dir = tempfile::tempdir().unwrap();
     // Simulated evidence has fixed, recognisable registers; publish them.
     let ev = dir.path().join("q.bin");
-    let o = chrysalis(&["attest", "generate", "--provider", "sim", "--report-data", "01", "--out", p(&ev)]);
+    let o = chrysalis(&[
+        "attest",
+        "generate",
+        "--provider",
+        "sim",
+        "--report-data",
+        "01",
+        "--out",
+        p(&ev),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let show: serde_json::Value =
         serde_json::from_slice(&chrysalis(&["attest", "show", p(&ev), "--json"]).stdout).unwrap();
@@ -143,18 +212,48 @@ fn policy_from_measurements_accepts_exactly_the_published_values() {
     let mpath = dir.path().join("measurements.json");
     std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     let policy = dir.path().join("policy.toml");
-    let o = chrysalis(&["policy", "from-measurements", p(&mpath), "--out", p(&policy)]);
+    let o = chrysalis(&[
+        "policy",
+        "from-measurements",
+        p(&mpath),
+        "--out",
+        p(&policy),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let col = dir.path().join("q.bin.collateral.json");
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--policy", p(&policy), "--allow-sim"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--policy",
+        p(&policy),
+        "--allow-sim",
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     // Change one published register: rejected, naming it.
     let mut bad = manifest.clone();
     bad["configurations"][0]["tdx"]["rtmr2"] = serde_json::json!("00".repeat(48));
     std::fs::write(&mpath, serde_json::to_vec_pretty(&bad).unwrap()).unwrap();
-    let o = chrysalis(&["policy", "from-measurements", p(&mpath), "--out", p(&policy)]);
+    let o = chrysalis(&[
+        "policy",
+        "from-measurements",
+        p(&mpath),
+        "--out",
+        p(&policy),
+    ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let o = chrysalis(&["attest", "verify", p(&ev), "--collateral", p(&col), "--policy", p(&policy), "--allow-sim"]);
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--policy",
+        p(&policy),
+        "--allow-sim",
+    ]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("RTMR2"), "{}", text(&o));
     // A malformed manifest is named.

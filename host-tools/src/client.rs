@@ -1,0 +1,536 @@
+//! `chrysalis verify` and `chrysalis chat`: the client side of RA-TLS.
+//!
+//! `verify` connects, verifies the server's evidence during the TLS 1.3
+//! handshake (nothing is sent before that succeeds), prints who the server
+//! is and exits 0 only when the policy accepts it. `chat` sends an
+//! OpenAI-compatible chat completion over such a verified connection and
+//! streams the answer.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use chrysalis_attestation as att;
+use chrysalis_ratls as ratls;
+use clap::Args;
+use http_body_util::BodyExt;
+use serde_json::json;
+
+use att::verifier::{Anchors, Collateral};
+use att::{Identity, Policy, TcbStatus};
+use ratls::{RaTlsServerVerifier, VerifiedPeer, VerifierConfig};
+
+use crate::exit;
+
+/// Exit code when the connection itself fails.
+const CONNECTION: i32 = 5;
+/// Connect + handshake timeout.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Policy options shared by `verify` and `chat`.
+#[derive(Args, Clone)]
+pub struct PolicyOpts {
+    /// Policy file (TOML; see README "Policy file"). Default: UpToDate TCB,
+    /// no debug, no simulated evidence.
+    #[arg(long)]
+    policy: Option<PathBuf>,
+    /// Accept SIMULATED evidence (development only; proves nothing).
+    #[arg(long)]
+    allow_sim: bool,
+    /// Also accept these TCB statuses, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    accept_tcb: Vec<String>,
+    /// Use this collateral instead of the one embedded in the certificate
+    /// (TDX: QuoteCollateralV3 JSON or PCS directory; SNP: VCEK [+ chain]).
+    #[arg(long)]
+    collateral: Vec<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The server, https://HOST:PORT.
+    url: Option<String>,
+    /// Verify a certificate file (DER or PEM) offline instead of connecting.
+    #[arg(long, conflicts_with = "url")]
+    cert: Option<PathBuf>,
+    #[command(flatten)]
+    policy: PolicyOpts,
+    /// After the handshake, ask for fresh evidence bound to a random nonce
+    /// (GET /attestation?nonce=HEX) and verify it too.
+    #[arg(long)]
+    nonce: bool,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    /// The server, https://HOST:PORT.
+    url: String,
+    #[command(flatten)]
+    policy: PolicyOpts,
+    /// Model name (default: the first of GET /v1/models).
+    #[arg(long)]
+    model: Option<String>,
+    /// The user message (default: read standard input).
+    #[arg(long, short)]
+    message: Option<String>,
+    /// Maximum tokens to generate.
+    #[arg(long, default_value_t = 256)]
+    max_tokens: u32,
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: i32,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(e: E) -> Self {
+        let error = e.into();
+        let code = classify(&error);
+        Failure { code, error }
+    }
+}
+
+fn classify(e: &anyhow::Error) -> i32 {
+    for cause in e.chain() {
+        if let Some(r) = ratls::Error::find_in(cause) {
+            return r.category().exit_code();
+        }
+        if let Some(a) = cause.downcast_ref::<att::Error>() {
+            return exit::code_for(a);
+        }
+        if cause.downcast_ref::<std::io::Error>().is_some()
+            || cause.downcast_ref::<hyper::Error>().is_some()
+        {
+            return CONNECTION;
+        }
+    }
+    exit::IO
+}
+
+fn verifier_config(p: &PolicyOpts) -> Result<VerifierConfig, Failure> {
+    let mut policy = match &p.policy {
+        Some(f) => Policy::load(f)?,
+        None => Policy::default(),
+    };
+    let statuses = p
+        .accept_tcb
+        .iter()
+        .map(|s| s.parse::<TcbStatus>())
+        .collect::<Result<Vec<_>, _>>()?;
+    let allow_sim = p.allow_sim || policy.allow_simulated;
+    policy = policy.accept_tcb(statuses).allow_simulated(allow_sim);
+    let mut cfg = VerifierConfig::new(policy).with_anchors(Anchors::production());
+    if !p.collateral.is_empty() {
+        // The TEE is not known before the handshake: TDX takes one path
+        // (JSON or directory), SNP takes certificate files.
+        let tee = if p.collateral.len() == 1
+            && (p.collateral[0].is_dir()
+                || p.collateral[0].extension().is_some_and(|e| e == "json"))
+        {
+            att::Tee::Tdx
+        } else {
+            att::Tee::Snp
+        };
+        cfg = cfg.with_collateral(Collateral::load(tee, &p.collateral)?);
+    }
+    Ok(cfg)
+}
+
+/// `https://HOST:PORT[/…]` → (host, port).
+fn parse_url(url: &str) -> anyhow::Result<(String, u16)> {
+    let rest = url
+        .strip_prefix("https://")
+        .ok_or_else(|| anyhow!("{url}: expected https://HOST:PORT (RA-TLS needs TLS)"))?;
+    let authority = rest.split('/').next().unwrap_or_default();
+    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
+        let (h, p) = v6
+            .split_once("]:")
+            .ok_or_else(|| anyhow!("{url}: expected https://[IPv6]:PORT"))?;
+        (h.to_string(), p)
+    } else {
+        authority
+            .rsplit_once(':')
+            .map(|(h, p)| (h.to_string(), p))
+            .ok_or_else(|| anyhow!("{url}: missing :PORT"))?
+    };
+    let port = port
+        .parse()
+        .with_context(|| format!("{url}: bad port {port:?}"))?;
+    if host.is_empty() {
+        bail!("{url}: missing host");
+    }
+    Ok((host, port))
+}
+
+type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+
+/// Connects and completes a verified TLS 1.3 handshake.
+async fn connect(
+    url: &str,
+    cfg: Arc<VerifierConfig>,
+) -> Result<(TlsStream, VerifiedPeer), Failure> {
+    let (host, port) = parse_url(url).map_err(|e| Failure {
+        code: exit::MALFORMED,
+        error: e,
+    })?;
+    let verifier = Arc::new(RaTlsServerVerifier::new(cfg));
+    let tls = ratls::client_config_with(
+        verifier.clone(),
+        &ratls::ClientOptions {
+            alpn: vec![b"http/1.1".to_vec()],
+            ..Default::default()
+        },
+    )?;
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
+    let name = rustls::pki_types::ServerName::try_from(host.clone())
+        .map_err(|e| anyhow!("{host}: not a valid server name: {e}"))?;
+    let fut = async {
+        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
+            .await
+            .with_context(|| format!("connect to {host}:{port}"))?;
+        let _ = tcp.set_nodelay(true);
+        connector
+            .connect(name, tcp)
+            .await
+            .map_err(anyhow::Error::from)
+    };
+    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
+        Ok(r) => r?,
+        Err(_) => {
+            return Err(Failure {
+                code: CONNECTION,
+                error: anyhow!("{host}:{port}: no TLS handshake within {CONNECT_TIMEOUT:?}"),
+            })
+        }
+    };
+    let peer = verifier
+        .peer()
+        .ok_or_else(|| anyhow!("handshake completed without a verified peer"))?;
+    Ok((stream, peer))
+}
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
+}
+
+pub fn run_verify(a: VerifyArgs) -> i32 {
+    let json_out = a.json;
+    let result: Result<(VerifiedPeer, Option<VerifiedPeer>), Failure> = (|| {
+        let cfg = Arc::new(verifier_config(&a.policy)?);
+        if let Some(path) = &a.cert {
+            let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+            let der = ratls::cert::certificate_der_from_file_bytes(&bytes)?;
+            let now = time::OffsetDateTime::now_utc();
+            return Ok((ratls::verify_certificate_der(&der, &cfg, now)?, None));
+        }
+        let url = a.url.as_deref().ok_or_else(|| Failure {
+            code: exit::IO,
+            error: anyhow!("give https://HOST:PORT or --cert FILE"),
+        })?;
+        runtime().block_on(async {
+            let (stream, peer) = connect(url, cfg.clone()).await?;
+            let fresh = if a.nonce {
+                Some(fresh_check(stream, &peer, &cfg).await?)
+            } else {
+                None
+            };
+            Ok((peer, fresh))
+        })
+    })();
+    match result {
+        Ok((peer, fresh)) => {
+            print_peer(&peer, fresh.as_ref(), json_out);
+            if peer.decision().accepted {
+                exit::OK
+            } else {
+                exit::REJECTED
+            }
+        }
+        Err(f) => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"accepted": false, "error": {"exit_code": f.code, "message": format!("{:#}", f.error)}})
+                );
+            } else {
+                eprintln!("error: {:#}", f.error);
+            }
+            f.code
+        }
+    }
+}
+
+/// Asks for fresh evidence over the verified connection and verifies that it
+/// binds our nonce and the same key.
+async fn fresh_check(
+    stream: TlsStream,
+    peer: &VerifiedPeer,
+    cfg: &VerifierConfig,
+) -> Result<VerifiedPeer, Failure> {
+    let mut nonce = [0u8; 32];
+    getrandom_fill(&mut nonce)?;
+    let (status, body) = http_request(
+        stream,
+        hyper::Request::get(format!("/attestation?nonce={}", hex::encode(nonce)))
+            .header("host", "chrysalis")
+            .body(http_body_util::Full::new(hyper::body::Bytes::new()))?,
+    )
+    .await?;
+    if status != 200 {
+        return Err(Failure {
+            code: exit::VERIFICATION,
+            error: anyhow!(
+                "fresh evidence request answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
+        });
+    }
+    let fresh = ratls::FreshEvidence::from_json(&String::from_utf8_lossy(&body))?;
+    Ok(ratls::verify_fresh(
+        &fresh,
+        peer.spki_der(),
+        &nonce,
+        cfg,
+        time::OffsetDateTime::now_utc(),
+    )?)
+}
+
+fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
+    use rustls::crypto::ring::default_provider;
+    default_provider()
+        .secure_random
+        .fill(buf)
+        .map_err(|_| anyhow!("no secure random source"))
+}
+
+/// One HTTP/1.1 request over the verified stream; returns status and body.
+async fn http_request(
+    stream: TlsStream,
+    req: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
+) -> anyhow::Result<(u16, Vec<u8>)> {
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let resp = sender.send_request(req).await?;
+    let status = resp.status().as_u16();
+    let body = resp.into_body().collect().await?.to_bytes().to_vec();
+    Ok((status, body))
+}
+
+fn print_peer(peer: &VerifiedPeer, fresh: Option<&VerifiedPeer>, json_out: bool) {
+    let ev = peer.evidence();
+    let d = peer.decision();
+    let gpu = match peer.gpu_evidence_digest() {
+        Some(dg) => format!(
+            "GPU evidence digest {} bound (GPU evidence itself not verified by this release)",
+            hex::encode(dg)
+        ),
+        None => "no GPU evidence bound".to_string(),
+    };
+    if json_out {
+        let v = json!({
+            "accepted": d.accepted,
+            "simulated": peer.is_simulated(),
+            "warning": peer.is_simulated().then_some(att::policy::SIMULATED_WARNING),
+            "gpu": gpu,
+            "peer": peer,
+            "fresh_evidence": fresh.map(|f| json!({"verified": true, "tcb_status": f.evidence().tcb_status()})),
+        });
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        return;
+    }
+    let banner = "!".repeat(78);
+    if peer.is_simulated() {
+        println!("{banner}\n!!! {}\n{banner}", att::policy::SIMULATED_WARNING);
+    }
+    println!(
+        "decision: {}",
+        if d.accepted { "ACCEPTED" } else { "REJECTED" }
+    );
+    println!(
+        "server: {} evidence in a {:?} certificate, anchor {:?}, TCB {}",
+        ev.tee(),
+        peer.format(),
+        ev.anchor(),
+        ev.tcb_status()
+    );
+    match ev.identity() {
+        Identity::Tdx(id) => {
+            println!("mrtd:        {}", hex::encode(id.mrtd));
+            for (i, r) in id.rtmr.iter().enumerate() {
+                println!("rtmr{i}:       {}", hex::encode(r));
+            }
+        }
+        Identity::Snp(id) => {
+            println!("measurement: {}", hex::encode(id.measurement));
+            println!("host_data:   {}", hex::encode(id.host_data));
+        }
+    }
+    println!("gpu:         {gpu}");
+    if let Some(c) = peer.certificate() {
+        println!(
+            "certificate: sha256 {} valid {} .. {}",
+            hex::encode(c.sha256),
+            att::timefmt::format_rfc3339(c.not_before),
+            att::timefmt::format_rfc3339(c.not_after)
+        );
+    }
+    if let Some(t) = peer.created_at() {
+        println!("evidence created {}", att::timefmt::format_rfc3339(t));
+    }
+    if fresh.is_some() {
+        println!("fresh evidence: verified (bound to our nonce and the same key)");
+    }
+    for w in &d.warnings {
+        println!("warning: {w}");
+    }
+    for r in &d.reasons {
+        println!("rejected: {r}");
+    }
+}
+
+pub fn run_chat(a: ChatArgs) -> i32 {
+    let result: Result<(), Failure> = (|| {
+        let message = match &a.message {
+            Some(m) => m.clone(),
+            None => {
+                let mut s = String::new();
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                s
+            }
+        };
+        let cfg = Arc::new(verifier_config(&a.policy)?);
+        runtime().block_on(chat(&a, cfg, message))
+    })();
+    match result {
+        Ok(()) => exit::OK,
+        Err(f) => {
+            eprintln!("error: {:#}", f.error);
+            f.code
+        }
+    }
+}
+
+async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result<(), Failure> {
+    let (stream, peer) = connect(&a.url, cfg.clone()).await?;
+    if !peer.decision().accepted {
+        return Err(Failure {
+            code: exit::REJECTED,
+            error: anyhow!(
+                "server rejected by policy: {}",
+                peer.decision().reasons.join("; ")
+            ),
+        });
+    }
+    if peer.is_simulated() {
+        eprintln!("!!! {} !!!", att::policy::SIMULATED_WARNING);
+    }
+    let (mut sender, conn) =
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+    tokio::spawn(conn);
+    let model = match &a.model {
+        Some(m) => m.clone(),
+        None => {
+            let resp = sender
+                .send_request(
+                    hyper::Request::get("/v1/models")
+                        .header("host", "chrysalis")
+                        .body(http_body_util::Full::new(hyper::body::Bytes::new()))?,
+                )
+                .await?;
+            let body = resp.into_body().collect().await?.to_bytes();
+            let v: serde_json::Value =
+                serde_json::from_slice(&body).context("GET /v1/models: not JSON")?;
+            v["data"][0]["id"]
+                .as_str()
+                .ok_or_else(|| anyhow!("GET /v1/models lists no model; pass --model"))?
+                .to_string()
+        }
+    };
+    let body = json!({
+        "model": model,
+        "stream": true,
+        "max_tokens": a.max_tokens,
+        "messages": [{"role": "user", "content": message}],
+    });
+    let resp = sender
+        .send_request(
+            hyper::Request::post("/v1/chat/completions")
+                .header("host", "chrysalis")
+                .header("content-type", "application/json")
+                .header("accept", "text/event-stream")
+                .body(http_body_util::Full::new(hyper::body::Bytes::from(
+                    body.to_string(),
+                )))?,
+        )
+        .await?;
+    let status = resp.status();
+    let mut body = resp.into_body();
+    if !status.is_success() {
+        let b = body.collect().await?.to_bytes();
+        return Err(Failure {
+            code: exit::IO,
+            error: anyhow!(
+                "POST /v1/chat/completions answered {status}: {}",
+                String::from_utf8_lossy(&b)
+            ),
+        });
+    }
+    use std::io::Write;
+    let mut pending = String::new();
+    let mut out = std::io::stdout();
+    while let Some(frame) = body.frame().await {
+        let frame = frame?;
+        let Some(chunk) = frame.data_ref() else {
+            continue;
+        };
+        pending.push_str(&String::from_utf8_lossy(chunk));
+        while let Some(end) = pending.find('\n') {
+            let line: String = pending.drain(..=end).collect();
+            let Some(data) = line.trim().strip_prefix("data:") else {
+                continue;
+            };
+            let data = data.trim();
+            if data == "[DONE]" {
+                continue;
+            }
+            if let Ok(v) = serde_json::from_str::<serde_json::Value>(data) {
+                if let Some(t) = v["choices"][0]["delta"]["content"].as_str() {
+                    let _ = write!(out, "{t}");
+                    let _ = out.flush();
+                }
+            }
+        }
+    }
+    let _ = writeln!(out);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            parse_url("https://127.0.0.1:8443").unwrap(),
+            ("127.0.0.1".into(), 8443)
+        );
+        assert_eq!(
+            parse_url("https://[::1]:443/v1").unwrap(),
+            ("::1".into(), 443)
+        );
+        assert!(parse_url("http://x:1").is_err());
+        assert!(parse_url("https://x").is_err());
+        assert!(parse_url("https://:80").is_err());
+    }
+}

@@ -1,0 +1,180 @@
+//! `chrysalis verify` and `chrysalis chat` against a live RA-TLS server with
+//! simulated evidence on 127.0.0.1 (contracts of the RA-TLS issue).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::process::Output;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+
+use chrysalis_attestation::sim::SimProvider;
+use chrysalis_attestation::verifier::Collateral;
+use chrysalis_attestation::Tee;
+use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+
+struct Server {
+    addr: SocketAddr,
+    identity: Arc<RaTlsIdentity>,
+    chat_requests: Arc<AtomicUsize>,
+    _rt: tokio::runtime::Runtime,
+}
+
+/// An RA-TLS server answering /attestation, /v1/models and a streamed
+/// /v1/chat/completions, for at most 60 s.
+fn server(tee: Tee) -> Server {
+    let sim = SimProvider::new(tee).unwrap();
+    let collateral = match (sim.tdx_collateral(), sim.snp_certificates()) {
+        (Some(t), _) => Collateral::Tdx(t),
+        (None, Some(s)) => Collateral::Snp(s),
+        _ => unreachable!(),
+    };
+    let opts = IdentityOptions {
+        collateral: Some(EmbeddedCollateral::from_collateral(&collateral)),
+        ..Default::default()
+    };
+    let identity = Arc::new(RaTlsIdentity::generate(&sim, &opts).unwrap());
+    let tls = Arc::new(chrysalis_ratls::server_config(&identity, None).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let chat_requests = Arc::new(AtomicUsize::new(0));
+    let (id2, chats) = (identity.clone(), chat_requests.clone());
+    rt.spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
+            let (acceptor, id, sim, chats) = (acceptor.clone(), id2.clone(), sim.clone(), chats.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else { return };
+                let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    let (id, sim, chats) = (id.clone(), sim.clone(), chats.clone());
+                    async move {
+                        let path = req.uri().path().to_string();
+                        let query = req.uri().query().unwrap_or("").to_string();
+                        let body = match path.as_str() {
+                            "/attestation" => {
+                                let nonce = chrysalis_ratls::parse_nonce_query(&query).unwrap();
+                                chrysalis_ratls::fresh_evidence(&sim, &id, &nonce).unwrap().to_json().unwrap()
+                            }
+                            "/v1/models" => r#"{"object":"list","data":[{"id":"tiny","object":"model"}]}"#.into(),
+                            "/v1/chat/completions" => {
+                                chats.fetch_add(1, Ordering::SeqCst);
+                                let _ = req.into_body().collect().await;
+                                let mut s = String::new();
+                                for t in ["Hel", "lo", " there"] {
+                                    s.push_str(&format!("data: {{\"choices\":[{{\"delta\":{{\"content\":\"{t}\"}}}}]}}\n\n"));
+                                }
+                                s.push_str("data: [DONE]\n\n");
+                                s
+                            }
+                            _ => "{}".into(),
+                        };
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    Server {
+        addr,
+        identity,
+        chat_requests,
+        _rt: rt,
+    }
+}
+
+fn chrysalis(args: &[&str]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_chrysalis"))
+        .args(args)
+        .output()
+        .expect("run chrysalis")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+#[test]
+fn verify_accepts_simulated_servers_only_with_allow_sim() {
+    for tee in [Tee::Tdx, Tee::Snp] {
+        let s = server(tee);
+        let url = format!("https://{}", s.addr);
+        let o = chrysalis(&["verify", &url, "--allow-sim", "--nonce", "--json"]);
+        assert_eq!(o.status.code(), Some(0), "{tee}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["accepted"], true);
+        assert_eq!(v["simulated"], true);
+        assert_eq!(v["fresh_evidence"]["verified"], true);
+        let o = chrysalis(&["verify", &url]);
+        assert_eq!(o.status.code(), Some(4), "{tee}: {}", text(&o));
+        assert!(text(&o).contains("SIMULATED"), "{}", text(&o));
+    }
+}
+
+#[test]
+fn verify_cert_offline_and_errors_have_their_exit_codes() {
+    let s = server(Tee::Tdx);
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.der");
+    std::fs::write(&cert, s.identity.cert_der()).unwrap();
+    let c = cert.to_str().unwrap();
+    let o = chrysalis(&["verify", "--cert", c, "--allow-sim"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(String::from_utf8_lossy(&o.stdout).contains("ACCEPTED"));
+    // A flipped byte inside the evidence: verification failure (3) or malformed (2), never accepted.
+    let mut bad = s.identity.cert_der().to_vec();
+    let mid = bad.len() / 2;
+    bad[mid] ^= 0x01;
+    std::fs::write(&cert, &bad).unwrap();
+    let o = chrysalis(&["verify", "--cert", c, "--allow-sim"]);
+    assert!(matches!(o.status.code(), Some(2) | Some(3)), "{}", text(&o));
+    std::fs::write(&cert, b"not a certificate").unwrap();
+    let o = chrysalis(&["verify", "--cert", c]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    // Nothing listens on this port: connection failure is 5.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let o = chrysalis(&[
+        "verify",
+        &format!("https://127.0.0.1:{port}"),
+        "--allow-sim",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let o = chrysalis(&["verify", "http://127.0.0.1:1"]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+}
+
+#[test]
+fn chat_streams_over_a_verified_connection_and_sends_nothing_to_a_rejected_server() {
+    let s = server(Tee::Tdx);
+    let url = format!("https://{}", s.addr);
+    let o = chrysalis(&["chat", &url, "--allow-sim", "-m", "hi"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "Hello there");
+    assert_eq!(s.chat_requests.load(Ordering::SeqCst), 1);
+    let o = chrysalis(&["chat", &url, "-m", "secret prompt"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(
+        s.chat_requests.load(Ordering::SeqCst),
+        1,
+        "a rejected server received the prompt"
+    );
+}
