@@ -28,6 +28,8 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process; boxing variants would only obscure the clap derive.
+#[allow(clippy::large_enum_variant)]
 enum Command {
     /// Decode, generate, fetch collateral for, and verify TEE evidence
     /// (Intel TDX quotes, AMD SEV-SNP reports).

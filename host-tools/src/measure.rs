@@ -81,6 +81,8 @@ struct LaunchArgs {
 }
 
 #[derive(Subcommand)]
+// Parsed once per process; boxing variants would only obscure the clap derive.
+#[allow(clippy::large_enum_variant)]
 enum MeasureCommand {
     /// Measure a built image directory and write DIR/measurements.json.
     ///
