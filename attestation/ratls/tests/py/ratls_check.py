@@ -256,16 +256,29 @@ def octet_string(value, what):
     return content
 
 
-def raw_tbs_spki(tbs):
-    """The SubjectPublicKeyInfo TLV exactly as it is in the TBSCertificate."""
-    top = Der(tbs, "tbsCertificate")
-    seq = top.sub(0x30, "tbsCertificate")
+def certificate_layout(der):
+    """Certificate ::= SEQUENCE { tbsCertificate, signatureAlgorithm,
+    signatureValue }, with no trailing bytes and the same algorithm
+    identifier outside and inside the TBSCertificate (section 5 step 1).
+    Returns the SubjectPublicKeyInfo TLV exactly as the TBSCertificate
+    holds it."""
+    top = Der(der, "certificate")
+    cert = top.sub(0x30, "certificate")
     top.done()
-    if seq.peek_tag() == 0xA0:  # version [0] EXPLICIT
-        seq.read(0xA0)
-    for field in ("serialNumber", "signature", "issuer", "validity", "subject"):
-        seq.read()
-    return seq.read(0x30)[2]
+    tbs = cert.sub(0x30, "tbsCertificate")
+    cert.pos = tbs.end
+    outer_alg = cert.read(0x30)[2]
+    cert.read(0x03)
+    cert.done()
+    if tbs.peek_tag() == 0xA0:  # version [0] EXPLICIT
+        tbs.read(0xA0)
+    tbs.read(0x02)  # serialNumber
+    inner_alg = tbs.read(0x30)[2]
+    if inner_alg != outer_alg:
+        raise Malformed("signatureAlgorithm differs from tbsCertificate.signature")
+    for _field in ("issuer", "validity", "subject"):
+        tbs.read(0x30)
+    return tbs.read(0x30)[2]
 
 
 # --- Evidence ----------------------------------------------------------------
@@ -291,8 +304,17 @@ def evidence_report_data(ev):
                     raise Malformed(
                         f"TDX quote v5 body type {body_type} size {body_len} unknown"
                     )
-            if len(ev) < body + body_len:
+            # Then the signature data: its length (u32 LE) and that many
+            # bytes, which end the quote ("no padding after a TDX quote").
+            sig_at = body + body_len
+            if len(ev) < sig_at + 4:
                 raise Malformed(f"TDX quote v{version} truncated ({len(ev)} bytes)")
+            end = sig_at + 4 + int.from_bytes(ev[sig_at : sig_at + 4], "little")
+            if end != len(ev):
+                raise Malformed(
+                    f"TDX quote v{version}: signature data ends at {end}, "
+                    f"the evidence is {len(ev)} bytes"
+                )
             at = body + TD_REPORT_DATA_OFFSET
             return "tdx", {"quote_version": version, "report_data_offset": at}, ev[at : at + 64]
     if len(ev) == SNP_REPORT_LEN:
@@ -318,6 +340,8 @@ def check(cert_der_or_pem):
     result = {"binding_ok": False}
     cert = load_certificate(cert_der_or_pem)
     result["sha256"] = hashlib.sha256(cert.public_bytes(serialization.Encoding.DER)).hexdigest()
+    # `cryptography` keeps the bytes it parsed; PEM input is DER inside.
+    spki_raw = certificate_layout(cert.public_bytes(serialization.Encoding.DER))
     if cert.version != x509.Version.v3:
         raise Malformed(f"X.509 {cert.version}, not v3")
     try:
@@ -351,7 +375,6 @@ def check(cert_der_or_pem):
             raise Malformed(f"GPU digest extension is {len(gpu_ext)} bytes, not 48")
     tee, detail, report_data = evidence_report_data(evidence)
 
-    spki_raw = raw_tbs_spki(cert.tbs_certificate_bytes)
     spki_reenc = cert.public_key().public_bytes(
         serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
     )
