@@ -1,0 +1,227 @@
+//! # chrysalis-agent
+//!
+//! The agent runs inside the confidential VM, in front of the inference
+//! engine. It
+//!
+//! * obtains CPU TEE evidence (configfs-tsm, guest-device ioctls, or the
+//!   simulator), binds it to a fresh key in an RA-TLS certificate
+//!   ([`chrysalis_ratls`]) and renews both before expiry without dropping
+//!   connections ([`identity`]);
+//! * serves HTTPS — TLS 1.3 only, HTTP/2 and HTTP/1.1 by ALPN — and
+//!   forwards the engine's OpenAI-compatible API, streaming server-sent
+//!   events chunk by chunk and cancelling the engine's work when a client
+//!   goes away ([`service`], [`body`]);
+//! * answers `GET /attestation?nonce=HEX` with fresh evidence bound to the
+//!   nonce and to the connection's certificate key;
+//! * enforces limits with OpenAI-shaped JSON errors ([`api_error`]);
+//! * exposes `/healthz`, `/readyz` ([`readiness`]) and Prometheus metrics
+//!   ([`metrics`]) on a loopback-only listener;
+//! * optionally supervises the engine process ([`engine`]);
+//! * drains on SIGTERM ([`Agent::shutdown`]).
+//!
+//! The binary `chrysalis-agent` ([`cli`]) wires these together; tests
+//! drive [`Agent::start`] directly with any [`ServedIdentity`].
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod api_error;
+pub mod body;
+pub mod cli;
+pub mod config;
+pub mod engine;
+pub mod error;
+pub mod h1_errors;
+pub mod identity;
+pub mod metrics;
+pub mod readiness;
+pub mod server;
+pub mod service;
+pub mod upstream;
+pub mod usage;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use config::Config;
+pub use error::{Error, Result};
+pub use identity::{AttestationSource, IdentityStore, RaTlsManager, ServedIdentity};
+pub use readiness::{Input, InputState, Readiness, ReadinessReport};
+pub use server::DrainReport;
+
+use crate::metrics::Metrics;
+use crate::readiness::InputState as S;
+use crate::server::Listener;
+use crate::service::Shared;
+
+/// Where the HTTPS identity comes from.
+pub enum IdentitySource {
+    /// RA-TLS identities made (and renewed) from an evidence provider.
+    RaTls(Arc<RaTlsManager>),
+    /// A fixed identity (tests, or a certificate without evidence);
+    /// the evidence readiness input is then "not configured".
+    Static(Arc<ServedIdentity>),
+}
+
+impl std::fmt::Debug for IdentitySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::RaTls(m) => f.debug_tuple("RaTls").field(m).finish(),
+            Self::Static(i) => f.debug_tuple("Static").field(i).finish(),
+        }
+    }
+}
+
+/// A running agent.
+pub struct Agent {
+    https: Listener,
+    metrics_listener: Listener,
+    shared: Arc<Shared>,
+    identities: Arc<IdentityStore>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for Agent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent")
+            .field("https", &self.https)
+            .field("metrics", &self.metrics_listener)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Agent {
+    /// Binds both listeners, makes the first identity, starts serving,
+    /// and starts the engine probe (or supervisor) and the certificate
+    /// renewal. Returns once HTTPS is being served; readiness follows when
+    /// the engine answers (see [`Agent::readiness`]).
+    pub async fn start(config: Config, identity: IdentitySource) -> Result<Self> {
+        config.validate()?;
+        let metrics = Arc::new(Metrics::new());
+        let readiness = Arc::new(Readiness::new(metrics.clone()));
+        let shared = Arc::new(Shared::new(
+            config.limits.clone(),
+            config.upstream.clone(),
+            metrics.clone(),
+            readiness.clone(),
+        ));
+        let https_socket = server::bind(config.listen)?;
+        let metrics_socket = server::bind(config.metrics_listen)?;
+        let https_addr = https_socket.local_addr().map_err(|e| Error::Io {
+            what: "reading the HTTPS listener's address".into(),
+            source: e,
+        })?;
+        let metrics_listener = server::serve_metrics(metrics_socket, shared.clone())?;
+        readiness.set_banner(format!(
+            "chrysalis-agent ready: https://{https_addr} (TLS 1.3; h2, http/1.1), engine {}, \
+             metrics http://{}/metrics",
+            config.upstream.base_url(),
+            metrics_listener.local_addr()
+        ));
+
+        let (stop, stop_rx) = watch::channel(false);
+        let mut tasks = Vec::new();
+        let first = match &identity {
+            IdentitySource::Static(id) => {
+                readiness.set(Input::Evidence, S::NotConfigured, id.description.clone());
+                id.clone()
+            }
+            IdentitySource::RaTls(m) => {
+                let m2 = m.clone();
+                let id = tokio::task::spawn_blocking(move || m2.generate())
+                    .await
+                    .map_err(|e| Error::Identity(format!("identity task failed: {e}")))??;
+                let id = Arc::new(id);
+                if let Some(na) = id.not_after {
+                    metrics.certificate(na.unix_timestamp(), false);
+                }
+                tracing::info!(identity = %id.description, "RA-TLS certificate created");
+                readiness.set(Input::Evidence, S::Ready, id.description.clone());
+                id
+            }
+        };
+        let identities = Arc::new(IdentityStore::new(first));
+        if let IdentitySource::RaTls(m) = identity {
+            tasks.push(tokio::spawn(identity::renewal_loop(
+                m,
+                identities.clone(),
+                config.tls.renew_before,
+                readiness.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+            )));
+        }
+        let https = server::serve_https(https_socket, shared.clone(), identities.clone())?;
+        if config.engine.cmd.is_some() {
+            tasks.push(tokio::spawn(engine::supervise(
+                shared.clone(),
+                config.engine.clone(),
+                metrics.clone(),
+                stop_rx.clone(),
+            )));
+        } else {
+            tasks.push(tokio::spawn(engine::probe_loop(
+                shared.clone(),
+                config.engine.probe_interval,
+                stop_rx.clone(),
+            )));
+        }
+        Ok(Self {
+            https,
+            metrics_listener,
+            shared,
+            identities,
+            stop,
+            tasks,
+        })
+    }
+
+    /// The HTTPS address.
+    pub fn https_addr(&self) -> SocketAddr {
+        self.https.local_addr()
+    }
+
+    /// The metrics listener's address.
+    pub fn metrics_addr(&self) -> SocketAddr {
+        self.metrics_listener.local_addr()
+    }
+
+    /// Readiness.
+    pub fn readiness(&self) -> &Arc<Readiness> {
+        &self.shared.readiness
+    }
+
+    /// Metrics.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.shared.metrics
+    }
+
+    /// The identities served.
+    pub fn identities(&self) -> &Arc<IdentityStore> {
+        &self.identities
+    }
+
+    /// Client connections open on the HTTPS listener.
+    pub fn open_connections(&self) -> usize {
+        self.https.open_connections()
+    }
+
+    /// Drains: not ready from now on, no new connections, running
+    /// requests finish (up to `deadline`, then their connections are
+    /// closed); then stops the background tasks — a supervised engine is
+    /// stopped last, after the requests it serves.
+    pub async fn shutdown(self, deadline: Duration) -> DrainReport {
+        self.shared.readiness.set_draining();
+        let report = self.https.drain(deadline).await;
+        self.stop.send_replace(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+        self.metrics_listener.drain(Duration::from_secs(1)).await;
+        report
+    }
+}

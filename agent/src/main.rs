@@ -1,0 +1,114 @@
+//! `chrysalis-agent`: see the library documentation and `--help`.
+//!
+//! Exit codes: 0 after a drain on SIGTERM/SIGINT, 1 when start-up fails
+//! (no TEE interface, port in use, evidence failure), 2 for an invalid
+//! command line or configuration.
+#![forbid(unsafe_code)]
+
+use std::sync::Arc;
+
+use anyhow::Context;
+use chrysalis_agent::config::{format_duration, LogFormat, ProviderKind};
+use chrysalis_agent::identity::open_provider;
+use chrysalis_agent::{Agent, IdentitySource, RaTlsManager};
+use clap::Parser;
+
+fn main() {
+    let cli = chrysalis_agent::cli::Cli::parse();
+    let config = match cli.into_config() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("chrysalis-agent: {e}");
+            std::process::exit(2);
+        }
+    };
+    init_logging(config.log_format);
+    if config.provider == ProviderKind::Sim {
+        simulated_warning();
+    }
+    raise_fd_limit();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("chrysalis-agent: starting the runtime: {e}");
+            std::process::exit(1);
+        }
+    };
+    if let Err(e) = runtime.block_on(run(config)) {
+        tracing::error!("{e:#}");
+        eprintln!("chrysalis-agent: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+async fn run(config: chrysalis_agent::Config) -> anyhow::Result<()> {
+    // Installed first: a SIGTERM during start-up is then answered by a
+    // drain once the agent is up, not by the default action.
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let (kind, tee) = (config.provider, config.sim_tee);
+    let (provider, collateral) = tokio::task::spawn_blocking(move || open_provider(kind, tee))
+        .await
+        .context("opening the evidence provider")??;
+    tracing::info!(provider = provider.name(), tee = %provider.tee(), "evidence provider opened");
+    let manager = Arc::new(RaTlsManager::new(provider, collateral, &config.tls));
+    let drain = config.drain_timeout;
+    let agent = Agent::start(config, IdentitySource::RaTls(manager)).await?;
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
+    tracing::info!(
+        deadline = %format_duration(drain),
+        open_connections = agent.open_connections(),
+        "shutdown signal received; draining"
+    );
+    let report = agent.shutdown(drain).await;
+    tracing::info!(
+        open_at_start = report.open_at_start,
+        closed_at_deadline = report.aborted,
+        "drained; exiting"
+    );
+    Ok(())
+}
+
+fn init_logging(format: LogFormat) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Text => builder.with_ansi(false).init(),
+    }
+}
+
+fn simulated_warning() {
+    eprintln!(
+        "\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n\
+         !!  SIMULATED TEE (--provider sim): this agent's evidence is SIMULATED   !!\n\
+         !!  and proves NOTHING. Its roots were generated a moment ago; clients   !!\n\
+         !!  with a production policy reject it. Never serve real prompts.        !!\n\
+         !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
+    );
+    tracing::warn!("SIMULATED evidence provider in use: evidence proves nothing");
+}
+
+/// Many idle client connections need many file descriptors: lift the soft
+/// limit to the hard one.
+fn raise_fd_limit() {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    if let Ok((soft, hard)) = getrlimit(Resource::RLIMIT_NOFILE) {
+        if soft < hard {
+            if let Err(e) = setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+                tracing::warn!("raising the open-file limit from {soft} to {hard}: {e}");
+            }
+        }
+    }
+}

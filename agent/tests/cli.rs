@@ -1,0 +1,236 @@
+//! The command-line contract of the `chrysalis-agent` binary: the `ready`
+//! line, the SIMULATED warning, refusals at start-up, JSON logs, SIGTERM.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use common::*;
+
+const BIN: &str = env!("CARGO_BIN_EXE_chrysalis-agent");
+
+/// Runs the agent; its stderr lines arrive on the returned channel.
+fn spawn(args: &[&str]) -> (Child, mpsc::Receiver<String>) {
+    let mut child = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("agent binary starts");
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    (child, rx)
+}
+
+/// Lines up to and including the first containing `needle`.
+fn lines_until(rx: &mpsc::Receiver<String>, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    loop {
+        match rx.recv_timeout(Duration::from_secs(60)) {
+            Ok(l) => {
+                let hit = l.contains(needle);
+                seen.push(l);
+                if hit {
+                    return seen;
+                }
+            }
+            Err(_) => panic!(
+                "no line containing {needle:?} within 60 s; saw:\n{}",
+                seen.join("\n")
+            ),
+        }
+    }
+}
+
+fn sigterm(child: &Child) {
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+}
+
+fn wait_exit(child: &mut Child) -> std::process::ExitStatus {
+    for _ in 0..600 {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    panic!("the agent did not exit within 60 s");
+}
+
+/// The `https://ADDR` in the ready line.
+fn https_addr(line: &str) -> std::net::SocketAddr {
+    let rest = line
+        .split("https://")
+        .nth(1)
+        .expect("address in the ready line");
+    rest.split([' ', '"', ','])
+        .next()
+        .unwrap()
+        .parse()
+        .expect("socket address")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_agent_logs_ready_serves_and_drains_on_sigterm() {
+    let stub = Stub::start().await;
+    let upstream = format!("http://{}", stub.addr);
+    let (mut child, rx) = spawn(&[
+        "--provider",
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    let rx2 = tokio::task::spawn_blocking(move || {
+        let lines = lines_until(&rx, "ready");
+        (lines, rx)
+    });
+    let (lines, rx) = within("ready line", rx2).await.unwrap();
+    let all = lines.join("\n");
+    assert!(
+        all.contains("SIMULATED"),
+        "no SIMULATED warning before ready:\n{all}"
+    );
+    let ready = lines.last().unwrap();
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("ready")).count(),
+        1,
+        "only one line says ready:\n{all}"
+    );
+    let addr = https_addr(ready);
+    // The certificate is an RA-TLS certificate with simulated evidence:
+    // a development policy accepts it.
+    let cfg = std::sync::Arc::new(chrysalis_ratls::VerifierConfig::new(
+        chrysalis_attestation::Policy::default().allow_simulated(true),
+    ));
+    let (mut c, _) = ra_tls_client(addr, &cfg).await;
+    c.ready().await.unwrap();
+    let resp = c
+        .send_request(req("POST", "/v1/chat/completions", r#"{"messages":[]}"#))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    text(resp).await;
+    drop(c);
+    sigterm(&child);
+    let status = tokio::task::spawn_blocking(move || {
+        let status = wait_exit(&mut child);
+        let rest: Vec<String> = rx.iter().collect();
+        (status, rest)
+    });
+    let (status, rest) = within("exit", status).await.unwrap();
+    assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
+    assert!(
+        rest.iter().any(|l| l.contains("drained")),
+        "{}",
+        rest.join("\n")
+    );
+}
+
+#[test]
+fn json_logs_are_one_object_per_line() {
+    // No engine: the agent runs but never becomes ready; its log lines up
+    // to the readiness report must each be JSON.
+    let port = dead_port();
+    let upstream = format!("http://{port}");
+    let (mut child, rx) = spawn(&[
+        "--provider",
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    let lines = lines_until(&rx, "readiness input changed");
+    sigterm(&child);
+    assert!(wait_exit(&mut child).success());
+    let json: Vec<serde_json::Value> = lines
+        .iter()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(json.len() >= 2, "{lines:?}");
+    for v in &json {
+        assert!(v["level"].is_string() && v["message"].is_string(), "{v}");
+    }
+    // The SIMULATED box is the only non-JSON output, and it says so.
+    assert!(lines.iter().any(|l| l.contains("SIMULATED")));
+    assert!(!lines.iter().any(|l| l.contains("ready")), "{lines:?}");
+}
+
+fn run_to_exit(args: &[&str]) -> (i32, String) {
+    let out = Command::new(BIN)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("agent binary runs");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn start_up_refusals() {
+    let (code, err) = run_to_exit(&["--provider", "sim", "--upstream", "http://10.1.2.3:8000"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("not a loopback address"), "{err}");
+    let (code, err) = run_to_exit(&["--provider", "sim", "--metrics-listen", "0.0.0.0:9464"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--allow-remote-metrics"), "{err}");
+    let (code, err) = run_to_exit(&["--listen", "127.0.0.1:0"]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("--provider"), "{err}");
+    let (code, err) = run_to_exit(&["--provider", "sim", "--bogus"]);
+    assert_eq!(code, 2, "{err}");
+    if !std::path::Path::new("/sys/kernel/config/tsm/report").exists() {
+        // No TEE here: the real provider fails at once, naming the interface.
+        let (code, err) = run_to_exit(&[
+            "--provider",
+            "tsm",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+        ]);
+        assert_eq!(code, 1, "{err}");
+        assert!(err.contains("/sys/kernel/config/tsm/report"), "{err}");
+        assert!(!err.contains("SIMULATED"), "{err}");
+    }
+    // A port already in use.
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let (code, err) = run_to_exit(&[
+        "--provider",
+        "sim",
+        "--listen",
+        &addr,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains(&addr), "{err}");
+}
