@@ -109,6 +109,14 @@ impl RaTlsCertificate {
                 der.len()
             )));
         }
+        // DER is strict where the X.509 parser is lenient: the outer tags
+        // are outside the signed TBS, so a non-canonical tag (e.g. 0x10 for
+        // SEQUENCE) would otherwise verify as a different byte string.
+        if der.first() != Some(&0x30) {
+            return Err(Error::cert(
+                "not a DER certificate: outer tag is not a constructed SEQUENCE (0x30)",
+            ));
+        }
         let (rest, cert) = X509CertificateParser::new()
             .with_deep_parse_extensions(false)
             .parse(der)

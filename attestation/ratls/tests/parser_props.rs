@@ -96,3 +96,16 @@ proptest! {
         prop_assert!(verify_certificate_der(&der, &f.config, f.now).is_err());
     }
 }
+
+/// Regression (found by the bit-flip property in CI): the outer SEQUENCE
+/// tag is outside the signed TBS; a primitive-SEQUENCE tag must not verify.
+#[test]
+fn non_canonical_outer_tag_is_rejected() {
+    let f = fixture();
+    for c in &f.certs {
+        let mut der = c.clone();
+        der[0] ^= 1 << 5;
+        assert!(RaTlsCertificate::parse(&der).is_err());
+        assert!(verify_certificate_der(&der, &f.config, f.now).is_err());
+    }
+}
