@@ -127,6 +127,17 @@ impl RaTlsCertificate {
                 rest.len()
             )));
         }
+        // The signatureAlgorithm SEQUENCE follows the signed TBS and is
+        // unsigned too: require its canonical tag as well.
+        let tbs = cert.tbs_certificate.as_ref();
+        let after_tbs = (tbs.as_ptr() as usize)
+            .checked_sub(der.as_ptr() as usize)
+            .map(|start| start + tbs.len());
+        if after_tbs.and_then(|i| der.get(i)) != Some(&0x30) {
+            return Err(Error::cert(
+                "not a DER certificate: signatureAlgorithm is not a constructed SEQUENCE (0x30)",
+            ));
+        }
         if cert.version() != X509Version::V3 {
             return Err(Error::cert(format!(
                 "version {} (RA-TLS certificates are v3)",
