@@ -230,26 +230,29 @@ fn start_stub() -> (Proc, SocketAddr) {
 
 async fn start_agent(upstream: SocketAddr) -> (Proc, SocketAddr, u32) {
     let (port, mport) = (free_port(), free_port());
-    let child = Command::new(env!("CARGO_BIN_EXE_chrysalis-agent"))
-        .args([
-            "--provider",
-            "sim",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--metrics-listen",
-            &format!("127.0.0.1:{mport}"),
-            "--upstream",
-            &format!("http://{upstream}"),
-            "--max-connections",
-            "100000",
-            "--max-concurrent-requests",
-            "4096",
-        ])
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("agent binary");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chrysalis-agent"));
+    cmd.args([
+        "--provider",
+        "sim",
+        "--listen",
+        &format!("127.0.0.1:{port}"),
+        "--metrics-listen",
+        &format!("127.0.0.1:{mport}"),
+        "--upstream",
+        &format!("http://{upstream}"),
+        "--max-connections",
+        "100000",
+        "--max-concurrent-requests",
+        "4096",
+    ])
+    .env("RUST_LOG", "warn")
+    .stdin(Stdio::null())
+    .stderr(Stdio::null());
+    // Experiments: `BENCH_AGENT_WORKERS=N` sets the agent's worker threads.
+    if let Some(w) = std::env::var_os("BENCH_AGENT_WORKERS") {
+        cmd.arg("--workers").arg(w);
+    }
+    let child = cmd.spawn().expect("agent binary");
     let pid = child.id();
     let proc = Proc(child);
     let maddr = SocketAddr::from(([127, 0, 0, 1], mport));
@@ -529,8 +532,13 @@ struct Samples {
     errors: u64,
 }
 
-/// One request; (latency, time to first body byte, tokens).
-async fn one(c: &mut Conn, stream: bool) -> Result<(Duration, Duration, u64), String> {
+/// One request; (latency, time to first body byte, tokens that arrived
+/// within `window`).
+async fn one(
+    c: &mut Conn,
+    stream: bool,
+    window: (Instant, Instant),
+) -> Result<(Duration, Duration, u64), String> {
     let t0 = Instant::now();
     let h2 = matches!(c, Conn::H2(_));
     let resp = c
@@ -547,7 +555,10 @@ async fn one(c: &mut Conn, stream: bool) -> Result<(Duration, Duration, u64), St
         let f = f.map_err(|e| e.to_string())?;
         if let Ok(d) = f.into_data() {
             first.get_or_insert_with(|| t0.elapsed());
-            tokens += memchr::memmem::find_iter(&d, b"\"delta\"").count() as u64;
+            let now = Instant::now();
+            if now >= window.0 && now <= window.1 {
+                tokens += memchr::memmem::find_iter(&d, b"\"delta\"").count() as u64;
+            }
         }
     }
     let total = t0.elapsed();
@@ -601,12 +612,15 @@ async fn load(
                 if t0 >= end {
                     break;
                 }
-                match one(&mut c, stream).await {
+                match one(&mut c, stream, (counted_from, end)).await {
                     Ok((lat, ttft, tokens)) => {
+                        // Tokens count by arrival time (streams straddle
+                        // the window's edges); requests when they both
+                        // start and end inside it.
+                        s.tokens += tokens;
                         if t0 >= counted_from && Instant::now() <= end {
                             s.latency_us.push(lat.as_micros() as u32);
                             s.ttft_us.push(ttft.as_micros() as u32);
-                            s.tokens += tokens;
                         }
                     }
                     Err(e) => {
@@ -689,7 +703,9 @@ async fn idle_load(addr: SocketAddr, cfg: Arc<ClientConfig>, pid: u32) -> IdleSt
         h2: false,
     };
     let mut c = connect(&t).await.unwrap();
-    one(&mut c, false).await.unwrap();
+    one(&mut c, false, (Instant::now(), Instant::now()))
+        .await
+        .unwrap();
     drop(c);
     tokio::time::sleep(Duration::from_millis(500)).await;
     let rss_idle_kib = rss_kib(pid);
@@ -748,7 +764,9 @@ async fn idle_load(addr: SocketAddr, cfg: Arc<ClientConfig>, pid: u32) -> IdleSt
     for _ in 0..NEW_CLIENTS {
         let t0 = Instant::now();
         let ok = match connect(&t).await {
-            Ok(mut c) => one(&mut c, false).await.is_ok(),
+            Ok(mut c) => one(&mut c, false, (Instant::now(), Instant::now()))
+                .await
+                .is_ok(),
             Err(_) => false,
         };
         if ok {
@@ -838,6 +856,10 @@ async fn run(scenarios: &[&str]) {
         ));
     }
 
+    // Experiments: `BENCH_H1_ONLY=1` leaves out the HTTP/2 rows.
+    if std::env::var_os("BENCH_H1_ONLY").is_some() {
+        targets.retain(|(l, _)| !l.contains("HTTP/2"));
+    }
     let plan: Vec<(&str, usize, bool, Duration)> = scenarios
         .iter()
         .filter_map(|s| match *s {

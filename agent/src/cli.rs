@@ -78,6 +78,9 @@ pub struct Cli {
     /// How long SIGTERM waits for running requests [default: 30s].
     #[arg(long, value_name = "DURATION")]
     pub drain_timeout: Option<String>,
+    /// Worker threads serving connections [default: one per CPU].
+    #[arg(long, value_name = "N")]
+    pub workers: Option<usize>,
 }
 
 impl Cli {
@@ -158,6 +161,9 @@ impl Cli {
         }
         if let Some(v) = &self.drain_timeout {
             cfg.drain_timeout = dur("--drain-timeout", v)?;
+        }
+        if let Some(w) = self.workers {
+            cfg.workers = w;
         }
         cfg.validate()?;
         Ok(cfg)

@@ -278,6 +278,8 @@ pub struct Config {
     pub engine: EngineSettings,
     /// How long SIGTERM waits for running requests before closing.
     pub drain_timeout: Duration,
+    /// Worker threads serving connections; 0: one per CPU.
+    pub workers: usize,
 }
 
 /// Default HTTPS listener.
@@ -302,6 +304,15 @@ impl Config {
             tls: TlsSettings::default(),
             engine: EngineSettings::default(),
             drain_timeout: Duration::from_secs(30),
+            workers: 0,
+        }
+    }
+
+    /// Worker threads to start: `workers`, or one per CPU when 0.
+    pub fn worker_threads(&self) -> usize {
+        match self.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n,
         }
     }
 
@@ -399,6 +410,9 @@ impl Config {
         }
         if let Some(d) = f.drain_timeout {
             self.drain_timeout = dur("drain_timeout", &d)?;
+        }
+        if let Some(w) = f.workers {
+            self.workers = w;
         }
         if let Some(l) = f.limits {
             let t = &mut self.limits;
@@ -550,6 +564,8 @@ pub struct FileConfig {
     pub log_format: Option<String>,
     /// Drain deadline on SIGTERM.
     pub drain_timeout: Option<String>,
+    /// Worker threads (0: one per CPU).
+    pub workers: Option<usize>,
     /// `[limits]`.
     pub limits: Option<FileLimits>,
     /// `[tls]`.

@@ -83,6 +83,7 @@ pub struct Agent {
     identities: Arc<IdentityStore>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
+    workers: Arc<server::Workers>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -103,11 +104,13 @@ impl Agent {
         config.validate()?;
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::new(metrics.clone()));
+        let workers = Arc::new(server::Workers::start(config.worker_threads())?);
         let shared = Arc::new(Shared::new(
             config.limits.clone(),
             config.upstream.clone(),
             metrics.clone(),
             readiness.clone(),
+            workers.len(),
         ));
         let https_socket = server::bind(config.listen)?;
         let metrics_socket = server::bind(config.metrics_listen)?;
@@ -155,7 +158,12 @@ impl Agent {
                 stop_rx.clone(),
             )));
         }
-        let https = server::serve_https(https_socket, shared.clone(), identities.clone())?;
+        let https = server::serve_https(
+            https_socket,
+            shared.clone(),
+            identities.clone(),
+            workers.clone(),
+        )?;
         if config.engine.cmd.is_some() {
             tasks.push(tokio::spawn(engine::supervise(
                 shared.clone(),
@@ -177,6 +185,7 @@ impl Agent {
             identities,
             stop,
             tasks,
+            workers,
         })
     }
 
@@ -222,6 +231,7 @@ impl Agent {
             let _ = t.await;
         }
         self.metrics_listener.drain(Duration::from_secs(1)).await;
+        self.workers.stop().await;
         report
     }
 }

@@ -162,18 +162,139 @@ pub fn serve_https(
     listener: TcpListener,
     shared: Arc<Shared>,
     store: Arc<IdentityStore>,
+    workers: Arc<Workers>,
 ) -> Result<Listener> {
     let max = shared.limits.max_connections;
     let s = shared.clone();
     start(listener, shared, max, move |tcp, phase, guard| {
-        tokio::spawn(https_connection(
-            tcp,
-            s.clone(),
-            store.clone(),
-            phase,
-            guard,
-        ));
+        // The connection moves to a worker thread and stays there with
+        // everything it starts (its engine connection included).
+        let std_tcp = match tcp.into_std() {
+            Ok(t) => t,
+            Err(e) => {
+                tracing::debug!("handing a connection to a worker: {e}");
+                return;
+            }
+        };
+        let (s, store) = (s.clone(), store.clone());
+        workers.next().spawn(async move {
+            match TcpStream::from_std(std_tcp) {
+                Ok(tcp) => https_connection(tcp, s, store, phase, guard).await,
+                Err(e) => tracing::debug!("registering a connection with a worker: {e}"),
+            }
+        });
     })
+}
+
+thread_local! {
+    static WORKER_INDEX: std::cell::Cell<Option<usize>> = const { std::cell::Cell::new(None) };
+}
+
+/// The index of the worker thread running the caller, if it is one.
+pub fn worker_index() -> Option<usize> {
+    WORKER_INDEX.with(|w| w.get())
+}
+
+/// Worker threads, one single-threaded runtime each (like nginx's worker
+/// processes): a connection and the tasks it starts never leave their
+/// thread, so handing data between them needs no cross-thread wake-up.
+#[derive(Debug)]
+pub struct Workers {
+    handles: Vec<tokio::runtime::Handle>,
+    next: AtomicUsize,
+    stop: watch::Sender<bool>,
+    threads: std::sync::Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Workers {
+    /// Starts `n` (at least 1) worker threads.
+    pub fn start(n: usize) -> Result<Self> {
+        let (stop, stop_rx) = watch::channel(false);
+        let mut handles = Vec::new();
+        let mut threads = Vec::new();
+        for i in 0..n.max(1) {
+            let (tx, rx) = std::sync::mpsc::channel();
+            let mut stop_rx = stop_rx.clone();
+            let t = std::thread::Builder::new()
+                .name(format!("agent-worker-{i}"))
+                .spawn(move || {
+                    WORKER_INDEX.with(|w| w.set(Some(i)));
+                    let rt = match tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    {
+                        Ok(rt) => rt,
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            return;
+                        }
+                    };
+                    let _ = tx.send(Ok(rt.handle().clone()));
+                    rt.block_on(async move {
+                        let _ = stop_rx.wait_for(|s| *s).await;
+                    });
+                    // Dropping the runtime here ends whatever still runs.
+                })
+                .map_err(|e| Error::Io {
+                    what: "starting a worker thread".into(),
+                    source: e,
+                })?;
+            let handle = rx
+                .recv()
+                .map_err(|_| Error::Io {
+                    what: "starting a worker runtime".into(),
+                    source: std::io::Error::other("the worker thread ended"),
+                })?
+                .map_err(|e| Error::Io {
+                    what: "starting a worker runtime".into(),
+                    source: e,
+                })?;
+            handles.push(handle);
+            threads.push(t);
+        }
+        Ok(Self {
+            handles,
+            next: AtomicUsize::new(0),
+            stop,
+            threads: std::sync::Mutex::new(threads),
+        })
+    }
+
+    /// How many workers there are.
+    pub fn len(&self) -> usize {
+        self.handles.len()
+    }
+
+    /// Never true (there is at least one worker).
+    pub fn is_empty(&self) -> bool {
+        self.handles.is_empty()
+    }
+
+    fn next(&self) -> &tokio::runtime::Handle {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.handles.len();
+        &self.handles[i]
+    }
+
+    /// Stops the workers (whatever still runs on them is dropped) and
+    /// waits for their threads.
+    pub async fn stop(&self) {
+        self.stop.send_replace(true);
+        let threads: Vec<_> =
+            std::mem::take(&mut *self.threads.lock().unwrap_or_else(|p| p.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for t in threads {
+                let _ = t.join();
+            }
+        })
+        .await;
+    }
+}
+
+impl Drop for Workers {
+    fn drop(&mut self) {
+        // Threads end on their own; nothing waits for them here.
+        self.stop.send_replace(true);
+    }
 }
 
 /// Serves the metrics, health and readiness endpoints over plain HTTP/1.1
@@ -268,7 +389,8 @@ async fn https_connection(
         let tls = start.into_stream(identity.tls.clone()).await?;
         Ok::<_, std::io::Error>((tls, identity))
     };
-    let (tls, identity) = match tokio::time::timeout(limits.handshake_timeout, handshake).await {
+    let (mut tls, identity) = match tokio::time::timeout(limits.handshake_timeout, handshake).await
+    {
         Ok(Ok(x)) => x,
         Ok(Err(e)) => {
             shared.metrics.handshake_failed();
@@ -281,6 +403,11 @@ async fn https_connection(
             return;
         }
     };
+    // An idle connection costs only its TLS state until the client sends
+    // something: the HTTP layer (and its buffers) starts then.
+    if !wait_for_request_bytes(&mut tls, limits.idle_timeout, phase.clone()).await {
+        return;
+    }
     let h2 = tls.get_ref().1.alpn_protocol() == Some(b"h2");
     let ctx = Arc::new(ConnCtx {
         identity: Some(identity),
@@ -311,6 +438,30 @@ async fn https_connection(
         let io = RewriteParseErrors::new(tls, limits.max_header_bytes);
         let conn = b.serve_connection(TokioIo::new(io), svc);
         drive(conn, phase, None, |c| c.graceful_shutdown()).await;
+    }
+}
+
+/// Waits until the client sent bytes after the handshake; false when it
+/// stayed silent for `idle`, or the listener is draining.
+async fn wait_for_request_bytes(
+    tls: &mut tokio_rustls::server::TlsStream<TcpStream>,
+    idle: Duration,
+    mut phase: watch::Receiver<Phase>,
+) -> bool {
+    // Records that arrived with the handshake may already be decrypted.
+    let buffered = tls
+        .get_mut()
+        .1
+        .process_new_packets()
+        .map(|s| s.plaintext_bytes_to_read() > 0)
+        .unwrap_or(true);
+    if buffered {
+        return true;
+    }
+    tokio::select! {
+        r = tls.get_ref().0.readable() => r.is_ok(),
+        _ = tokio::time::sleep(idle) => false,
+        _ = phase.wait_for(|p| *p != Phase::Running) => false,
     }
 }
 

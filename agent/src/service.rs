@@ -141,6 +141,7 @@ impl Shared {
         upstream: Upstream,
         metrics: Arc<Metrics>,
         readiness: Arc<Readiness>,
+        workers: usize,
     ) -> Self {
         let upstream_host =
             HeaderValue::from_str(&upstream.authority).expect("a socket address is a valid header");
@@ -148,6 +149,7 @@ impl Shared {
             pool: Arc::new(UpstreamPool::new(
                 upstream.addr,
                 limits.upstream_connect_timeout,
+                workers,
             )),
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
             limits,

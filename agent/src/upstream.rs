@@ -37,7 +37,10 @@ pub enum UpstreamError {
 pub struct UpstreamPool {
     addr: SocketAddr,
     connect_timeout: Duration,
-    idle: Mutex<Vec<SendRequest<Full<Bytes>>>>,
+    /// Idle connections per worker thread (a connection is driven by a
+    /// task of the thread that made it; lending it to another thread would
+    /// wake across threads on every read), plus one for other threads.
+    idle: Vec<Mutex<Vec<SendRequest<Full<Bytes>>>>>,
 }
 
 /// A connection lent for one request; see [`Pooled::release`].
@@ -56,17 +59,24 @@ impl Pooled {
 }
 
 impl UpstreamPool {
-    /// A pool for `addr`; connecting gives up after `connect_timeout`.
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
+    /// A pool for `addr` used from `workers` worker threads; connecting
+    /// gives up after `connect_timeout`.
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, workers: usize) -> Self {
         Self {
             addr,
             connect_timeout,
-            idle: Mutex::new(Vec::new()),
+            idle: (0..=workers).map(|_| Mutex::new(Vec::new())).collect(),
         }
     }
 
+    fn slot(&self) -> &Mutex<Vec<SendRequest<Full<Bytes>>>> {
+        let last = self.idle.len() - 1;
+        let i = crate::server::worker_index().map_or(last, |w| w.min(last));
+        &self.idle[i]
+    }
+
     fn take_idle(&self) -> Option<SendRequest<Full<Bytes>>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.slot().lock().unwrap_or_else(|p| p.into_inner());
         while let Some(s) = idle.pop() {
             if !s.is_closed() {
                 return Some(s);
@@ -79,7 +89,7 @@ impl UpstreamPool {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|p| p.into_inner());
+        let mut idle = self.slot().lock().unwrap_or_else(|p| p.into_inner());
         if idle.len() < MAX_IDLE {
             idle.push(sender);
         }

@@ -4,7 +4,8 @@
 //! completion goes through the agent over RA-TLS.
 //!
 //! Needs `bash ci/engine.sh` (venv + model in target/enginevenv, or
-//! CHRYSALIS_ENGINE_VENV); skipped with a message when absent.
+//! CHRYSALIS_ENGINE_VENV); skipped with a message when absent, unless
+//! CHRYSALIS_REQUIRE_ENGINE is set (CI), which makes absence a failure.
 
 mod common;
 
@@ -30,6 +31,14 @@ async fn streamed_chat_completion_through_the_agent_to_llama_cpp() {
     let python = venv.join("bin/python");
     let model = venv.join("tiny.gguf");
     if !python.exists() || !model.exists() {
+        // CI installs the engine and sets this, so a broken install fails
+        // instead of silently skipping the only real-engine check.
+        assert!(
+            std::env::var_os("CHRYSALIS_REQUIRE_ENGINE").is_none(),
+            "CHRYSALIS_REQUIRE_ENGINE is set but the real engine is missing ({} / {}); run `bash ci/engine.sh`",
+            python.display(),
+            model.display()
+        );
         eprintln!(
             "skipping: real engine not installed ({} or {} missing); run `bash ci/engine.sh`",
             python.display(),

@@ -96,6 +96,18 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
     }
 }
 
+/// The message for a failure: the RA-TLS error's own words when the chain
+/// holds one (rustls wraps it as `InvalidCertificate(Other(..))`, whose
+/// display is a debug dump), prefixed by the context that led to it.
+fn describe(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        if let Some(r) = ratls::Error::find_in(cause) {
+            return format!("error: {r}");
+        }
+    }
+    format!("error: {e:#}")
+}
+
 fn classify(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if let Some(r) = ratls::Error::find_in(cause) {
@@ -259,10 +271,10 @@ pub fn run_verify(a: VerifyArgs) -> i32 {
             if json_out {
                 println!(
                     "{}",
-                    json!({"accepted": false, "error": {"exit_code": f.code, "message": format!("{:#}", f.error)}})
+                    json!({"accepted": false, "error": {"exit_code": f.code, "message": describe(&f.error)}})
                 );
             } else {
-                eprintln!("error: {:#}", f.error);
+                eprintln!("{}", describe(&f.error));
             }
             f.code
         }
@@ -414,7 +426,7 @@ pub fn run_chat(a: ChatArgs) -> i32 {
     match result {
         Ok(()) => exit::OK,
         Err(f) => {
-            eprintln!("error: {:#}", f.error);
+            eprintln!("{}", describe(&f.error));
             f.code
         }
     }
