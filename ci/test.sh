@@ -6,3 +6,6 @@ cd "$(dirname "$0")/.."
 cargo test --workspace --all-targets --locked "$@"
 # Doc tests (not part of --all-targets).
 cargo test --workspace --doc --locked
+# The Python client (`import chrysalis`): wheel built with maturin, pytest
+# with the OpenAI SDK against the agent (installs pinned packages in a venv).
+bash ci/python.sh

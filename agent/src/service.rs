@@ -340,6 +340,17 @@ async fn attestation(
     }
 }
 
+/// What kind of JSON error, without serde's message (which can quote input).
+fn json_error_kind(e: &serde_json::Error) -> &'static str {
+    use serde_json::error::Category;
+    match e.classify() {
+        Category::Eof => "unexpected end of input",
+        Category::Syntax => "syntax error",
+        Category::Data => "invalid value",
+        Category::Io => "read error",
+    }
+}
+
 async fn forward(
     shared: &Shared,
     route: Route,
@@ -389,6 +400,23 @@ async fn forward(
         }
         Ok(Ok(collected)) => collected.to_bytes(),
     };
+    // The OpenAI API takes JSON bodies: a body that is not JSON is refused
+    // here, with serde's position (never the text itself, which may hold
+    // the prompt), instead of reaching the engine. Skipping the values
+    // (IgnoredAny) checks the syntax without building anything.
+    if parts.method == Method::POST {
+        if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&body) {
+            return error_response(
+                tracker,
+                ApiError::malformed(format!(
+                    "the request body is not valid JSON ({} at line {} column {})",
+                    json_error_kind(&e),
+                    e.line(),
+                    e.column()
+                )),
+            );
+        }
+    }
 
     let pq = parts
         .uri

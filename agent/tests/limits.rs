@@ -394,3 +394,44 @@ async fn tls_1_2_is_refused_and_alpn_picks_the_protocol() {
     );
     agent.shutdown(Duration::from_secs(5)).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn invalid_json_400_without_reaching_the_engine_or_echoing_the_body() {
+    let stub = Stub::start().await;
+    let agent = start_agent(stub.addr, |_| {}).await;
+    wait_ready(&agent).await;
+    let secret = "my secret prompt";
+    for h2 in [false, true] {
+        let mut c = if h2 {
+            Client::h2(agent.https_addr()).await
+        } else {
+            Client::h1(agent.https_addr()).await
+        };
+        for bad in [
+            format!(r#"{{"model":"m","messages":[{{"content":"{secret}"}}"#),
+            format!("{secret} is not json"),
+            String::new(),
+        ] {
+            let resp = c
+                .send(req("POST", "/v1/chat/completions", &bad))
+                .await
+                .unwrap();
+            assert_eq!(resp.status(), 400, "{bad:?}");
+            let body = text(resp).await;
+            assert_eq!(error_code(&body), "malformed_request", "{body}");
+            assert!(body.contains("not valid JSON"), "{body}");
+            assert!(
+                !body.contains("secret"),
+                "the error echoes the body: {body}"
+            );
+        }
+        // The same connection still serves a valid request.
+        let resp = c
+            .send(req("POST", "/v1/chat/completions", CHAT))
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 200);
+    }
+    // Only the two valid requests reached the engine.
+    assert_eq!(stub.requests_seen(), 2);
+}

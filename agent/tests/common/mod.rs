@@ -194,6 +194,17 @@ impl Stub {
         }
     }
 
+    /// How many requests (with `x-test`) arrived since the last drain;
+    /// drains the events.
+    pub fn requests_seen(&self) -> usize {
+        let mut rx = self.events.lock().unwrap();
+        let mut n = 0;
+        while let Ok(e) = rx.try_recv() {
+            n += usize::from(matches!(e, Event::Request { .. }));
+        }
+        n
+    }
+
     /// Drops the events seen so far.
     pub fn clear_events(&self) {
         let mut rx = self.events.lock().unwrap();
