@@ -1,0 +1,15 @@
+//! Chrysalis on TON: the machine registry's messages and TL-B types, operator
+//! wallet key files, wallet v4r2/v5r1 external messages, and a blocking
+//! client for the TON HTTP API (toncenter-style v2 and v3).
+//!
+//! All cells, BOCs, addresses, wallet messages and signatures come from
+//! `tonlib-core`; this crate only lays out the registry's own TL-B on top.
+#![forbid(unsafe_code)]
+
+pub mod api;
+mod error;
+pub mod registry;
+pub mod wallet;
+
+pub use error::{Error, Result};
+pub use tonlib_core::{TonAddress, TonHash};
