@@ -9,6 +9,9 @@
 mod attest;
 mod client;
 mod exit;
+mod host;
+mod image;
+mod launch;
 mod measure;
 
 use clap::{Parser, Subcommand};
@@ -48,6 +51,18 @@ enum Command {
     /// Send an OpenAI-compatible chat completion over a verified RA-TLS
     /// connection and stream the answer.
     Chat(client::ChatArgs),
+    /// Build the guest image with mkosi (artifacts, measurements.json,
+    /// SHA256SUMS), or rebuild a published release and compare.
+    ///
+    /// `chrysalis image build [--profile cpu|gpu] [--out DIR]`,
+    /// `chrysalis image reproduce RELEASE_DIR`
+    Image(image::ImageArgs),
+    /// Start QEMU with exactly the VM configuration the measurements assume.
+    ///
+    /// `chrysalis launch --tee tdx|snp|none --vcpus N --memory M [--gpu PCI_ADDR] [--forward HOST_PORT] [--print] IMAGE_DIR`
+    Launch(launch::LaunchArgs),
+    /// Check this host: TDX/SNP enablement, IOMMU, QEMU and firmware, VFIO, GPU CC mode (`chrysalis host check`).
+    Host(host::HostArgs),
 }
 
 fn main() {
@@ -58,6 +73,9 @@ fn main() {
         Command::Policy(args) => measure::run_policy(args),
         Command::Verify(args) => client::run_verify(args),
         Command::Chat(args) => client::run_chat(args),
+        Command::Image(args) => image::run(args),
+        Command::Launch(args) => launch::run(args),
+        Command::Host(args) => host::run(args),
     };
     std::process::exit(code);
 }

@@ -229,7 +229,7 @@ pub fn run_policy(args: PolicyArgs) -> i32 {
 }
 
 /// Parses `--memory`: MiB by default, or with K/M/G/T suffix (binary units).
-fn parse_memory(s: &str) -> Result<u64> {
+pub(crate) fn parse_memory(s: &str) -> Result<u64> {
     let s = s.trim();
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
@@ -467,7 +467,7 @@ fn parse_vm(spec: &str) -> Result<(u32, u64, u32)> {
     ))
 }
 
-fn image(
+pub(crate) fn image(
     dir: &Path,
     vms: &[String],
     vcpu_type: &str,

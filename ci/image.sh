@@ -1,0 +1,134 @@
+#!/usr/bin/env bash
+# Image CI (issue 7): installs mkosi (pinned) and QEMU, builds the TDX/SNP
+# firmware from source and the `cpu` image once, boots it with
+# `chrysalis launch --tee none` (TCG unless KVM really works), waits for the
+# agent's `ready`, runs `chrysalis verify` under an explicit test policy that
+# allows simulated evidence and one chat request forwarded through the agent,
+# checks that a rootfs with one flipped byte stops the boot with a verity
+# error, and that a changed command line changes the computed measurements.
+# Times are printed at the end (build, boot-to-ready, total).
+# Work directory: $CHRYSALIS_IMAGE_WORK (default target/image-ci).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+start=$(date +%s)
+work=${CHRYSALIS_IMAGE_WORK:-$root/target/image-ci}
+port=${CHRYSALIS_IMAGE_PORT:-18443}
+mkdir -p "$work"
+qemu_pid=
+cleanup() { if [ -n "$qemu_pid" ]; then kill "$qemu_pid" 2>/dev/null || true; wait "$qemu_pid" 2>/dev/null || true; fi; }
+trap cleanup EXIT
+
+echo "=== setup: QEMU, Debian's OVMF (for --tee none), firmware build tools, mkosi 25.3"
+export DEBIAN_FRONTEND=noninteractive
+apt_get() { if [ "$(id -u)" = 0 ]; then apt-get "$@"; else sudo apt-get "$@"; fi; }
+apt_get install -y --no-install-recommends qemu-system-x86 ovmf nasm acpica-tools uuid-dev \
+    curl xz-utils python3 patch make gcc >/dev/null
+mkosi=$(bash image/tools/install-mkosi.sh)
+export CHRYSALIS_MKOSI=$mkosi
+"$mkosi" --version
+qemu-system-x86_64 --version | head -1
+
+echo "=== build: chrysalis (host tools)"
+cargo build --locked -q -p chrysalis-host-tools
+chrysalis=$root/target/debug/chrysalis
+
+echo "=== firmware: TDVF and OVMF AmdSev from Debian's edk2 sources"
+t0=$(date +%s)
+if [ ! -f image/firmware/out/firmware-tdx.fd ] || [ ! -f image/firmware/out/firmware-snp.fd ]; then
+    bash image/firmware/build.sh image/firmware/out > "$work/firmware.log" 2>&1 || { tail -40 "$work/firmware.log"; exit 1; }
+fi
+fw_s=$(( $(date +%s) - t0 ))
+
+echo "=== image: chrysalis image build --profile cpu --out $work/release"
+t0=$(date +%s)
+"$chrysalis" image build --profile cpu --out "$work/release" --vm 8:64G:1 --vm 2:2G:0
+build_s=$(( $(date +%s) - t0 ))
+for f in SHA256SUMS measurements.json vmlinuz initrd cmdline rootfs.img rootfs.verity firmware-tdx.fd firmware-snp.fd packages.json; do
+    test -s "$work/release/$f" || { echo "FAIL: $f missing from the release directory"; exit 1; }
+done
+(cd "$work/release" && sha256sum -c --quiet SHA256SUMS)
+ls -l "$work/release"
+
+# Waits until the console log matches $2 (extended regex) or QEMU exits or $3 s pass.
+wait_for() {
+    local log=$1 pattern=$2 limit=$3 i=0
+    while [ "$i" -lt "$limit" ]; do
+        if grep -Eq "$pattern" "$log" 2>/dev/null; then return 0; fi
+        if ! kill -0 "$qemu_pid" 2>/dev/null; then return 2; fi
+        sleep 1; i=$((i + 1))
+    done
+    return 1
+}
+
+echo "=== boot: chrysalis launch --tee none --vcpus 2 --memory 2G --forward $port"
+"$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" --print "$work/release"
+t0=$(date +%s)
+"$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" \
+    --console-log "$work/console.log" "$work/release" &
+qemu_pid=$!
+if ! wait_for "$work/console.log" 'chrysalis-agent.*ready|ready.*chrysalis-agent' 900; then
+    echo "FAIL: the agent did not report ready; console:"; tail -60 "$work/console.log"; exit 1
+fi
+ready_s=$(( $(date +%s) - t0 ))
+echo "agent ready ${ready_s}s after launch"
+grep -E 'verity|Reached target' "$work/console.log" | head -5 || true
+
+echo "=== verify: default policy must REJECT the simulated evidence"
+if "$chrysalis" verify "https://127.0.0.1:$port"; then echo "FAIL: simulated evidence accepted by the default policy"; exit 1; fi
+echo "=== verify: explicit test policy (allow_simulated = true) accepts it"
+ok=
+for _ in 1 2 3 4 5 6 7 8 9 10; do
+    if "$chrysalis" verify "https://127.0.0.1:$port" --policy ci/image-test-policy.toml --nonce; then ok=1; break; fi
+    sleep 3
+done
+[ -n "$ok" ] || { echo "FAIL: chrysalis verify"; exit 1; }
+echo "=== one request forwarded through the agent to the engine"
+answer=$("$chrysalis" chat "https://127.0.0.1:$port" --policy ci/image-test-policy.toml -m "hello from ci")
+echo "$answer"
+case "$answer" in *"echo: hello from ci"*) ;; *) echo "FAIL: unexpected answer"; exit 1 ;; esac
+cleanup; qemu_pid=
+
+echo "=== tamper: one flipped byte in rootfs.img must stop the boot with a verity error"
+rm -rf "$work/tampered"; mkdir -p "$work/tampered"
+cp -a "$work/release/." "$work/tampered/"
+python3 - "$work/tampered/rootfs.img" <<'PY'
+import sys
+with open(sys.argv[1], "r+b") as f:
+    f.seek(1024 + 8)  # inside the erofs superblock (block 0): read at mount
+    b = f.read(1); f.seek(1024 + 8); f.write(bytes([b[0] ^ 0x01]))
+PY
+"$chrysalis" launch --tee none --vcpus 2 --memory 2G \
+    --console-log "$work/console-tampered.log" "$work/tampered" &
+qemu_pid=$!
+rc=0; wait_for "$work/console-tampered.log" 'verity.*(corrupt|verification failed)|(corrupt|Verification failed).*verity' 900 || rc=$?
+if [ "$rc" = 1 ]; then echo "FAIL: no verity error within 900 s"; tail -40 "$work/console-tampered.log"; exit 1; fi
+if grep -q 'ready' "$work/console-tampered.log" && grep -Eq 'chrysalis-agent.*ready' "$work/console-tampered.log"; then
+    echo "FAIL: the agent came up on a tampered rootfs"; exit 1
+fi
+grep -E -m3 'verity' "$work/console-tampered.log"
+cleanup; qemu_pid=
+echo "tampered rootfs: boot stopped with a verity error"
+
+echo "=== cmdline: a changed command line changes the computed measurements"
+rm -rf "$work/cmdline"; mkdir -p "$work/cmdline"
+for f in firmware-tdx.fd firmware-snp.fd vmlinuz initrd cmdline rootfs.img verity-salt; do
+    ln -sf "$work/release/$f" "$work/cmdline/$f"
+done
+rm "$work/cmdline/cmdline"; printf '%s quiet\n' "$(cat "$work/release/cmdline")" > "$work/cmdline/cmdline"
+"$chrysalis" measure image "$work/cmdline" --vm 8:64G:1 --vm 2:2G:0 >/dev/null
+python3 - "$work/release/measurements.json" "$work/cmdline/measurements.json" <<'PY'
+import json, sys
+a, b = (json.load(open(p)) for p in sys.argv[1:])
+assert len(a["configurations"]) == len(b["configurations"]) > 0, "no configurations"
+for x, y in zip(a["configurations"], b["configurations"]):
+    if x.get("tdx"):
+        assert x["tdx"]["mrtd"] == y["tdx"]["mrtd"], "MRTD must not depend on the cmdline"
+        assert x["tdx"]["rtmr2"] != y["tdx"]["rtmr2"], f"{x['name']}: RTMR2 unchanged"
+    if x.get("snp"):
+        assert x["snp"]["measurement"] != y["snp"]["measurement"], f"{x['name']}: SNP digest unchanged"
+    print(f"{x['name']}: changed as expected")
+PY
+
+echo "=== image CI passed: firmware ${fw_s}s, image build ${build_s}s, boot-to-ready ${ready_s}s, total $(( $(date +%s) - start ))s"
+du -b "$work/release"/{vmlinuz,initrd,rootfs.img,rootfs.verity,chrysalis.efi,firmware-tdx.fd,firmware-snp.fd} | awk '{printf "  %-20s %8.1f MiB\n", $2, $1/1048576}' | sed "s|$work/release/||"

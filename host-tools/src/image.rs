@@ -1,0 +1,236 @@
+//! `chrysalis image build` and `chrysalis image reproduce`: the guest image
+//! from `mkosi.conf` (mkosi does the build), then the release directory an
+//! operator boots and an auditor rebuilds: artifacts, `cmdline`,
+//! `measurements.json` (computed by the measurements crate) and `SHA256SUMS`.
+//!
+//! Release directory layout (every file listed in `SHA256SUMS`):
+//!
+//! | file | what |
+//! |---|---|
+//! | `vmlinuz`, `initrd` | kernel and initrd (mkosi's default initrd) for direct boot |
+//! | `cmdline` | the kernel command line, carrying the dm-verity root hash |
+//! | `rootfs.img` | the erofs root (dm-verity data device, `/dev/vda` in the guest) |
+//! | `rootfs.verity` | its hash tree with superblock (hash device, `/dev/vdb`) |
+//! | `verity-salt` | the salt recorded in that superblock (hex) |
+//! | `chrysalis.efi` | the same kernel, initrd and root hash as one UKI (disk boot; not measured) |
+//! | `firmware-tdx.fd`, `firmware-snp.fd` | TDVF and OVMF AmdSev, when given (`image/firmware/build.sh`) |
+//! | `packages.json` | mkosi's package manifest: every package and version in the image |
+//! | `build-info.json` | profile, package source, SOURCE_DATE_EPOCH, mkosi version, git commit |
+//! | `measurements.json` | expected TDX/SNP measurements per VM configuration |
+
+mod assemble;
+mod mkosi;
+mod reproduce;
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Result;
+use clap::{Args, Subcommand, ValueEnum};
+
+use crate::exit;
+
+pub use assemble::read_sha256sums;
+
+/// Guest device of the verity data (the first virtio disk `chrysalis launch` attaches).
+pub const ROOT_DATA_DEVICE: &str = "/dev/vda";
+/// Guest device of the verity hash tree (the second virtio disk).
+pub const ROOT_HASH_DEVICE: &str = "/dev/vdb";
+
+#[derive(Args)]
+pub struct ImageArgs {
+    #[command(subcommand)]
+    command: ImageCommand,
+}
+
+/// Image profile (both come from the same `mkosi.conf`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Profile {
+    /// No NVIDIA parts; the deterministic stub engine. Builds and boots in CI.
+    Cpu,
+    /// NVIDIA open driver with CC support, GSP firmware, CUDA, vLLM.
+    Gpu,
+}
+
+impl Profile {
+    fn name(self) -> &'static str {
+        match self {
+            Profile::Cpu => "cpu",
+            Profile::Gpu => "gpu",
+        }
+    }
+}
+
+/// Options shared by `build` and `reproduce`.
+#[derive(Args, Clone)]
+pub struct BuildOptions {
+    /// The repository root holding mkosi.conf [default: the nearest
+    /// directory upwards from the current one that has mkosi.conf].
+    #[arg(long, value_name = "DIR")]
+    source: Option<PathBuf>,
+    /// mkosi to run [default: $CHRYSALIS_MKOSI, else `mkosi` on PATH if it
+    /// is 25.x, else the pinned one installed by image/tools/install-mkosi.sh].
+    #[arg(long, value_name = "PATH")]
+    mkosi: Option<PathBuf>,
+    /// Directory with prebuilt chrysalis-agent and chrysalis-stub-engine
+    /// [default: build them with `cargo build --release --locked`].
+    #[arg(long, value_name = "DIR")]
+    binaries: Option<PathBuf>,
+    /// Directory with firmware-tdx.fd and/or firmware-snp.fd (from
+    /// image/firmware/build.sh) [default: image/firmware/out if present].
+    /// Without firmware, measurements.json lists no configurations.
+    #[arg(long, value_name = "DIR")]
+    firmware: Option<PathBuf>,
+    /// Build from this snapshot.debian.org timestamp (e.g. 20251120T000000Z)
+    /// instead of image/sandbox's mirror. Releases name one.
+    #[arg(long, value_name = "TIMESTAMP", conflicts_with = "mirror")]
+    snapshot: Option<String>,
+    /// Build from this Debian mirror URL instead of image/sandbox's.
+    #[arg(long, value_name = "URL")]
+    mirror: Option<String>,
+    /// VM configurations to compute measurements for, as
+    /// VCPUS:MEMORY[:GPUS] (repeatable).
+    #[arg(long = "vm", value_name = "SPEC", default_values_t = ["8:64G:1".to_string(), "2:2G:0".to_string()])]
+    vms: Vec<String>,
+    /// QEMU version the TDX values assume.
+    #[arg(long, default_value = "9.2.0")]
+    qemu_version: String,
+    /// SNP vCPU type the SNP values assume.
+    #[arg(long, default_value = "EPYC-v4")]
+    vcpu_type: String,
+    /// mkosi's output directory; it also keeps mkosi's tools tree between
+    /// builds [default: $XDG_CACHE_HOME/chrysalis/mkosi-output].
+    #[arg(long, value_name = "DIR")]
+    mkosi_output: Option<PathBuf>,
+    /// Release name recorded in measurements.json [default: chrysalis-VERSION-PROFILE].
+    #[arg(long)]
+    release: Option<String>,
+}
+
+#[derive(Subcommand)]
+// Parsed once per process; boxing variants would only obscure the clap derive.
+#[allow(clippy::large_enum_variant)]
+enum ImageCommand {
+    /// Build the guest image with mkosi and write the release directory:
+    /// artifacts, cmdline, measurements.json and SHA256SUMS.
+    ///
+    /// mkosi's output is logged to DIR/build.log. A first build bootstraps
+    /// mkosi's tools tree and takes several minutes.
+    Build {
+        /// Profile.
+        #[arg(long, value_enum, default_value = "cpu")]
+        profile: Profile,
+        /// Release directory to write (created; existing artifacts replaced).
+        #[arg(long, value_name = "DIR", default_value = "chrysalis-image")]
+        out: PathBuf,
+        #[command(flatten)]
+        options: BuildOptions,
+        /// Print the resulting measurements.json path and hashes as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Rebuild a published release and compare every artifact and
+    /// measurements.json with it. Exit 0 when identical, 3 when anything
+    /// differs (naming the artifact, and with diffoscope installed the files
+    /// inside it that differ).
+    Reproduce {
+        /// The published release directory (with SHA256SUMS and build-info.json).
+        release_dir: PathBuf,
+        /// Where to rebuild [default: RELEASE_DIR.rebuild].
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        options: BuildOptions,
+        /// Print the comparison as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub fn run(args: ImageArgs) -> i32 {
+    let r = match args.command {
+        ImageCommand::Build {
+            profile,
+            out,
+            options,
+            json,
+        } => build(profile, &out, &options).and_then(|summary| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&summary)?);
+            } else {
+                summary.print();
+            }
+            Ok(exit::OK)
+        }),
+        ImageCommand::Reproduce {
+            release_dir,
+            out,
+            options,
+            json,
+        } => reproduce::run(&release_dir, out.as_deref(), &options, json),
+    };
+    r.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        exit::IO
+    })
+}
+
+/// `$XDG_CACHE_HOME/chrysalis` (or `~/.cache/chrysalis`).
+fn cache_dir() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache")))
+        .unwrap_or_else(std::env::temp_dir)
+        .join("chrysalis")
+}
+
+/// Runs mkosi and assembles the release directory `out`.
+pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble::Summary> {
+    let source = mkosi::find_source(o.source.as_deref())?;
+    std::fs::create_dir_all(out)?;
+    let out = out.canonicalize()?;
+    let work = out.join(".work");
+    if work.exists() {
+        std::fs::remove_dir_all(&work)?;
+    }
+    std::fs::create_dir_all(&work)?;
+    let binaries = match &o.binaries {
+        Some(d) => d.clone(),
+        None => mkosi::build_binaries(&source)?,
+    };
+    let stage = mkosi::stage_binaries(&binaries, &work.join("binaries"))?;
+    let repo = mkosi::PackageSource::from_options(o.snapshot.as_deref(), o.mirror.as_deref())?;
+    let sandbox = repo.sandbox_tree(&source, &work.join("sandbox"))?;
+    let tool = mkosi::find_mkosi(o.mkosi.as_deref(), &source)?;
+    let mkosi_out = match &o.mkosi_output {
+        Some(d) => d.clone(),
+        None => cache_dir().join("mkosi-output"),
+    };
+    let run = mkosi::Run {
+        mkosi: &tool,
+        source: &source,
+        profile,
+        extra_tree: &stage,
+        sandbox: sandbox.as_deref(),
+        output_dir: &mkosi_out,
+        log: &out.join("build.log"),
+    };
+    let started = std::time::Instant::now();
+    run.build()?;
+    let firmware = o
+        .firmware
+        .clone()
+        .or_else(|| Some(source.join("image/firmware/out")).filter(|p| p.is_dir()));
+    let summary = assemble::assemble(&assemble::Inputs {
+        mkosi_out: &mkosi_out,
+        out: &out,
+        profile,
+        firmware: firmware.as_deref(),
+        source: &source,
+        package_source: &repo,
+        mkosi_version: &run.version()?,
+        options: o,
+        build_seconds: started.elapsed().as_secs(),
+    })?;
+    std::fs::remove_dir_all(&work)?;
+    Ok(summary)
+}

@@ -1,0 +1,594 @@
+//! `chrysalis launch --tee tdx|snp|none --vcpus N --memory M [--gpu PCI_ADDR]
+//! [--forward HOST_PORT] [--print] IMAGE_DIR`: QEMU with exactly the VM
+//! configuration the release's measurements were computed for.
+//!
+//! The VM: q35, direct boot of `vmlinuz` + `initrd` with `cmdline`
+//! (measured: RTMR1/RTMR2 on TDX, the kernel hashes table on SNP), the
+//! firmware of the TEE as `-bios`, `rootfs.img` and `rootfs.verity` as the
+//! first and second virtio disks (read-only; the command line names them
+//! /dev/vda and /dev/vdb), one virtio NIC on QEMU user networking with the
+//! agent's port 8443 forwarded to 127.0.0.1:HOST_PORT, the serial console to
+//! a log file, and the host's runtime configuration (--config) as the fw_cfg
+//! entry `opt/org.chrysalis/config`.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use chrysalis_measurements::manifest::MeasurementsManifest;
+use clap::{Args, ValueEnum};
+
+use crate::exit;
+use crate::image::{ROOT_DATA_DEVICE, ROOT_HASH_DEVICE};
+
+/// The agent's HTTPS port inside the guest.
+pub const AGENT_PORT: u16 = 8443;
+/// Debian's stock OVMF (package `ovmf`), used for `--tee none`.
+pub const STOCK_OVMF: &str = "/usr/share/ovmf/OVMF.fd";
+/// Stands for the command line in `--print` output when IMAGE_DIR has none.
+const CMDLINE_PLACEHOLDER: &str = "\u{0}cmdline";
+/// fw_cfg name of the host-supplied runtime configuration.
+pub const CONFIG_FW_CFG: &str = "opt/org.chrysalis/config";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Tee {
+    /// Intel TDX (firmware-tdx.fd, KVM required).
+    Tdx,
+    /// AMD SEV-SNP (firmware-snp.fd, KVM required).
+    Snp,
+    /// No TEE: Debian's stock OVMF, the agent uses SIMULATED evidence.
+    /// Tests only.
+    None,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum Accel {
+    /// KVM if a short probe boots, else TCG (TEEs require KVM).
+    Auto,
+    /// KVM.
+    Kvm,
+    /// TCG (software emulation; no TEE).
+    Tcg,
+}
+
+#[derive(Args)]
+pub struct LaunchArgs {
+    /// The TEE to launch under.
+    #[arg(long, value_enum)]
+    tee: Tee,
+    /// vCPUs (must match a measured configuration for tdx/snp).
+    #[arg(long)]
+    vcpus: u32,
+    /// Memory: MiB, or with a K/M/G/T suffix (must match a measured configuration for tdx/snp).
+    #[arg(long)]
+    memory: String,
+    /// Pass this GPU through with VFIO (PCI address, e.g. 0000:41:00.0; bound to vfio-pci).
+    #[arg(long = "gpu", value_name = "PCI_ADDR")]
+    gpus: Vec<String>,
+    /// Forward the agent's HTTPS port to this port on 127.0.0.1.
+    #[arg(long, value_name = "HOST_PORT")]
+    forward: Option<u16>,
+    /// Print the QEMU command instead of running it (works without the artifacts).
+    #[arg(long)]
+    print: bool,
+    /// Host-supplied runtime configuration, delivered as fw_cfg
+    /// opt/org.chrysalis/config; the agent measures it before serving.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Serial console log.
+    #[arg(long, value_name = "FILE", default_value = "chrysalis-console.log")]
+    console_log: PathBuf,
+    /// Accelerator (tdx/snp always use KVM).
+    #[arg(long, value_enum, default_value = "auto")]
+    accel: Accel,
+    /// Firmware override [default: IMAGE_DIR/firmware-tdx.fd, firmware-snp.fd, or Debian's OVMF for none].
+    #[arg(long, value_name = "FILE")]
+    firmware: Option<PathBuf>,
+    /// QEMU binary.
+    #[arg(long, default_value = "qemu-system-x86_64")]
+    qemu: String,
+    /// SNP vCPU model [default: the one measurements.json names, else EPYC-v4].
+    #[arg(long)]
+    vcpu_type: Option<String>,
+    /// The release directory (from `chrysalis image build`).
+    image_dir: PathBuf,
+}
+
+/// The VM to start: everything that enters the command line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Vm {
+    pub tee: Tee,
+    pub kvm: bool,
+    pub vcpus: u32,
+    pub memory_mib: u64,
+    pub gpus: Vec<String>,
+    pub forward: Option<u16>,
+    pub config: Option<PathBuf>,
+    pub console_log: PathBuf,
+    pub firmware: PathBuf,
+    pub image_dir: PathBuf,
+    pub cmdline: String,
+    pub vcpu_type: String,
+    /// SNP HOST_DATA: base64 of SHA-256(--config file), bound into every
+    /// attestation report of the guest.
+    pub host_data: Option<String>,
+}
+
+impl Vm {
+    /// QEMU's arguments (without the binary).
+    pub fn qemu_args(&self) -> Vec<String> {
+        let d = |n: &str| self.image_dir.join(n).display().to_string();
+        let mut a: Vec<String> = Vec::new();
+        let mut push = |xs: &[&str]| a.extend(xs.iter().map(|s| s.to_string()));
+        let machine = match self.tee {
+            Tee::Tdx => {
+                "q35,kernel-irqchip=split,confidential-guest-support=tdx0,hpet=off".to_string()
+            }
+            Tee::Snp => "q35,confidential-guest-support=sev0,memory-backend=ram1".to_string(),
+            Tee::None => "q35".to_string(),
+        };
+        push(&["-machine", &machine]);
+        push(&["-accel", if self.kvm { "kvm" } else { "tcg" }]);
+        let cpu = match (self.tee, self.kvm) {
+            (Tee::Snp, _) => self.vcpu_type.clone(),
+            (_, true) => "host".into(),
+            (_, false) => "max".into(),
+        };
+        push(&["-cpu", &cpu]);
+        push(&["-smp", &self.vcpus.to_string()]);
+        push(&["-m", &format!("{}M", self.memory_mib)]);
+        match self.tee {
+            Tee::Tdx => push(&["-object", "tdx-guest,id=tdx0"]),
+            Tee::Snp => {
+                push(&[
+                    "-object",
+                    &format!(
+                        "memory-backend-memfd,id=ram1,size={}M,share=true,prealloc=false",
+                        self.memory_mib
+                    ),
+                ]);
+                let mut snp =
+                    "sev-snp-guest,id=sev0,cbitpos=51,reduced-phys-bits=1,kernel-hashes=on"
+                        .to_string();
+                if let Some(h) = &self.host_data {
+                    snp.push_str(&format!(",host-data={h}"));
+                }
+                push(&["-object", &snp]);
+            }
+            Tee::None => {}
+        }
+        push(&["-bios", &self.firmware.display().to_string()]);
+        push(&["-kernel", &d("vmlinuz"), "-initrd", &d("initrd")]);
+        push(&["-append", &self.cmdline]);
+        // Confidential guests only accept virtio devices that use the DMA API.
+        let virtio_opts = if self.tee == Tee::None {
+            ""
+        } else {
+            ",disable-legacy=on,iommu_platform=on"
+        };
+        for (id, file) in [("rootfs", "rootfs.img"), ("verity", "rootfs.verity")] {
+            push(&[
+                "-drive",
+                &format!("file={},if=none,id={id},format=raw,readonly=on", d(file)),
+            ]);
+            push(&[
+                "-device",
+                &format!("virtio-blk-pci,drive={id}{virtio_opts}"),
+            ]);
+        }
+        let mut netdev = "user,id=net0".to_string();
+        if let Some(p) = self.forward {
+            netdev.push_str(&format!(",hostfwd=tcp:127.0.0.1:{p}-:{AGENT_PORT}"));
+        }
+        push(&["-netdev", &netdev]);
+        push(&[
+            "-device",
+            &format!("virtio-net-pci,netdev=net0{virtio_opts}"),
+        ]);
+        for (i, g) in self.gpus.iter().enumerate() {
+            push(&[
+                "-device",
+                &format!("pcie-root-port,id=rp{i},bus=pcie.0,chassis={}", i + 1),
+            ]);
+            push(&["-device", &format!("vfio-pci,host={g},bus=rp{i}")]);
+        }
+        if !self.gpus.is_empty() {
+            // Room for the GPUs' 64-bit BARs (H100: 128 GiB class).
+            push(&["-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=262144"]);
+        }
+        if let Some(c) = &self.config {
+            push(&[
+                "-fw_cfg",
+                &format!("name={CONFIG_FW_CFG},file={}", c.display()),
+            ]);
+        }
+        push(&[
+            "-nodefaults",
+            "-display",
+            "none",
+            "-vga",
+            "none",
+            "-no-reboot",
+        ]);
+        push(&["-serial", &format!("file:{}", self.console_log.display())]);
+        push(&["-monitor", "none"]);
+        a
+    }
+}
+
+/// Shell-quotes one argument for printing.
+pub fn shell_quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_./:=,@+%".contains(&b))
+    {
+        s.to_string()
+    } else {
+        format!("'{}'", s.replace('\'', "'\\''"))
+    }
+}
+
+fn valid_pci(addr: &str) -> bool {
+    // DDDD:BB:DD.F
+    let b = addr.as_bytes();
+    b.len() == 12
+        && b[4] == b':'
+        && b[7] == b':'
+        && b[10] == b'.'
+        && b.iter()
+            .enumerate()
+            .all(|(i, c)| [4, 7, 10].contains(&i) || c.is_ascii_hexdigit())
+}
+
+/// Is KVM usable? A short probe: does the firmware print anything on the
+/// serial port within a few seconds under KVM (it hung silently on some hosts).
+pub fn kvm_works(qemu: &str, firmware: &Path) -> bool {
+    if std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/kvm")
+        .is_err()
+    {
+        return false;
+    }
+    let child = Command::new(qemu)
+        .args([
+            "-machine", "q35", "-accel", "kvm", "-cpu", "host", "-m", "256M",
+        ])
+        .args([
+            "-nodefaults",
+            "-display",
+            "none",
+            "-no-reboot",
+            "-serial",
+            "stdio",
+        ])
+        .arg("-bios")
+        .arg(firmware)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn();
+    let Ok(mut child) = child else { return false };
+    let Some(mut out) = child.stdout.take() else {
+        let _ = child.kill();
+        return false;
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut b = [0u8; 1];
+        let _ = tx.send(matches!(out.read(&mut b), Ok(1)));
+    });
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let ok = loop {
+        if let Ok(v) = rx.recv_timeout(Duration::from_millis(200)) {
+            break v;
+        }
+        if Instant::now() > deadline || matches!(child.try_wait(), Ok(Some(_))) {
+            break false;
+        }
+    };
+    let _ = child.kill();
+    let _ = child.wait();
+    ok
+}
+
+fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
+    let memory_mib = crate::measure::parse_memory(&a.memory)? >> 20;
+    if a.vcpus == 0 || memory_mib == 0 {
+        bail!("--vcpus and --memory must be positive");
+    }
+    for g in &a.gpus {
+        if !valid_pci(g) {
+            bail!("--gpu {g:?}: expected a full PCI address like 0000:41:00.0");
+        }
+    }
+    if a.tee == Tee::None && !a.gpus.is_empty() {
+        eprintln!("warning: --gpu without a TEE: the GPU's confidential-computing mode protects nothing here");
+    }
+    let image_dir = a.image_dir.clone();
+    let firmware = a.firmware.clone().unwrap_or_else(|| match a.tee {
+        Tee::Tdx => image_dir.join("firmware-tdx.fd"),
+        Tee::Snp => image_dir.join("firmware-snp.fd"),
+        Tee::None => PathBuf::from(STOCK_OVMF),
+    });
+    let manifest = std::fs::read_to_string(image_dir.join("measurements.json"))
+        .ok()
+        .and_then(|t| MeasurementsManifest::from_json(&t).ok());
+    let cmdline = match std::fs::read_to_string(image_dir.join("cmdline")) {
+        Ok(c) => c.trim_end_matches('\n').to_string(),
+        Err(_) if a.print => CMDLINE_PLACEHOLDER.to_string(),
+        Err(e) => bail!(
+            "{}: {e} (not a release directory?)",
+            image_dir.join("cmdline").display()
+        ),
+    };
+    let names_devices = cmdline.contains(&format!("systemd.verity_root_data={ROOT_DATA_DEVICE}"))
+        && cmdline.contains(&format!("systemd.verity_root_hash={ROOT_HASH_DEVICE}"));
+    if !a.print && !names_devices {
+        bail!(
+            "{}: the command line does not name {ROOT_DATA_DEVICE} / {ROOT_HASH_DEVICE} as the verity devices this launcher attaches",
+            image_dir.join("cmdline").display()
+        );
+    }
+    let vcpu_type = a.vcpu_type.clone().unwrap_or_else(|| {
+        manifest
+            .as_ref()
+            .and_then(|m| m.configurations.iter().find_map(|c| c.snp.as_ref()))
+            .map(|s| s.vcpu_type.clone())
+            .unwrap_or_else(|| "EPYC-v4".into())
+    });
+    if a.tee != Tee::None {
+        let wanted = (a.vcpus, memory_mib, a.gpus.len() as u32);
+        let key = if a.tee == Tee::Tdx { "tdx" } else { "snp" };
+        let matched = manifest.as_ref().map(|m| {
+            m.configurations.iter().any(|c| {
+                (c.vm.vcpus, c.vm.memory_mib, c.vm.gpus) == wanted
+                    && (if a.tee == Tee::Tdx {
+                        c.tdx.is_some()
+                    } else {
+                        c.snp.is_some()
+                    })
+            })
+        });
+        match matched {
+            Some(true) => {}
+            Some(false) => eprintln!(
+                "WARNING: measurements.json has no {key} configuration with {} vCPUs, {} MiB, {} GPUs: this VM's measurements will not match the published ones (rebuild with --vm {}:{}M:{})",
+                wanted.0, wanted.1, wanted.2, wanted.0, wanted.1, wanted.2
+            ),
+            None if a.print => {}
+            None => eprintln!("WARNING: no readable measurements.json in {}: nothing to check this VM's configuration against", image_dir.display()),
+        }
+    }
+    let host_data = match (&a.config, a.tee) {
+        (Some(c), Tee::Snp) if !a.print || c.is_file() => {
+            use base64::Engine as _;
+            let (h, _) = chrysalis_measurements::tdx::sha256_file(c)
+                .with_context(|| format!("--config {}", c.display()))?;
+            Some(base64::engine::general_purpose::STANDARD.encode(h))
+        }
+        _ => None,
+    };
+    Ok(Vm {
+        host_data,
+        tee: a.tee,
+        kvm: a.tee != Tee::None || a.accel == Accel::Kvm,
+        vcpus: a.vcpus,
+        memory_mib,
+        gpus: a.gpus.clone(),
+        forward: a.forward,
+        config: a.config.clone(),
+        console_log: a.console_log.clone(),
+        firmware,
+        image_dir,
+        cmdline,
+        vcpu_type,
+    })
+}
+
+pub fn run(a: LaunchArgs) -> i32 {
+    let r = (|| -> Result<i32> {
+        let mut vm = vm_from_args(&a)?;
+        if a.print {
+            let args = vm.qemu_args();
+            let line: Vec<String> = std::iter::once(a.qemu.clone())
+                .chain(args)
+                .map(|s| {
+                    if s == CMDLINE_PLACEHOLDER {
+                        format!(
+                            "\"$(cat {})\"",
+                            shell_quote(&vm.image_dir.join("cmdline").display().to_string())
+                        )
+                    } else {
+                        shell_quote(&s)
+                    }
+                })
+                .collect();
+            println!("{}", line.join(" "));
+            return Ok(exit::OK);
+        }
+        for f in ["vmlinuz", "initrd", "rootfs.img", "rootfs.verity"] {
+            let p = vm.image_dir.join(f);
+            if !p.is_file() {
+                bail!(
+                    "{}: missing (not a release directory from `chrysalis image build`?)",
+                    p.display()
+                );
+            }
+        }
+        if !vm.firmware.is_file() {
+            bail!(
+                "{}: firmware missing ({})",
+                vm.firmware.display(),
+                match a.tee {
+                    Tee::None => "install Debian's ovmf package",
+                    _ => "build it with image/firmware/build.sh and rebuild the image",
+                }
+            );
+        }
+        if let Some(c) = &vm.config {
+            let len = std::fs::metadata(c)
+                .with_context(|| c.display().to_string())?
+                .len();
+            if len > 65536 {
+                bail!(
+                    "--config {}: {len} bytes; the guest accepts at most 65536",
+                    c.display()
+                );
+            }
+        }
+        if a.tee == Tee::None && a.accel == Accel::Auto {
+            vm.kvm = kvm_works(&a.qemu, &vm.firmware);
+            eprintln!(
+                "accelerator: {}",
+                if vm.kvm {
+                    "KVM"
+                } else {
+                    "TCG (KVM absent or did not boot the firmware within 10 s)"
+                }
+            );
+        }
+        if a.tee == Tee::None {
+            eprintln!(
+                "NOTE: --tee none: no TEE, the agent serves SIMULATED evidence that proves nothing"
+            );
+        }
+        eprintln!(
+            "starting QEMU: console → {}{}",
+            vm.console_log.display(),
+            vm.forward
+                .map(|p| format!(", agent → https://127.0.0.1:{p}"))
+                .unwrap_or_default()
+        );
+        let status = Command::new(&a.qemu)
+            .args(vm.qemu_args())
+            .stdin(Stdio::null())
+            .status()
+            .with_context(|| format!("starting {}", a.qemu))?;
+        Ok(if status.success() { exit::OK } else { exit::IO })
+    })();
+    r.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        exit::IO
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn vm(tee: Tee) -> Vm {
+        Vm {
+            tee,
+            kvm: tee != Tee::None,
+            vcpus: 2,
+            memory_mib: 2048,
+            gpus: vec![],
+            forward: Some(18443),
+            config: None,
+            console_log: "c.log".into(),
+            firmware: "fw.fd".into(),
+            image_dir: "img".into(),
+            cmdline: "console=ttyS0 roothash=ab".into(),
+            vcpu_type: "EPYC-v4".into(),
+            host_data: None,
+        }
+    }
+
+    fn has(args: &[String], pair: [&str; 2]) -> bool {
+        args.windows(2).any(|w| w[0] == pair[0] && w[1] == pair[1])
+    }
+
+    #[test]
+    fn disks_are_in_the_order_the_cmdline_names_them() {
+        let a = vm(Tee::None).qemu_args();
+        let root = a.iter().position(|s| s.contains("img/rootfs.img")).unwrap();
+        let hash = a
+            .iter()
+            .position(|s| s.contains("img/rootfs.verity"))
+            .unwrap();
+        assert!(
+            root < hash,
+            "{ROOT_DATA_DEVICE} must be the data, {ROOT_HASH_DEVICE} the hash tree"
+        );
+        assert!(a[root].contains("readonly=on") && a[hash].contains("readonly=on"));
+    }
+
+    #[test]
+    fn tee_specific_options() {
+        let t = vm(Tee::Tdx).qemu_args();
+        assert!(has(&t, ["-object", "tdx-guest,id=tdx0"]));
+        assert!(has(&t, ["-accel", "kvm"]));
+        assert!(t.iter().any(|s| s.contains("iommu_platform=on")));
+        let s = vm(Tee::Snp).qemu_args();
+        assert!(has(&s, ["-cpu", "EPYC-v4"]));
+        assert!(s
+            .iter()
+            .any(|x| x.starts_with("sev-snp-guest") && x.contains("kernel-hashes=on")));
+        let n = vm(Tee::None).qemu_args();
+        assert!(has(&n, ["-accel", "tcg"]) && has(&n, ["-cpu", "max"]));
+        assert!(has(&n, ["-append", "console=ttyS0 roothash=ab"]));
+        assert!(has(
+            &n,
+            ["-netdev", "user,id=net0,hostfwd=tcp:127.0.0.1:18443-:8443"]
+        ));
+    }
+
+    #[test]
+    fn gpu_and_config() {
+        let mut v = vm(Tee::Tdx);
+        v.gpus = vec!["0000:41:00.0".into()];
+        v.config = Some("host.json".into());
+        let a = v.qemu_args();
+        assert!(has(&a, ["-device", "vfio-pci,host=0000:41:00.0,bus=rp0"]));
+        assert!(has(
+            &a,
+            ["-fw_cfg", "name=opt/org.chrysalis/config,file=host.json"]
+        ));
+        assert!(valid_pci("0000:41:00.0"));
+        assert!(!valid_pci("41:00.0"));
+        assert!(!valid_pci("0000:41:00.0,x=y"));
+    }
+
+    #[test]
+    fn snp_host_data_binds_the_config() {
+        let d = tempfile::tempdir().unwrap();
+        let cfg = d.path().join("host.json");
+        std::fs::write(&cfg, b"{}").unwrap();
+        let args = LaunchArgs {
+            tee: Tee::Snp,
+            vcpus: 2,
+            memory: "2G".into(),
+            gpus: vec![],
+            forward: None,
+            print: true,
+            config: Some(cfg),
+            console_log: "c.log".into(),
+            accel: Accel::Auto,
+            firmware: None,
+            qemu: "qemu-system-x86_64".into(),
+            vcpu_type: None,
+            image_dir: d.path().into(),
+        };
+        let v = vm_from_args(&args).unwrap();
+        // SHA-256("{}") in base64.
+        assert_eq!(
+            v.host_data.as_deref(),
+            Some("RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=")
+        );
+        assert!(v
+            .qemu_args()
+            .iter()
+            .any(|a| a.ends_with(",host-data=RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=")));
+    }
+
+    #[test]
+    fn quoting() {
+        assert_eq!(shell_quote("a=b,c"), "a=b,c");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+    }
+}
