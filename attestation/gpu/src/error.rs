@@ -1,0 +1,168 @@
+//! The one error type of this crate, and its exit-code families.
+
+/// Which family an [`Error`] belongs to; maps one to one onto the exit codes
+/// of `chrysalis gpu verify` (the same as `chrysalis attest verify`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorCategory {
+    /// The evidence, a certificate, a RIM, an OCSP response or the policy
+    /// could not be decoded (exit code 2).
+    Malformed,
+    /// A signature, certificate chain, nonce, validity window, revocation or
+    /// reference-measurement check failed (exit code 3).
+    Verification,
+    /// The evidence is authentic but the policy rejects it (exit code 4).
+    Rejected,
+    /// A file, network or driver (NVML) operation failed (exit code 1).
+    Io,
+}
+
+impl ErrorCategory {
+    /// The exit code of the `chrysalis` command for this family.
+    pub fn exit_code(self) -> i32 {
+        match self {
+            ErrorCategory::Io => 1,
+            ErrorCategory::Malformed => 2,
+            ErrorCategory::Verification => 3,
+            ErrorCategory::Rejected => 4,
+        }
+    }
+
+    /// The family's name as used in `--json` output.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCategory::Io => "io",
+            ErrorCategory::Malformed => "malformed",
+            ErrorCategory::Verification => "verification",
+            ErrorCategory::Rejected => "rejected",
+        }
+    }
+}
+
+/// Everything that can go wrong while reading, verifying or judging NVIDIA
+/// GPU confidential-computing evidence.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The SPDM attestation report could not be decoded.
+    #[error("malformed GPU attestation report: {0}")]
+    MalformedReport(String),
+    /// A certificate (device chain, RIM signer chain or OCSP responder) could
+    /// not be decoded.
+    #[error("malformed certificate: {0}")]
+    MalformedCertificate(String),
+    /// A reference integrity manifest (SWID tag XML) could not be decoded.
+    #[error("malformed RIM {name}: {reason}")]
+    MalformedRim {
+        /// File name or description of the RIM.
+        name: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An OCSP response could not be decoded.
+    #[error("malformed OCSP response: {0}")]
+    MalformedOcsp(String),
+    /// The policy or an evidence bundle could not be decoded.
+    #[error("malformed {what}: {reason}")]
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// What was wrong.
+        reason: String,
+    },
+    /// The device certificate chain does not verify to the pinned NVIDIA root.
+    #[error("GPU certificate chain rejected: {0}")]
+    Chain(String),
+    /// The attestation report's signature does not verify with the leaf key.
+    #[error(
+        "GPU attestation report signature does not verify with the device leaf certificate key"
+    )]
+    ReportSignature,
+    /// The nonce in the report's request is not the expected one.
+    #[error("GPU attestation report nonce mismatch: expected {expected}, report carries {actual}")]
+    NonceMismatch {
+        /// Hex of the nonce the verifier expected.
+        expected: String,
+        /// Hex of the nonce in the SPDM GET_MEASUREMENTS request.
+        actual: String,
+    },
+    /// A RIM's XML signature or its signer chain does not verify.
+    #[error("RIM {name} signature rejected: {reason}")]
+    RimSignature {
+        /// File name or description of the RIM.
+        name: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The RIMs do not describe this report (wrong product, version or
+    /// overlapping measurement indexes).
+    #[error("RIM does not apply to this evidence: {0}")]
+    RimMismatch(String),
+    /// Runtime measurements differ from the RIM's golden values beyond what
+    /// the policy tolerates.
+    #[error("GPU measurements do not match the RIMs at index(es) {indexes:?} (policy tolerates {tolerated})")]
+    MeasurementMismatch {
+        /// The measurement indexes (0-based, as in the RIM) that differ.
+        indexes: Vec<u16>,
+        /// How many mismatches the policy tolerates.
+        tolerated: u32,
+    },
+    /// OCSP says a certificate is revoked, or the OCSP response does not
+    /// verify, or is stale.
+    #[error("OCSP: {0}")]
+    Ocsp(String),
+    /// The evidence is authentic but the policy rejects it.
+    #[error("GPU policy rejects the evidence: {0}")]
+    Policy(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The path involved.
+        path: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An HTTP request (OCSP, RIM service) failed.
+    #[error("HTTP request to {url} failed: {reason}")]
+    Http {
+        /// The URL requested.
+        url: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The NVIDIA driver (NVML) is absent or an NVML call failed.
+    #[error("NVML: {0}")]
+    Nvml(String),
+}
+
+impl Error {
+    /// The family of this error (decides the exit code).
+    pub fn category(&self) -> ErrorCategory {
+        match self {
+            Error::MalformedReport(_)
+            | Error::MalformedCertificate(_)
+            | Error::MalformedRim { .. }
+            | Error::MalformedOcsp(_)
+            | Error::Malformed { .. } => ErrorCategory::Malformed,
+            Error::Chain(_)
+            | Error::ReportSignature
+            | Error::NonceMismatch { .. }
+            | Error::RimSignature { .. }
+            | Error::RimMismatch(_)
+            | Error::MeasurementMismatch { .. }
+            | Error::Ocsp(_) => ErrorCategory::Verification,
+            Error::Policy(_) => ErrorCategory::Rejected,
+            Error::Io { .. } | Error::Http { .. } | Error::Nvml(_) => ErrorCategory::Io,
+        }
+    }
+
+    pub(crate) fn io(path: impl Into<String>, source: std::io::Error) -> Self {
+        Error::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Shorthand for results of this crate.
+pub type Result<T> = std::result::Result<T, Error>;
