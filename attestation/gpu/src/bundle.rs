@@ -145,3 +145,28 @@ impl GpuEvidenceBundle {
 pub fn evidence_digest(bundle_json: &[u8]) -> [u8; 48] {
     Sha384::digest(bundle_json).into()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn from_json_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..1000)) {
+            let _ = GpuEvidenceBundle::from_json(&bytes);
+        }
+    }
+
+    #[test]
+    fn wrong_format_and_nonce_are_named() {
+        let e =
+            GpuEvidenceBundle::from_json(br#"{"format":"v0","nonce":"00","gpus":[]}"#).unwrap_err();
+        assert!(e.to_string().contains("format"), "{e}");
+        let e = GpuEvidenceBundle::from_json(
+            br#"{"format":"chrysalis-gpu-evidence/1","nonce":"00","gpus":[]}"#,
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("32 bytes"), "{e}");
+    }
+}

@@ -395,3 +395,29 @@ pub fn verify_rim(rim: &Rim, root_der: &[u8], at: OffsetDateTime) -> Result<Veri
 fn strip_ws(s: &str) -> String {
     s.chars().filter(|c| !c.is_whitespace()).collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn parse_never_panics(bytes in proptest::collection::vec(any::<u8>(), 0..2000)) {
+            let _ = Rim::parse("fuzz", &bytes);
+        }
+
+        #[test]
+        fn parse_never_panics_on_xml_like_text(s in "<[a-zA-Z:= \"/>0-9]{0,400}") {
+            if let Ok(r) = Rim::parse("fuzz", s.as_bytes()) {
+                let _ = verify_rim(&r, crate::certs::NVIDIA_RIM_ROOT_DER, OffsetDateTime::UNIX_EPOCH);
+            }
+        }
+    }
+
+    #[test]
+    fn not_a_swid_tag_is_named() {
+        let e = Rim::parse("x.xml", b"<a/>").unwrap_err();
+        assert!(e.to_string().contains("SoftwareIdentity"), "{e}");
+    }
+}

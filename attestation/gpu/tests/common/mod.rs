@@ -140,3 +140,84 @@ pub fn conform_to_rims(raw: &[u8], rims: &[chrysalis_gpu::Rim]) -> Vec<u8> {
     }
     out
 }
+
+/// What a generated OCSP response says.
+pub enum TestStatus {
+    Good,
+    Revoked,
+}
+
+/// Build a DER OCSP response for `cert_der` (issued by `issuer_der`),
+/// signed directly by the issuer's key, valid `this_update..next_update`.
+pub fn ocsp_response(
+    cert_der: &[u8],
+    issuer_der: &[u8],
+    issuer_key: &SigningKey,
+    status: TestStatus,
+    this_update: time::OffsetDateTime,
+    next_update: time::OffsetDateTime,
+) -> Vec<u8> {
+    use der::asn1::{BitString, GeneralizedTime, OctetString};
+    use der::Encode;
+    use sha2::{Digest, Sha384};
+    use x509_ocsp::*;
+    use x509_parser::prelude::FromDer;
+    let (_, cert) = x509_parser::certificate::X509Certificate::from_der(cert_der).unwrap();
+    let (_, issuer) = x509_parser::certificate::X509Certificate::from_der(issuer_der).unwrap();
+    let gt = |t: time::OffsetDateTime| {
+        OcspGeneralizedTime(
+            GeneralizedTime::from_unix_duration(std::time::Duration::from_secs(
+                t.unix_timestamp() as u64
+            ))
+            .unwrap(),
+        )
+    };
+    let alg = |oid: &str| x509_cert::spki::AlgorithmIdentifierOwned {
+        oid: der::oid::ObjectIdentifier::new(oid).unwrap(),
+        parameters: None,
+    };
+    let key_hash = Sha384::digest(&issuer.public_key().subject_public_key.data).to_vec();
+    let cert_id = CertId {
+        hash_algorithm: alg("2.16.840.1.101.3.4.2.2"),
+        issuer_name_hash: OctetString::new(Sha384::digest(issuer.subject().as_raw()).to_vec())
+            .unwrap(),
+        issuer_key_hash: OctetString::new(key_hash.clone()).unwrap(),
+        serial_number: x509_cert::serial_number::SerialNumber::new(cert.raw_serial()).unwrap(),
+    };
+    let cert_status = match status {
+        TestStatus::Good => CertStatus::good(),
+        TestStatus::Revoked => CertStatus::Revoked(RevokedInfo {
+            revocation_time: gt(this_update - time::Duration::days(1)),
+            revocation_reason: None,
+        }),
+    };
+    let tbs = ResponseData {
+        version: Version::V1,
+        responder_id: ResponderId::ByKey(OctetString::new(key_hash).unwrap()),
+        produced_at: gt(this_update),
+        responses: vec![SingleResponse {
+            cert_id,
+            cert_status,
+            this_update: gt(this_update),
+            next_update: Some(gt(next_update)),
+            single_extensions: None,
+        }],
+        response_extensions: None,
+    };
+    let sig: p384::ecdsa::Signature = issuer_key.sign(&tbs.to_der().unwrap());
+    let basic = BasicOcspResponse {
+        tbs_response_data: tbs,
+        signature_algorithm: alg("1.2.840.10045.4.3.3"),
+        signature: BitString::from_bytes(p384::ecdsa::DerSignature::from(sig).as_bytes()).unwrap(),
+        certs: None,
+    };
+    OcspResponse {
+        response_status: OcspResponseStatus::Successful,
+        response_bytes: Some(ResponseBytes {
+            response_type: der::oid::ObjectIdentifier::new("1.3.6.1.5.5.7.48.1.1").unwrap(),
+            response: OctetString::new(basic.to_der().unwrap()).unwrap(),
+        }),
+    }
+    .to_der()
+    .unwrap()
+}
