@@ -81,6 +81,11 @@ pub struct Cli {
     /// Worker threads serving connections [default: one per CPU].
     #[arg(long, value_name = "N")]
     pub workers: Option<usize>,
+    /// The host-supplied runtime configuration (a JSON object: endpoint,
+    /// model, price …). Measured before serving: TDX extends RTMR3 with
+    /// it, SEV-SNP requires HOST_DATA = its SHA-256.
+    #[arg(long, value_name = "FILE")]
+    pub runtime_config: Option<PathBuf>,
 }
 
 impl Cli {
@@ -164,6 +169,9 @@ impl Cli {
         }
         if let Some(w) = self.workers {
             cfg.workers = w;
+        }
+        if let Some(p) = self.runtime_config {
+            cfg.runtime_config = Some(p);
         }
         cfg.validate()?;
         Ok(cfg)

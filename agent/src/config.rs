@@ -280,6 +280,9 @@ pub struct Config {
     pub drain_timeout: Duration,
     /// Worker threads serving connections; 0: one per CPU.
     pub workers: usize,
+    /// The host-supplied runtime configuration (JSON object), measured
+    /// before serving (see [`crate::runtime_config`]).
+    pub runtime_config: Option<std::path::PathBuf>,
 }
 
 /// Default HTTPS listener.
@@ -305,6 +308,7 @@ impl Config {
             engine: EngineSettings::default(),
             drain_timeout: Duration::from_secs(30),
             workers: 0,
+            runtime_config: None,
         }
     }
 
@@ -413,6 +417,9 @@ impl Config {
         }
         if let Some(w) = f.workers {
             self.workers = w;
+        }
+        if let Some(p) = f.runtime_config {
+            self.runtime_config = Some(p);
         }
         if let Some(l) = f.limits {
             let t = &mut self.limits;
@@ -566,6 +573,8 @@ pub struct FileConfig {
     pub drain_timeout: Option<String>,
     /// Worker threads (0: one per CPU).
     pub workers: Option<usize>,
+    /// Path of the host-supplied runtime configuration (JSON).
+    pub runtime_config: Option<std::path::PathBuf>,
     /// `[limits]`.
     pub limits: Option<FileLimits>,
     /// `[tls]`.

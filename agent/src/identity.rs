@@ -107,9 +107,13 @@ pub fn tls_config(
 /// Opens the evidence provider, and for the simulator the collateral its
 /// evidence verifies with (embedded in the certificate so clients with a
 /// development policy can verify offline).
+///
+/// `sim_host_data` is the SNP `HOST_DATA` the simulated guest is "launched"
+/// with (an honest host sets the runtime configuration's SHA-256).
 pub fn open_provider(
     kind: ProviderKind,
     sim_tee: chrysalis_attestation::Tee,
+    sim_host_data: Option<[u8; 32]>,
 ) -> Result<(Arc<dyn EvidenceProvider>, Option<EmbeddedCollateral>)> {
     use chrysalis_attestation::provider::ioctl::{SevGuestProvider, TdxGuestProvider};
     use chrysalis_attestation::provider::tsm::TsmProvider;
@@ -119,7 +123,10 @@ pub fn open_provider(
     };
     match kind {
         ProviderKind::Sim => {
-            let sim = chrysalis_attestation::sim::SimProvider::new(sim_tee).map_err(err)?;
+            let mut sim = chrysalis_attestation::sim::SimProvider::new(sim_tee).map_err(err)?;
+            if let Some(h) = sim_host_data {
+                sim = sim.with_host_data(h);
+            }
             let collateral = match (sim.tdx_collateral(), sim.snp_certificates()) {
                 (Some(t), _) => Some(Collateral::Tdx(t)),
                 (None, Some(s)) => Some(Collateral::Snp(s)),

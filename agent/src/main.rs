@@ -10,6 +10,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrysalis_agent::config::{format_duration, LogFormat, ProviderKind};
 use chrysalis_agent::identity::open_provider;
+use chrysalis_agent::runtime_config::{self, RuntimeConfig};
 use chrysalis_agent::{Agent, IdentitySource, RaTlsManager};
 use clap::Parser;
 
@@ -50,11 +51,25 @@ async fn run(config: chrysalis_agent::Config) -> anyhow::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let runtime_config = match &config.runtime_config {
+        Some(p) => Some(RuntimeConfig::load(p)?),
+        None => None,
+    };
     let (kind, tee) = (config.provider, config.sim_tee);
-    let (provider, collateral) = tokio::task::spawn_blocking(move || open_provider(kind, tee))
-        .await
-        .context("opening the evidence provider")??;
+    let sim_host_data = runtime_config.as_ref().map(RuntimeConfig::sha256);
+    let (provider, collateral) =
+        tokio::task::spawn_blocking(move || open_provider(kind, tee, sim_host_data))
+            .await
+            .context("opening the evidence provider")??;
     tracing::info!(provider = provider.name(), tee = %provider.tee(), "evidence provider opened");
+    if let Some(rc) = runtime_config {
+        // Before the first certificate: all served evidence carries it.
+        let p = provider.clone();
+        let done = tokio::task::spawn_blocking(move || runtime_config::measure(p.as_ref(), &rc))
+            .await
+            .context("measuring the runtime configuration")??;
+        tracing::info!("{done}");
+    }
     let manager = Arc::new(RaTlsManager::new(provider, collateral, &config.tls));
     let drain = config.drain_timeout;
     let agent = Agent::start(config, IdentitySource::RaTls(manager)).await?;

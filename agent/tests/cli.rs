@@ -234,3 +234,97 @@ fn start_up_refusals() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&addr), "{err}");
 }
+
+/// The runtime configuration is measured before the first certificate: a
+/// client policy pinning RTMR3 to what `chrysalis measure --config`
+/// predicts accepts the agent, one pinning another configuration refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runtime_config_is_measured_into_rtmr3_before_serving() {
+    use chrysalis_measurements::tdx::rtmr::{canonical_json, rtmr3_expected};
+    let stub = Stub::start().await;
+    let upstream = format!("http://{}", stub.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let cfg_path = dir.path().join("runtime.json");
+    // Key order and spacing differ from the canonical form on purpose.
+    let text = r#"{ "price_per_mtok": 12, "endpoint": "node.example:8443", "model": "tiny" }"#;
+    std::fs::write(&cfg_path, text).unwrap();
+    let expected = rtmr3_expected(&canonical_json(&serde_json::from_str(text).unwrap()));
+    let (mut child, rx) = spawn(&[
+        "--provider",
+        "sim",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--runtime-config",
+        cfg_path.to_str().unwrap(),
+    ]);
+    let lines = within(
+        "ready line",
+        tokio::task::spawn_blocking(move || lines_until(&rx, "ready")),
+    )
+    .await
+    .unwrap();
+    let all = lines.join("\n");
+    assert!(all.contains("measured into RTMR3"), "{all}");
+    let addr = https_addr(lines.last().unwrap());
+    let policy_for = |rtmr3: &[u8]| {
+        let toml = format!(
+            "allow_simulated = true\n[[tdx.measurements]]\nname = \"runtime\"\nrtmr3 = \"{}\"\n",
+            hex::encode(rtmr3)
+        );
+        std::sync::Arc::new(chrysalis_ratls::VerifierConfig::new(
+            chrysalis_attestation::Policy::from_toml(&toml).unwrap(),
+        ))
+    };
+    // Accepted with the prediction.
+    let (mut c, _) = ra_tls_client(addr, &policy_for(&expected)).await;
+    c.ready().await.unwrap();
+    drop(c);
+    // Refused when the client expects another configuration.
+    let other =
+        rtmr3_expected(br#"{"endpoint":"node.example:8443","model":"tiny","price_per_mtok":1}"#);
+    let v = std::sync::Arc::new(chrysalis_ratls::RaTlsServerVerifier::new(policy_for(
+        &other,
+    )));
+    let tls_cfg = chrysalis_ratls::client_config(v).unwrap();
+    let err = tls_with(addr, std::sync::Arc::new(tls_cfg))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("RTMR3"), "{err}");
+    sigterm(&child);
+    within(
+        "exit",
+        tokio::task::spawn_blocking(move || wait_exit(&mut child)),
+    )
+    .await
+    .unwrap();
+}
+
+#[test]
+fn a_runtime_config_that_is_not_a_json_object_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("bad.json");
+    std::fs::write(&p, "[1, 2]").unwrap();
+    let out = Command::new(BIN)
+        .args([
+            "--provider",
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--metrics-listen",
+            "127.0.0.1:0",
+            "--runtime-config",
+            p.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("bad.json") && err.contains("JSON object"),
+        "{err}"
+    );
+}

@@ -97,7 +97,7 @@ async fn drain_deadline_closes_what_is_left() {
 }
 
 fn sim_manager(settings: &TlsSettings) -> Arc<RaTlsManager> {
-    let (provider, collateral) = open_provider(ProviderKind::Sim, Tee::Tdx).unwrap();
+    let (provider, collateral) = open_provider(ProviderKind::Sim, Tee::Tdx, None).unwrap();
     Arc::new(RaTlsManager::new(provider, collateral, settings))
 }
 

@@ -665,6 +665,13 @@ impl EvidenceProvider for TdxGuestProvider {
         "ioctl"
     }
 
+    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<()> {
+        super::rtmr::extend_rtmr3_sysfs(
+            std::path::Path::new(super::rtmr::TDX_MEASUREMENTS_DIR),
+            digest,
+        )
+    }
+
     fn tee(&self) -> Tee {
         Tee::Tdx
     }

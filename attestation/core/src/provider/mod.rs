@@ -20,6 +20,7 @@
 //! because evidence from it proves nothing and must be asked for by name.
 
 pub mod ioctl;
+pub mod rtmr;
 pub mod tsm;
 
 use std::path::Path;
@@ -59,6 +60,21 @@ pub trait EvidenceProvider: Send + Sync {
     /// Fresh evidence whose report data field holds exactly `report_data`
     /// (64 bytes, copied verbatim into TDX `REPORTDATA` / SNP `REPORT_DATA`).
     fn evidence(&self, report_data: &[u8; 64]) -> Result<RawEvidence>;
+
+    /// Extends the runtime measurement register RTMR3 (TDX) with a SHA-384
+    /// digest: `RTMR3 := SHA-384(RTMR3 ‖ digest)`; later evidence shows it.
+    ///
+    /// The default (and every SEV-SNP provider) answers
+    /// [`Error::Unsupported`]: SNP has no runtime registers (see
+    /// [`rtmr`] for what it uses instead).
+    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<()> {
+        let _ = digest;
+        Err(Error::Unsupported(format!(
+            "the {} provider for {:?} cannot extend a runtime measurement register",
+            self.name(),
+            self.tee()
+        )))
+    }
 }
 
 /// Finds the evidence interface of the TEE this process runs in.

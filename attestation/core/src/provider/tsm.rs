@@ -219,6 +219,18 @@ impl EvidenceProvider for TsmProvider {
         "tsm"
     }
 
+    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<()> {
+        match self.tee {
+            Tee::Tdx => super::rtmr::extend_rtmr3_sysfs(
+                std::path::Path::new(super::rtmr::TDX_MEASUREMENTS_DIR),
+                digest,
+            ),
+            _ => Err(crate::error::Error::Unsupported(
+                "SEV-SNP has no runtime measurement register (HOST_DATA carries the host's configuration digest)".into(),
+            )),
+        }
+    }
+
     fn tee(&self) -> Tee {
         self.tee
     }

@@ -15,7 +15,7 @@ pub mod snp;
 pub mod tdx;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use sha2::{Digest, Sha384};
 use time::OffsetDateTime;
@@ -32,9 +32,17 @@ use crate::verified::Tee;
 /// Its measurements are fixed, recognisable values
 /// (`SHA-384("CHRYSALIS-SIM <register>")`), so a policy can pin them in
 /// development exactly as it pins real ones in production.
+///
+/// Like real hardware, it keeps run-time state shared by its clones: RTMR3
+/// once extended ([`EvidenceProvider::extend_rtmr3`]: from then on RTMR3 is
+/// the replay of the extended digests from zero, as on a real TD, so
+/// `chrysalis measure --config` predicts it) and the SNP `HOST_DATA` the
+/// "host" launched it with ([`SimProvider::with_host_data`]).
 #[derive(Clone)]
 pub struct SimProvider {
     inner: Arc<Inner>,
+    rtmr3: Arc<Mutex<Option<[u8; 48]>>>,
+    host_data: Option<[u8; 32]>,
 }
 
 // Created once per piece of evidence and never stored in bulk: boxing the
@@ -64,7 +72,21 @@ impl SimProvider {
         };
         Ok(Self {
             inner: Arc::new(inner),
+            rtmr3: Arc::new(Mutex::new(None)),
+            host_data: None,
         })
+    }
+
+    /// The same simulated TEE launched with this SNP `HOST_DATA` (what a
+    /// host sets when it starts a real SNP guest). Ignored for TDX.
+    pub fn with_host_data(mut self, host_data: [u8; 32]) -> Self {
+        self.host_data = Some(host_data);
+        self
+    }
+
+    fn current_rtmr3(&self) -> [u8; 48] {
+        let r = self.rtmr3.lock().unwrap_or_else(|p| p.into_inner());
+        r.unwrap_or_else(|| sim_measurement("RTMR3"))
     }
 
     /// The TDX collateral (with the simulated root) for TDX simulators.
@@ -115,6 +137,20 @@ impl EvidenceProvider for SimProvider {
         "sim"
     }
 
+    fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<()> {
+        if matches!(&*self.inner, Inner::Snp(_)) {
+            return Err(crate::error::Error::Unsupported(
+                "SEV-SNP has no runtime measurement register (HOST_DATA carries the host's configuration digest)".into(),
+            ));
+        }
+        let mut r = self.rtmr3.lock().unwrap_or_else(|p| p.into_inner());
+        let mut h = Sha384::new();
+        h.update(r.unwrap_or([0; 48]));
+        h.update(digest);
+        *r = Some(h.finalize().into());
+        Ok(())
+    }
+
     fn tee(&self) -> Tee {
         match &*self.inner {
             Inner::Tdx(_) => Tee::Tdx,
@@ -132,15 +168,18 @@ impl EvidenceProvider for SimProvider {
                         sim_measurement("RTMR0"),
                         sim_measurement("RTMR1"),
                         sim_measurement("RTMR2"),
-                        sim_measurement("RTMR3"),
+                        self.current_rtmr3(),
                     ],
                     report_data: *report_data,
                     ..Default::default()
                 }),
             ),
             Inner::Snp(s) => {
-                let mut host_data = [0u8; 32];
-                host_data.copy_from_slice(&sim_measurement("HOST_DATA")[..32]);
+                let host_data = self.host_data.unwrap_or_else(|| {
+                    let mut h = [0u8; 32];
+                    h.copy_from_slice(&sim_measurement("HOST_DATA")[..32]);
+                    h
+                });
                 (
                     Tee::Snp,
                     s.report(*report_data, sim_measurement("MEASUREMENT"), host_data),
@@ -153,5 +192,48 @@ impl EvidenceProvider for SimProvider {
             aux: None,
             provider: "sim",
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::snp::SnpReport;
+    use crate::tdx::TdxQuote;
+
+    fn sha384_extend(reg: [u8; 48], d: &[u8; 48]) -> [u8; 48] {
+        let mut h = Sha384::new();
+        h.update(reg);
+        h.update(d);
+        h.finalize().into()
+    }
+
+    #[test]
+    fn rtmr3_extensions_replay_from_zero_and_are_shared_by_clones() {
+        let p = SimProvider::new(Tee::Tdx).unwrap();
+        let rtmr3 = |p: &SimProvider| {
+            let e = p.evidence(&[0; 64]).unwrap();
+            TdxQuote::parse(&e.bytes).unwrap().body.td10().rtmr[3]
+        };
+        assert_eq!(
+            rtmr3(&p),
+            sim_measurement("RTMR3"),
+            "unextended: the fixed value"
+        );
+        let (a, b) = ([1u8; 48], [2u8; 48]);
+        p.extend_rtmr3(&a).unwrap();
+        p.clone().extend_rtmr3(&b).unwrap();
+        let want = sha384_extend(sha384_extend([0; 48], &a), &b);
+        assert_eq!(rtmr3(&p), want);
+    }
+
+    #[test]
+    fn snp_has_no_rtmr_but_takes_host_data() {
+        let p = SimProvider::new(Tee::Snp).unwrap();
+        let e = p.extend_rtmr3(&[0; 48]).unwrap_err();
+        assert!(e.to_string().contains("HOST_DATA"), "{e}");
+        let p = p.with_host_data([9; 32]);
+        let r = SnpReport::parse(&p.evidence(&[0; 64]).unwrap().bytes).unwrap();
+        assert_eq!(r.host_data, [9; 32]);
     }
 }

@@ -1,0 +1,182 @@
+//! The host-supplied runtime configuration (endpoint, model, price, …) and
+//! its measurement before the agent serves.
+//!
+//! The host hands the guest one JSON object (the image delivers it as a
+//! file; see the image documentation for the channel). The agent hashes its
+//! canonical form ([`canonical_json`]: keys sorted, no whitespace) so that a
+//! client can recompute the measurement from the same JSON, and then:
+//!
+//! * **TDX**: extends RTMR3 with the `config` event (payload SHA-384 of the
+//!   canonical bytes) and the `boot-done` event, exactly the events
+//!   [`rtmr3_events`] defines and `chrysalis measure --config` predicts.
+//!   After `boot-done` nothing more is extended, so a quote whose RTMR3
+//!   equals the prediction proves both the configuration and the order.
+//! * **SEV-SNP** (no runtime registers): the host must have launched the
+//!   guest with `HOST_DATA` = SHA-256 of the canonical bytes; the agent
+//!   reads its own report and refuses to start when they differ, so a
+//!   client that pins `host_data` pins the configuration.
+//!
+//! Either way this happens before the first certificate is made: evidence
+//! the agent serves already carries the measured configuration.
+
+use std::path::Path;
+
+use chrysalis_attestation::provider::EvidenceProvider;
+use chrysalis_attestation::snp::SnpReport;
+use chrysalis_attestation::Tee;
+use chrysalis_measurements::tdx::rtmr::{canonical_json, rtmr3_events};
+use sha2::{Digest, Sha256, Sha384};
+
+use crate::error::{Error, Result};
+
+/// Largest runtime configuration accepted (bytes of JSON).
+pub const MAX_RUNTIME_CONFIG_BYTES: usize = 64 * 1024;
+
+/// A parsed runtime configuration in canonical form.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeConfig {
+    /// Canonical JSON bytes (what is measured).
+    pub canonical: Vec<u8>,
+}
+
+impl RuntimeConfig {
+    /// Parses JSON text: it must be one object.
+    pub fn parse(text: &[u8], origin: &str) -> Result<Self> {
+        if text.len() > MAX_RUNTIME_CONFIG_BYTES {
+            return Err(Error::Config(format!(
+                "{origin}: runtime configuration is {} bytes, more than {MAX_RUNTIME_CONFIG_BYTES}",
+                text.len()
+            )));
+        }
+        let value: serde_json::Value = serde_json::from_slice(text).map_err(|e| {
+            Error::Config(format!("{origin}: runtime configuration is not JSON: {e}"))
+        })?;
+        if !value.is_object() {
+            return Err(Error::Config(format!(
+                "{origin}: runtime configuration must be a JSON object"
+            )));
+        }
+        Ok(Self {
+            canonical: canonical_json(&value),
+        })
+    }
+
+    /// Reads and parses a file.
+    pub fn load(path: &Path) -> Result<Self> {
+        let text = std::fs::read(path).map_err(|e| Error::Io {
+            what: format!("reading the runtime configuration {}", path.display()),
+            source: e,
+        })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// SHA-384 of the canonical bytes (the `config` event's payload).
+    pub fn sha384(&self) -> [u8; 48] {
+        Sha384::digest(&self.canonical).into()
+    }
+
+    /// SHA-256 of the canonical bytes (the expected SNP `HOST_DATA`).
+    pub fn sha256(&self) -> [u8; 32] {
+        Sha256::digest(&self.canonical).into()
+    }
+}
+
+/// Measures `config` into the TEE behind `provider` (see the module docs).
+/// Call once, before any evidence is served.
+pub fn measure(provider: &dyn EvidenceProvider, config: &RuntimeConfig) -> Result<String> {
+    let err = |e: chrysalis_attestation::Error| Error::Provider {
+        provider: provider.name().into(),
+        message: e.to_string(),
+    };
+    match provider.tee() {
+        Tee::Tdx => {
+            for event in rtmr3_events(&config.canonical) {
+                provider.extend_rtmr3(&event.digest).map_err(err)?;
+            }
+            Ok(format!(
+                "runtime configuration measured into RTMR3 (config SHA-384 {}, then boot-done)",
+                hex::encode(config.sha384())
+            ))
+        }
+        Tee::Snp => {
+            let raw = provider.evidence(&[0; 64]).map_err(err)?;
+            let report = SnpReport::parse(&raw.bytes).map_err(|e| Error::Provider {
+                provider: provider.name().into(),
+                message: format!("reading HOST_DATA from our own report: {e}"),
+            })?;
+            let want = config.sha256();
+            if report.host_data != want {
+                return Err(Error::Config(format!(
+                    "the guest was launched with HOST_DATA {} but the runtime configuration's \
+                     SHA-256 is {}: the host must launch the guest with the configuration it \
+                     hands over (chrysalis launch --runtime-config does)",
+                    hex::encode(report.host_data),
+                    hex::encode(want)
+                )));
+            }
+            Ok(format!(
+                "runtime configuration matches HOST_DATA (SHA-256 {})",
+                hex::encode(want)
+            ))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrysalis_attestation::sim::SimProvider;
+    use chrysalis_attestation::tdx::TdxQuote;
+    use chrysalis_measurements::tdx::rtmr::rtmr3_expected;
+
+    #[test]
+    fn canonical_form_ignores_key_order_and_whitespace() {
+        let a = RuntimeConfig::parse(br#"{"b": 1, "a": {"y": 2, "x": [1, 2]}}"#, "a").unwrap();
+        let b = RuntimeConfig::parse(br#"{"a":{"x":[1,2],"y":2},"b":1}"#, "b").unwrap();
+        assert_eq!(a, b);
+        assert_eq!(a.canonical, br#"{"a":{"x":[1,2],"y":2},"b":1}"#);
+    }
+
+    #[test]
+    fn refusals_name_the_problem() {
+        for (text, want) in [
+            (&b"[1]"[..], "must be a JSON object"),
+            (b"{", "not JSON"),
+            (b"", "not JSON"),
+        ] {
+            let e = RuntimeConfig::parse(text, "cfg.json")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("cfg.json") && e.contains(want), "{e}");
+        }
+        let big = vec![b' '; MAX_RUNTIME_CONFIG_BYTES + 1];
+        assert!(RuntimeConfig::parse(&big, "x")
+            .unwrap_err()
+            .to_string()
+            .contains("more than"));
+    }
+
+    #[test]
+    fn tdx_rtmr3_matches_what_chrysalis_measure_predicts() {
+        let cfg = RuntimeConfig::parse(br#"{"endpoint":"node:8443","price":3}"#, "t").unwrap();
+        let sim = SimProvider::new(Tee::Tdx).unwrap();
+        measure(&sim, &cfg).unwrap();
+        let q = TdxQuote::parse(&sim.evidence(&[0; 64]).unwrap().bytes).unwrap();
+        assert_eq!(q.body.td10().rtmr[3], rtmr3_expected(&cfg.canonical));
+    }
+
+    #[test]
+    fn snp_host_data_must_match() {
+        let cfg = RuntimeConfig::parse(br#"{"model":"m"}"#, "t").unwrap();
+        let good = SimProvider::new(Tee::Snp)
+            .unwrap()
+            .with_host_data(cfg.sha256());
+        assert!(measure(&good, &cfg).unwrap().contains("HOST_DATA"));
+        let bad = SimProvider::new(Tee::Snp).unwrap().with_host_data([0; 32]);
+        let e = measure(&bad, &cfg).unwrap_err().to_string();
+        assert!(
+            e.contains("HOST_DATA") && e.contains(&hex::encode(cfg.sha256())),
+            "{e}"
+        );
+    }
+}
