@@ -24,7 +24,7 @@ use ratls::{RaTlsServerVerifier, VerifiedPeer, VerifierConfig};
 use crate::exit;
 
 /// Exit code when the connection itself fails.
-const CONNECTION: i32 = 5;
+pub(crate) const CONNECTION: i32 = 5;
 /// Connect + handshake timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -83,9 +83,9 @@ pub struct ChatArgs {
 }
 
 /// A failure with the exit code it maps to.
-struct Failure {
-    code: i32,
-    error: anyhow::Error,
+pub(crate) struct Failure {
+    pub(crate) code: i32,
+    pub(crate) error: anyhow::Error,
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -125,7 +125,7 @@ fn classify(e: &anyhow::Error) -> i32 {
     exit::IO
 }
 
-fn verifier_config(p: &PolicyOpts) -> Result<VerifierConfig, Failure> {
+pub(crate) fn verifier_config(p: &PolicyOpts) -> Result<VerifierConfig, Failure> {
     let mut policy = match &p.policy {
         Some(f) => Policy::load(f)?,
         None => Policy::default(),
@@ -180,10 +180,10 @@ fn parse_url(url: &str) -> anyhow::Result<(String, u16)> {
     Ok((host, port))
 }
 
-type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
+pub(crate) type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
 
 /// Connects and completes a verified TLS 1.3 handshake.
-async fn connect(
+pub(crate) async fn connect(
     url: &str,
     cfg: Arc<VerifierConfig>,
 ) -> Result<(TlsStream, VerifiedPeer), Failure> {
@@ -227,7 +227,7 @@ async fn connect(
     Ok((stream, peer))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
+pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -325,7 +325,7 @@ fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
 }
 
 /// One HTTP/1.1 request over the verified stream; returns status and body.
-async fn http_request(
+pub(crate) async fn http_request(
     stream: TlsStream,
     req: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
 ) -> anyhow::Result<(u16, Vec<u8>)> {

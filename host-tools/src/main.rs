@@ -13,6 +13,7 @@ mod host;
 mod image;
 mod launch;
 mod measure;
+mod ton;
 
 use clap::{Parser, Subcommand};
 
@@ -51,6 +52,11 @@ enum Command {
     /// Send an OpenAI-compatible chat completion over a verified RA-TLS
     /// connection and stream the answer.
     Chat(client::ChatArgs),
+    /// TON: operator wallets and the on-chain machine registry (register a
+    /// verified machine, list and verify machines, admin the allowed images).
+    ///
+    /// `chrysalis ton wallet new --out FILE`, `chrysalis ton register --agent URL --wallet FILE --registry ADDR [--dry-run] [--json]`
+    Ton(ton::TonArgs),
     /// Build the guest image with mkosi (artifacts, measurements.json,
     /// SHA256SUMS), or rebuild a published release and compare.
     ///
@@ -73,6 +79,7 @@ fn main() {
         Command::Policy(args) => measure::run_policy(args),
         Command::Verify(args) => client::run_verify(args),
         Command::Chat(args) => client::run_chat(args),
+        Command::Ton(args) => ton::run(args),
         Command::Image(args) => image::run(args),
         Command::Launch(args) => launch::run(args),
         Command::Host(args) => host::run(args),

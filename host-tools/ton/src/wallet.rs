@@ -15,6 +15,7 @@ use tonlib_core::cell::{Cell, CellBuilder};
 use tonlib_core::tlb_types::block::coins::{CurrencyCollection, Grams};
 use tonlib_core::tlb_types::block::message::{CommonMsgInfo, IntMsgInfo, Message};
 use tonlib_core::tlb_types::block::msg_address::MsgAddress;
+use tonlib_core::tlb_types::block::state_init::StateInit;
 use tonlib_core::tlb_types::tlb::TLB;
 use tonlib_core::wallet::mnemonic::{KeyPair, Mnemonic, WORDLIST_EN_SET};
 use tonlib_core::wallet::ton_wallet::TonWallet;
@@ -150,6 +151,8 @@ pub struct Transfer {
     pub bounce: bool,
     /// Message body.
     pub body: Cell,
+    /// Code and data to deploy at `to` (the address must be theirs).
+    pub state_init: Option<(Cell, Cell)>,
 }
 
 impl Transfer {
@@ -168,7 +171,13 @@ impl Transfer {
             created_lt: 0,
             created_at: 0,
         });
-        let msg = Message::new(info, Arc::new(self.body.clone()));
+        let mut msg = Message::new(info, Arc::new(self.body.clone()));
+        if let Some((code, data)) = &self.state_init {
+            msg.with_state_init(StateInit::new(
+                Arc::new(code.clone()),
+                Arc::new(data.clone()),
+            ));
+        }
         Ok(msg.to_cell()?)
     }
 }
@@ -383,6 +392,7 @@ mod tests {
             value: 1,
             bounce: false,
             body: empty_body().unwrap(),
+            state_init: None,
         };
         let a = w.sign(&t, 3, 1_900_000_000).unwrap();
         let b = w.sign(&t, 3, 1_900_000_000).unwrap();

@@ -72,6 +72,7 @@ impl World {
             value,
             bounce: true,
             body: msg.to_cell().unwrap(),
+            state_init: None,
         };
         let ext = w.sign(&t, seqno, (self.now + 600) as u32).unwrap();
         let boc = ext.boc_base64().unwrap();
@@ -270,6 +271,7 @@ fn register_lifecycle_and_negative_cases() {
                 value: MIN_STAKE + TON,
                 bounce: true,
                 body,
+                state_init: None,
             },
             seqno,
             (NOW + 600) as u32,
@@ -427,6 +429,7 @@ fn rust_messages_match_ton_core() {
                 value: 11 * TON,
                 bounce: true,
                 body: body.clone(),
+                state_init: None,
             };
             let ext = w.sign(&t, seqno, (NOW + 60) as u32).unwrap();
             let r = h.call(json!({"cmd":"ref_wallet_external","version":kind.as_str(),

@@ -1,0 +1,509 @@
+//! `chrysalis ton` end to end over HTTP: a loopback TON HTTP API backed by
+//! @ton/sandbox (host-tools/ton/contract/api-server.js) and an in-process
+//! RA-TLS server with simulated evidence. The real wallet contracts and the
+//! registry run in the sandbox's TVM.
+//!
+//! Skips with a message when node or the npm packages are missing; fails
+//! instead when CHRYSALIS_REQUIRE_TON=1 (CI).
+
+use std::convert::Infallible;
+use std::io::{BufRead, BufReader, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::sync::Arc;
+
+use chrysalis_attestation::sim::SimProvider;
+use chrysalis_attestation::verifier::Collateral;
+use chrysalis_attestation::Tee;
+use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use serde_json::{json, Value};
+
+fn contract_dir() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ton/contract")
+}
+
+fn ton_available(test: &str) -> bool {
+    let dir = contract_dir();
+    let node_ok = Command::new("node")
+        .arg("--version")
+        .stdout(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    let missing = if !node_ok {
+        Some("node is not installed")
+    } else if !dir.join("node_modules/@ton/sandbox").is_dir() {
+        Some("npm packages missing (run: bash ci/ton.sh)")
+    } else if !dir.join("build/registry.json").is_file() {
+        Some("contract not compiled (run: bash ci/ton.sh)")
+    } else {
+        None
+    };
+    match missing {
+        None => true,
+        Some(why) => {
+            if std::env::var("CHRYSALIS_REQUIRE_TON").as_deref() == Ok("1") {
+                panic!("{test}: CHRYSALIS_REQUIRE_TON=1 but {why}");
+            }
+            eprintln!("SKIPPED {test}: {why}");
+            false
+        }
+    }
+}
+
+/// `node api-server.js`: HTTP on loopback plus JSON-line control on stdin.
+struct Api {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+    url: String,
+}
+
+impl Api {
+    fn start() -> Api {
+        let mut child = Command::new("node")
+            .arg("api-server.js")
+            .current_dir(contract_dir())
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("spawn node api-server.js");
+        let stdin = child.stdin.take().unwrap();
+        let mut stdout = BufReader::new(child.stdout.take().unwrap());
+        let mut line = String::new();
+        stdout.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).expect("listening line");
+        let url = format!("http://{}/api", v["listening"].as_str().unwrap());
+        let mut api = Api {
+            child,
+            stdin,
+            stdout,
+            url,
+        };
+        // The chain's clock is the real one: the CLI derives valid_until from it.
+        api.call(json!({"cmd":"init"}));
+        api
+    }
+
+    fn call(&mut self, req: Value) -> Value {
+        writeln!(self.stdin, "{req}").unwrap();
+        self.stdin.flush().unwrap();
+        let mut line = String::new();
+        self.stdout.read_line(&mut line).unwrap();
+        let v: Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(v["ok"], true, "{req}: {v}");
+        v
+    }
+
+    fn sends(&mut self) -> usize {
+        let r = self.call(json!({"cmd":"requests"}));
+        r["requests"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|q| q["path"] == "/api/v3/message" || q["path"] == "/api/v2/sendBoc")
+            .count()
+    }
+}
+
+impl Drop for Api {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// An RA-TLS server with simulated TDX evidence answering /v1/models, for
+/// at most 120 s.
+fn agent() -> (SocketAddr, tokio::runtime::Runtime) {
+    let sim = SimProvider::new(Tee::Tdx).unwrap();
+    let collateral = Collateral::Tdx(sim.tdx_collateral().unwrap());
+    let opts = IdentityOptions {
+        collateral: Some(EmbeddedCollateral::from_collateral(&collateral)),
+        ..Default::default()
+    };
+    let identity = Arc::new(RaTlsIdentity::generate(&sim, &opts).unwrap());
+    let tls = Arc::new(chrysalis_ratls::server_config(&identity, None).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    rt.spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
+        while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let body = if req.uri().path() == "/v1/models" {
+                            r#"{"object":"list","data":[{"id":"tiny-llama","object":"model"}]}"#
+                        } else {
+                            "{}"
+                        };
+                        let _ = req.into_body().collect().await;
+                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rt)
+}
+
+fn chrysalis(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_chrysalis"))
+        .args(args)
+        .env_remove("TON_API")
+        .env_remove("TON_API_KEY")
+        .output()
+        .expect("run chrysalis")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn json_out(o: &Output) -> Value {
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(o)))
+}
+
+fn new_wallet(dir: &Path, name: &str) -> (String, String) {
+    let p = dir.join(name);
+    let ps = p.to_str().unwrap().to_string();
+    let o = chrysalis(&["ton", "wallet", "new", "--out", &ps, "--json"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json_out(&o);
+    (ps, v["wallet"].as_str().unwrap().to_string())
+}
+
+#[test]
+fn wallet_new_is_private_and_never_prints_the_mnemonic() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("op.key");
+    let ps = p.to_str().unwrap();
+    let o = chrysalis(&["ton", "wallet", "new", "--out", ps]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&p).unwrap()).unwrap();
+    let words: Vec<String> = file["mnemonic"]
+        .as_str()
+        .unwrap()
+        .split(' ')
+        .map(str::to_string)
+        .collect();
+    assert_eq!(words.len(), 24);
+    let out = text(&o);
+    assert!(
+        !out.contains(&words[..4].join(" ")),
+        "mnemonic printed: {out}"
+    );
+    // Refuses to overwrite; refuses a group-readable key file.
+    let o = chrysalis(&["ton", "wallet", "new", "--out", ps]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+    let o = chrysalis(&["ton", "wallet", "address", "--wallet", ps]);
+    assert_eq!(o.status.code(), Some(1), "{}", text(&o));
+    assert!(text(&o).contains("chmod 600"), "{}", text(&o));
+    // Import of the same words gives the same address.
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o600)).unwrap();
+    let mfile = dir.path().join("words.txt");
+    std::fs::write(&mfile, words.join(" ")).unwrap();
+    let p2 = dir.path().join("imported.key");
+    let o = chrysalis(&[
+        "ton",
+        "wallet",
+        "import",
+        "--out",
+        p2.to_str().unwrap(),
+        "--mnemonic-file",
+        mfile.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let a1 = json_out(&chrysalis(&[
+        "ton", "wallet", "address", "--wallet", ps, "--json",
+    ]));
+    assert_eq!(json_out(&o)["wallet"], a1["wallet"]);
+}
+
+#[test]
+fn register_end_to_end_over_http() {
+    if !ton_available("register_end_to_end_over_http") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start();
+    let (admin_key, admin_addr) = new_wallet(dir.path(), "admin.key");
+    let (op_key, op_addr) = new_wallet(dir.path(), "operator.key");
+    let (other_key, other_addr) = new_wallet(dir.path(), "other.key");
+    for a in [&admin_addr, &op_addr, &other_addr] {
+        api.call(json!({"cmd":"fund","address":a,"amount":"100000000000"}));
+    }
+    let url = api.url.clone();
+    let (agent_addr, _rt) = agent();
+    let agent_url = format!("https://{agent_addr}");
+
+    // The admin deploys the registry (its wallet deploys itself: seqno 0).
+    let code = contract_dir().join("build/registry.json");
+    let o = chrysalis(&[
+        "ton",
+        "deploy-registry",
+        "--wallet",
+        &admin_key,
+        "--code",
+        code.to_str().unwrap(),
+        "--min-stake",
+        "10",
+        "--unstake-delay",
+        "3600",
+        "--api",
+        &url,
+        "--wait",
+        "5",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let registry = json_out(&o)["registry"].as_str().unwrap().to_string();
+
+    let common = |extra: &[&str]| -> Vec<String> {
+        let mut v: Vec<String> = vec![
+            "ton".into(),
+            "register".into(),
+            "--agent".into(),
+            agent_url.clone(),
+            "--registry".into(),
+            registry.clone(),
+            "--api".into(),
+            url.clone(),
+            "--wait".into(),
+            "5".into(),
+        ];
+        v.extend(extra.iter().map(|s| s.to_string()));
+        v
+    };
+    let run = |args: Vec<String>| chrysalis(&args.iter().map(String::as_str).collect::<Vec<_>>());
+
+    // Dry run, fully offline (--seqno), twice with the same valid_until:
+    // the identical message (idempotent retry).
+    let dry = |until: &str| {
+        chrysalis(&[
+            "ton",
+            "register",
+            "--agent",
+            &agent_url,
+            "--wallet",
+            &op_key,
+            "--registry",
+            &registry,
+            "--allow-sim",
+            "--seqno",
+            "0",
+            "--valid-until",
+            until,
+            "--dry-run",
+            "--json",
+            "--api",
+            "http://127.0.0.1:9/api",
+        ])
+    };
+    let d1 = dry("1900000000");
+    assert_eq!(d1.status.code(), Some(0), "{}", text(&d1));
+    let v1 = json_out(&d1);
+    assert_eq!(v1["wallet"], op_addr);
+    assert_eq!(v1["registry"], registry);
+    assert_eq!(v1["simulated"], true);
+    assert!(v1["boc"].as_str().unwrap().len() > 100);
+    assert_eq!(v1["model"], "tiny-llama");
+    assert_eq!(v1["endpoint"], agent_addr.to_string());
+    assert!(String::from_utf8_lossy(&d1.stderr).contains("SIMULATED"));
+    let v2 = json_out(&dry("1900000000"));
+    assert_eq!(v1["boc"], v2["boc"]);
+    let measurement = v1["measurement"].as_str().unwrap().to_string();
+
+    // Without --allow-sim the policy rejects the agent: exit 4, nothing sent.
+    let before = api.sends();
+    let o = run(common(&["--wallet", &op_key]));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(api.sends(), before);
+    // A malformed endpoint: exit 2, nothing sent.
+    let o = run(common(&[
+        "--wallet",
+        &op_key,
+        "--allow-sim",
+        "--endpoint",
+        "bad host:80",
+    ]));
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert_eq!(api.sends(), before);
+
+    // Measurement not allowed yet: the registry refuses (202), exit 4.
+    let o = run(common(&["--wallet", &op_key, "--allow-sim"]));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("202"), "{}", text(&o));
+    assert!(text(&o).contains("measurement_not_allowed"), "{}", text(&o));
+
+    // A non-admin cannot change the allowed set (201).
+    let allow = |key: &str| {
+        chrysalis(&[
+            "ton",
+            "allow-measurement",
+            "--wallet",
+            key,
+            "--registry",
+            &registry,
+            "--measurement",
+            &measurement,
+            "--tee",
+            "tdx",
+            "--release",
+            "chrysalis-sim",
+            "--api",
+            &url,
+            "--wait",
+            "5",
+        ])
+    };
+    let o = allow(&other_key);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("201"), "{}", text(&o));
+    let o = allow(&admin_key);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // Too little stake: refused before sending (the registry's minimum is read).
+    let before = api.sends();
+    let o = run(common(&[
+        "--wallet",
+        &op_key,
+        "--allow-sim",
+        "--stake",
+        "1",
+    ]));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert_eq!(api.sends(), before);
+
+    // Register, with one injected HTTP 429 on the send: retried with the same message.
+    api.call(json!({"cmd":"fail_next","status":429,"count":1,"path":"/api/v3/message"}));
+    let o = run(common(&[
+        "--wallet",
+        &op_key,
+        "--allow-sim",
+        "--json",
+        "--price",
+        "0.5",
+    ]));
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json_out(&o);
+    assert_eq!(v["confirmed"], true);
+    assert_eq!(v["machine"]["measurement"], measurement);
+    assert_eq!(v["machine"]["endpoint"], agent_addr.to_string());
+    assert_eq!(v["machine"]["price_per_million"], 500_000_000u64);
+    let id = v["machine_id"].as_str().unwrap().to_string();
+    let reqs = api.call(json!({"cmd":"requests"}));
+    let msg_sends = reqs["requests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|q| q["path"] == "/api/v3/message")
+        .count();
+    assert!(msg_sends >= 2, "the 429 was not retried");
+
+    // Registering the same key again: 207.
+    let o = run(common(&["--wallet", &op_key, "--allow-sim"]));
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("already_registered"), "{}", text(&o));
+
+    // The client's discovery path: list and verify against the machine.
+    let o = chrysalis(&[
+        "ton",
+        "list",
+        "--registry",
+        &registry,
+        "--api",
+        &url,
+        "--verify",
+        "--allow-sim",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let l = json_out(&o);
+    assert_eq!(l["machines"][0]["id"], id);
+    assert_eq!(l["machines"][0]["verify"], "verified (SIMULATED evidence)");
+
+    // Heartbeat; someone else's heartbeat is refused (209).
+    let hb = |key: &str| {
+        chrysalis(&[
+            "ton",
+            "heartbeat",
+            "--id",
+            &id,
+            "--wallet",
+            key,
+            "--registry",
+            &registry,
+            "--api",
+            &url,
+            "--wait",
+            "5",
+        ])
+    };
+    assert_eq!(hb(&op_key).status.code(), Some(0));
+    let o = hb(&other_key);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("not_operator"), "{}", text(&o));
+
+    // The API key travels in X-API-Key.
+    let o = chrysalis(&[
+        "ton",
+        "wallet",
+        "balance",
+        "--wallet",
+        &op_key,
+        "--api",
+        &url,
+        "--api-key",
+        "k123",
+        "--json",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let reqs = api.call(json!({"cmd":"requests"}));
+    assert_eq!(
+        reqs["requests"].as_array().unwrap().last().unwrap()["api_key"],
+        "k123"
+    );
+
+    // An unreachable API: exit 5 with what to do.
+    let o = chrysalis(&[
+        "ton",
+        "wallet",
+        "balance",
+        "--wallet",
+        &op_key,
+        "--api",
+        "http://127.0.0.1:9/api",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    assert!(text(&o).contains("network error"), "{}", text(&o));
+}
