@@ -776,10 +776,13 @@ fn register(r: RegisterArgs) -> Result<Value, Failure> {
         }
     };
     let model = Label::parse("model", &model_text).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let id = MachineId::of_key(a.peer.spki_der());
     if !r.send.dry_run {
         check_min_stake(&r.send.api, &registry_addr, stake)?;
+        if get_machine(&r.send.api.client(), &registry_addr, id)?.is_some() {
+            return Err(fail(exit::REJECTED, anyhow!("machine {} (this agent's key) is already registered (already_registered); use `chrysalis ton update`; nothing was sent", id.to_hex())));
+        }
     }
-    let id = MachineId::of_key(a.peer.spki_der());
     let msg = RegistryMessage::Register(Register {
         query_id: now_unix(),
         measurement: a.measurement,
@@ -821,6 +824,20 @@ fn register(r: RegisterArgs) -> Result<Value, Failure> {
     let m = get_machine(&r.send.api.client(), &registry_addr, id)?.ok_or_else(|| {
         fail(exit::REJECTED, anyhow!("the transaction landed but machine {} is not in the registry: the registry refused it (measurement not allowed, stake too low, or already registered); the stake bounced back", id.to_hex()))
     })?;
+    let sent_matches = m.operator == *p.wallet.address()
+        && m.endpoint == endpoint.as_str()
+        && m.model == model.as_str()
+        && m.price_per_million == price
+        && m.stake == stake;
+    if !sent_matches {
+        return Err(fail(
+            exit::REJECTED,
+            anyhow!(
+                "machine {} on chain is not the registration just sent: the registry refused it",
+                id.to_hex()
+            ),
+        ));
+    }
     if m.measurement != a.measurement || m.public_key != a.peer.spki_der() {
         return Err(fail(
             exit::VERIFICATION,

@@ -474,6 +474,96 @@ fn register_end_to_end_over_http() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("not_operator"), "{}", text(&o));
 
+    // A transaction that never appears: exit 5, naming how to resend the
+    // identical message; resending it with those values lands it once.
+    api.call(json!({"cmd":"drop_sends","count":1}));
+    let o = chrysalis(&[
+        "ton",
+        "heartbeat",
+        "--id",
+        &id,
+        "--wallet",
+        &op_key,
+        "--registry",
+        &registry,
+        "--api",
+        &url,
+        "--wait",
+        "1",
+        "--valid-until",
+        "4000000000",
+    ]);
+    assert_eq!(o.status.code(), Some(5), "{}", text(&o));
+    let t = text(&o);
+    assert!(
+        t.contains("no transaction") && t.contains("--valid-until 4000000000"),
+        "{t}"
+    );
+    let seqno = t
+        .split("--seqno ")
+        .nth(1)
+        .and_then(|r| r.split(' ').next())
+        .unwrap()
+        .to_string();
+    let o = chrysalis(&[
+        "ton",
+        "heartbeat",
+        "--id",
+        &id,
+        "--wallet",
+        &op_key,
+        "--registry",
+        &registry,
+        "--api",
+        &url,
+        "--wait",
+        "5",
+        "--seqno",
+        &seqno,
+        "--valid-until",
+        "4000000000",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+
+    // v2 sendBoc gives no exit code: register reads the registry back. The
+    // admin disallows the measurement, a second agent registers over v2,
+    // the registry refuses it on chain (202) and the CLI says so (exit 4).
+    let o = chrysalis(&[
+        "ton",
+        "disallow-measurement",
+        "--wallet",
+        &admin_key,
+        "--registry",
+        &registry,
+        "--measurement",
+        &measurement,
+        "--api",
+        &url,
+        "--wait",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let (agent2, _rt2) = agent();
+    let o = chrysalis(&[
+        "ton",
+        "register",
+        "--agent",
+        &format!("https://{agent2}"),
+        "--wallet",
+        &op_key,
+        "--registry",
+        &registry,
+        "--api",
+        &url,
+        "--wait",
+        "5",
+        "--allow-sim",
+        "--api-version",
+        "v2",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("is not in the registry"), "{}", text(&o));
+
     // The API key travels in X-API-Key.
     let o = chrysalis(&[
         "ton",
@@ -506,4 +596,63 @@ fn register_end_to_end_over_http() {
     ]);
     assert_eq!(o.status.code(), Some(5), "{}", text(&o));
     assert!(text(&o).contains("network error"), "{}", text(&o));
+}
+
+#[test]
+fn allow_measurement_reads_measurements_json() {
+    use chrysalis_ton::registry::ImageMeasurement;
+    let dir = tempfile::tempdir().unwrap();
+    let (admin_key, _) = new_wallet(dir.path(), "admin.key");
+    let (mrtd, r1, r2) = ([0x11u8; 48], [0x22u8; 48], [0x33u8; 48]);
+    let manifest = json!({
+        "schema": 1, "tool": "chrysalis test", "image": "chrysalis-0.1.0",
+        "configurations": [
+            {"name": "tdx-small", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
+             "tdx": {"mrtd": hex::encode(mrtd), "rtmr0": null, "rtmr1": hex::encode(r1), "rtmr2": hex::encode(r2), "rtmr3": null}},
+            {"name": "snp-small", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
+             "snp": {"measurement": hex::encode([0x44u8; 48]), "vcpu_type": "EPYC-v4", "guest_features": "0x1"}}
+        ]
+    });
+    let mpath = dir.path().join("measurements.json");
+    std::fs::write(&mpath, manifest.to_string()).unwrap();
+    let m = mpath.to_str().unwrap();
+    let registry = "EQBHAtqt6uv58MtvYFI5qtWQNgME6LhrxBCUzJ46HzohO6oO";
+    let base = [
+        "ton",
+        "allow-measurement",
+        "--wallet",
+        &admin_key,
+        "--registry",
+        registry,
+        "--measurements",
+        m,
+        "--seqno",
+        "3",
+        "--dry-run",
+        "--json",
+        "--api",
+        "http://127.0.0.1:9/api",
+    ];
+    // Two configurations and no --config: names them, exit 2.
+    let o = chrysalis(&base);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("tdx-small, snp-small"), "{}", text(&o));
+    let mut args = base.to_vec();
+    args.extend(["--config", "tdx-small"]);
+    let o = chrysalis(&args);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let v = json_out(&o);
+    assert_eq!(
+        v["measurement"],
+        ImageMeasurement::tdx(&mrtd, &r1, &r2).to_hex()
+    );
+    assert_eq!(v["release"], "chrysalis-0.1.0");
+    assert_eq!(v["tee"], "tdx");
+    let mut args = base.to_vec();
+    args.extend(["--config", "snp-small"]);
+    let v = json_out(&chrysalis(&args));
+    assert_eq!(
+        v["measurement"],
+        ImageMeasurement::snp(&[0x44; 48]).to_hex()
+    );
 }

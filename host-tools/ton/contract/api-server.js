@@ -6,7 +6,8 @@
 //
 // then takes the harness's JSON-line commands on stdin (init, fund,
 // deploy_registry, set_now, ...) plus `fail_next {status, count, path?}` (answer
-// the next `count` HTTP requests, to `path` if given, with `status`, e.g. 429). It exits when stdin
+// the next `count` HTTP requests, to `path` if given, with `status`, e.g. 429)
+// and `drop_sends {count}` (accept the next sends but never execute them). It exits when stdin
 // closes or after 120 s, whichever comes first.
 //
 // HTTP routes (toncenter shapes):
@@ -23,13 +24,14 @@ const { makeHandler, serveStdin } = require('./commands');
 
 const LIFETIME_MS = 120000;
 const MAX_BODY = 1 << 20;
-const state = { chain: null, failNext: [], requests: [] };
+const state = { chain: null, failNext: [], dropSends: 0, requests: [] };
 state.extra = {
   fail_next: (req) => {
     for (let i = 0; i < (req.count || 1); i++) state.failNext.push({ status: req.status, path: req.path || null });
     return {};
   },
   requests: () => ({ requests: state.requests }),
+  drop_sends: (req) => { state.dropSends += req.count || 1; return {}; },
 };
 const handle = makeHandler(state);
 
@@ -70,6 +72,11 @@ async function route(req, url, body) {
   if (!chain) return [503, { ok: false, error: 'chain not initialised' }];
   const p = url.pathname;
   if (req.method === 'POST' && (p === '/api/v2/sendBoc' || p === '/api/v3/message')) {
+    if (state.dropSends > 0) {
+      // Accepted by the API but lost before any validator: never executes.
+      state.dropSends -= 1;
+      return p === '/api/v2/sendBoc' ? [200, { ok: true, result: { '@type': 'ok' } }] : [200, { message_hash: 'lost' }];
+    }
     const r = await chain.sendExternal(body.boc);
     if (!r.accepted) {
       return [500, { ok: false, code: 500, error: `LITE_SERVER_UNKNOWN: cannot apply external message to current state: ${r.error} (exit code ${r.exit_code})` }];
