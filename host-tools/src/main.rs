@@ -9,6 +9,7 @@
 mod attest;
 mod client;
 mod exit;
+mod gpu;
 mod host;
 mod image;
 mod launch;
@@ -67,6 +68,11 @@ enum Command {
     ///
     /// `chrysalis launch --tee tdx|snp|none --vcpus N --memory M [--gpu PCI_ADDR] [--forward HOST_PORT] [--print] IMAGE_DIR`
     Launch(launch::LaunchArgs),
+    /// NVIDIA H100 confidential computing: verify recorded GPU evidence
+    /// (chain, signature, nonce, RIMs, OCSP), show the local GPUs' CC state.
+    ///
+    /// `chrysalis gpu verify --evidence FILE --certs FILE [--rim FILE ...] --nonce HEX [--at RFC3339] [--offline] [--json]`, `chrysalis gpu status`
+    Gpu(gpu::GpuArgs),
     /// Check this host: TDX/SNP enablement, IOMMU, QEMU and firmware, VFIO, GPU CC mode (`chrysalis host check`).
     Host(host::HostArgs),
 }
@@ -83,6 +89,7 @@ fn main() {
         Command::Image(args) => image::run(args),
         Command::Launch(args) => launch::run(args),
         Command::Host(args) => host::run(args),
+        Command::Gpu(args) => gpu::run(args),
     };
     std::process::exit(code);
 }

@@ -370,9 +370,18 @@ fn check_ocsp(
             }
         }
     }
+    let not_checked = (!missing.is_empty()).then(|| {
+        let n = missing.len();
+        missing.sort();
+        missing.dedup();
+        format!(
+            "{n} certificate(s) without a usable response: {}",
+            missing.join("; ")
+        )
+    });
     Ok(OcspOutcome {
         checks,
-        not_checked: (!missing.is_empty()).then(|| missing.join("; ")),
+        not_checked,
     })
 }
 
