@@ -474,6 +474,38 @@ fn register_end_to_end_over_http() {
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("not_operator"), "{}", text(&o));
 
+    // Update re-verifies the agent and changes the price.
+    let o = chrysalis(&[
+        "ton",
+        "update",
+        "--id",
+        &id,
+        "--agent",
+        &agent_url,
+        "--wallet",
+        &op_key,
+        "--registry",
+        &registry,
+        "--allow-sim",
+        "--price",
+        "2",
+        "--api",
+        &url,
+        "--wait",
+        "5",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let l = json_out(&chrysalis(&[
+        "ton",
+        "list",
+        "--registry",
+        &registry,
+        "--api",
+        &url,
+        "--json",
+    ]));
+    assert_eq!(l["machines"][0]["price_per_million"], 2_000_000_000u64);
+
     // A transaction that never appears: exit 5, naming how to resend the
     // identical message; resending it with those values lands it once.
     api.call(json!({"cmd":"drop_sends","count":1}));
@@ -563,6 +595,28 @@ fn register_end_to_end_over_http() {
     ]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("is not in the registry"), "{}", text(&o));
+
+    // Unregister, then an early withdraw is refused (211: the delay is 3600 s).
+    let op_cmd = |what: &str| {
+        chrysalis(&[
+            "ton",
+            what,
+            "--id",
+            &id,
+            "--wallet",
+            &op_key,
+            "--registry",
+            &registry,
+            "--api",
+            &url,
+            "--wait",
+            "5",
+        ])
+    };
+    assert_eq!(op_cmd("unregister").status.code(), Some(0));
+    let o = op_cmd("withdraw");
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("delay_not_over"), "{}", text(&o));
 
     // The API key travels in X-API-Key.
     let o = chrysalis(&[
