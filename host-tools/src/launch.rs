@@ -364,12 +364,7 @@ fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
         }
     }
     let host_data = match (&a.config, a.tee) {
-        (Some(c), Tee::Snp) if !a.print || c.is_file() => {
-            use base64::Engine as _;
-            let (h, _) = chrysalis_measurements::tdx::sha256_file(c)
-                .with_context(|| format!("--config {}", c.display()))?;
-            Some(base64::engine::general_purpose::STANDARD.encode(h))
-        }
+        (Some(c), Tee::Snp) if !a.print || c.is_file() => Some(snp_host_data(c)?),
         _ => None,
     };
     Ok(Vm {
@@ -387,6 +382,26 @@ fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
         cmdline,
         vcpu_type,
     })
+}
+
+/// SNP HOST_DATA for a runtime configuration: base64 of SHA-256 of its
+/// canonical JSON (keys sorted, no whitespace), which the agent recomputes
+/// from the file it receives and compares with its own report.
+pub fn snp_host_data(config: &Path) -> Result<String> {
+    use base64::Engine as _;
+    let text = std::fs::read(config).with_context(|| format!("--config {}", config.display()))?;
+    let value: serde_json::Value = serde_json::from_slice(&text)
+        .with_context(|| format!("--config {}: not JSON", config.display()))?;
+    if !value.is_object() {
+        bail!("--config {}: must be a JSON object", config.display());
+    }
+    let canonical = chrysalis_measurements::tdx::rtmr::canonical_json(&value);
+    // Hash through the measurements crate (its streaming SHA-256 of a file).
+    let tmp = std::env::temp_dir().join(format!("chrysalis-host-data-{}.json", std::process::id()));
+    std::fs::write(&tmp, &canonical)?;
+    let digest = chrysalis_measurements::tdx::sha256_file(&tmp);
+    let _ = std::fs::remove_file(&tmp);
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest?.0))
 }
 
 pub fn run(a: LaunchArgs) -> i32 {
@@ -557,7 +572,7 @@ mod tests {
     fn snp_host_data_binds_the_config() {
         let d = tempfile::tempdir().unwrap();
         let cfg = d.path().join("host.json");
-        std::fs::write(&cfg, b"{}").unwrap();
+        std::fs::write(&cfg, b"{ }").unwrap();
         let args = LaunchArgs {
             tee: Tee::Snp,
             vcpus: 2,
@@ -574,7 +589,7 @@ mod tests {
             image_dir: d.path().into(),
         };
         let v = vm_from_args(&args).unwrap();
-        // SHA-256("{}") in base64.
+        // SHA-256 of the canonical form "{}" in base64.
         assert_eq!(
             v.host_data.as_deref(),
             Some("RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=")

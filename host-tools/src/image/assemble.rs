@@ -348,6 +348,17 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
     let text = std::fs::read_to_string(i.out.join("measurements.json"))?;
     let parsed = m::manifest::MeasurementsManifest::from_json(&text)
         .map_err(|e| anyhow::anyhow!("measurements.json: {e}"))?;
+    let roothash = parsed.cmdline.as_deref().and_then(|c| {
+        c.split_whitespace()
+            .find_map(|o| o.strip_prefix("roothash="))
+    });
+    if parsed.verity_root_hash.as_deref() != roothash {
+        bail!(
+            "measurements.json: verity root hash {:?} differs from the command line's roothash {:?} (verity parameters other than 4096-byte blocks, SHA-256?)",
+            parsed.verity_root_hash,
+            roothash
+        );
+    }
     Ok(parsed.configurations.len())
 }
 
