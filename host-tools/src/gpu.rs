@@ -58,6 +58,17 @@ enum GpuCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Collect this machine's GPU evidence for a nonce through NVML and write
+    /// the evidence bundle (JSON) to --out. Does not verify it and never sets
+    /// the GPUs ready; verify it with `chrysalis gpu verify --evidence FILE`.
+    Collect {
+        /// The 32-byte nonce, hex.
+        #[arg(long, value_name = "HEX")]
+        nonce: String,
+        /// Where to write the bundle JSON.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
     /// Show the local GPUs' confidential-computing state (through NVML).
     Status {
         /// Machine-readable output.
@@ -109,7 +120,40 @@ pub fn run(args: GpuArgs) -> i32 {
             }
         }
         GpuCommand::Status { json } => status(json),
+        GpuCommand::Collect { nonce, out } => collect(&nonce, &out),
     }
+}
+
+fn collect(nonce: &str, out: &Path) -> i32 {
+    use chrysalis_gpu::GpuEvidenceSource;
+    let Some(nonce) = parse_nonce(nonce) else {
+        eprintln!("error: --nonce must be 32 bytes of hex (64 digits)");
+        return exit::MALFORMED;
+    };
+    let result = NvmlSource::open().and_then(|mut s| s.collect(&nonce));
+    match result {
+        Ok(bundle) => {
+            let tmp = out.with_extension("tmp");
+            if let Err(e) = std::fs::write(&tmp, &bundle).and_then(|_| std::fs::rename(&tmp, out)) {
+                eprintln!("error: {}: {e}", out.display());
+                return exit::IO;
+            }
+            println!(
+                "wrote {} ({} bytes): NOT VERIFIED, run `chrysalis gpu verify --evidence {}`",
+                out.display(),
+                bundle.len(),
+                out.display()
+            );
+            exit::OK
+        }
+        Err(e) => fail(&e, false),
+    }
+}
+
+fn parse_nonce(s: &str) -> Option<[u8; 32]> {
+    hex::decode(s.trim().trim_start_matches("0x"))
+        .ok()
+        .and_then(|v| v.try_into().ok())
 }
 
 struct VerifyInputs {
@@ -162,9 +206,7 @@ fn default_cache() -> Option<PathBuf> {
 }
 
 fn verify(i: &VerifyInputs) -> Result<Outcome, Failure> {
-    let nonce: [u8; 32] = hex::decode(i.nonce.trim().trim_start_matches("0x"))
-        .ok()
-        .and_then(|v| v.try_into().ok())
+    let nonce: [u8; 32] = parse_nonce(&i.nonce)
         .ok_or_else(|| malformed("--nonce", "must be 32 bytes of hex (64 digits)"))?;
     let at = match &i.at {
         Some(s) => OffsetDateTime::parse(s, &Rfc3339)

@@ -342,3 +342,24 @@ fn status_without_driver() {
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(j["driver"], false);
 }
+
+#[test]
+fn collect_without_driver() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("bundle.json");
+    let o = chrysalis(&[
+        "gpu",
+        "collect",
+        "--nonce",
+        NONCE,
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    if code(&o) == 0 {
+        eprintln!("an NVIDIA driver is present here: {}", text(&o));
+        return;
+    }
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    assert!(text(&o).contains("no NVIDIA driver"), "{}", text(&o));
+    assert!(!out.exists(), "nothing half-written");
+}
