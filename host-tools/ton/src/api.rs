@@ -217,13 +217,22 @@ impl TonApi {
         })
     }
 
-    /// Sends one external message BOC.
-    pub fn send_boc(&self, boc_b64: &str) -> Result<()> {
+    /// Sends one external message BOC. v3 answers with the hash to track
+    /// (`message_hash_norm`, else `message_hash`), returned as hex.
+    pub fn send_boc(&self, boc_b64: &str) -> Result<Option<String>> {
         match self.version {
-            ApiVersion::V2 => self.request("/v2/sendBoc", Some(&json!({ "boc": boc_b64 })))?,
-            ApiVersion::V3 => self.request("/v3/message", Some(&json!({ "boc": boc_b64 })))?,
-        };
-        Ok(())
+            ApiVersion::V2 => {
+                self.request("/v2/sendBoc", Some(&json!({ "boc": boc_b64 })))?;
+                Ok(None)
+            }
+            ApiVersion::V3 => {
+                let v = self.request("/v3/message", Some(&json!({ "boc": boc_b64 })))?;
+                Ok(v["message_hash_norm"]
+                    .as_str()
+                    .or(v["message_hash"].as_str())
+                    .and_then(hash_hex))
+            }
+        }
     }
 
     /// Balance and state of `addr`.
@@ -360,14 +369,14 @@ impl TonApi {
         let boc = ext.boc_base64()?;
         let start = std::time::Instant::now();
         let mut attempt = 0;
-        loop {
+        let tracked = loop {
             attempt += 1;
             progress(&format!(
                 "sending message {} (attempt {attempt})",
                 &ext.hash_hex()[..16]
             ));
             match self.send_boc(&boc) {
-                Ok(()) => break,
+                Ok(h) => break h.unwrap_or_else(|| ext.hash_hex()),
                 Err(e @ (Error::Network { .. } | Error::RateLimited { .. }))
                     if attempt < opts.send_attempts =>
                 {
@@ -376,7 +385,7 @@ impl TonApi {
                 }
                 Err(e) => return Err(e),
             }
-        }
+        };
         let polls = (opts.timeout.as_millis() / opts.interval.as_millis().max(1)).max(1);
         for _ in 0..polls {
             let waited = start.elapsed().as_secs();
@@ -384,7 +393,7 @@ impl TonApi {
             match self.seqno(wallet) {
                 Ok(s) if s > ext.seqno => {
                     let destination_exit_code = if self.version == ApiVersion::V3 {
-                        self.destination_exit_code(&ext.hash_hex()).ok().flatten()
+                        self.destination_exit_code(&tracked).ok().flatten()
                     } else {
                         None
                     };
@@ -408,7 +417,39 @@ impl TonApi {
     }
 }
 
+/// A 32-byte message hash as the API gives it (hex, base64 or base64url)
+/// to lower-case hex; `None` when it is none of those.
+fn hash_hex(s: &str) -> Option<String> {
+    if s.len() == 64 && s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Some(s.to_ascii_lowercase());
+    }
+    let e = base64::engine::general_purpose::STANDARD
+        .decode(s)
+        .or_else(|_| base64::engine::general_purpose::URL_SAFE.decode(s))
+        .ok()?;
+    (e.len() == 32).then(|| hex::encode(e))
+}
+
 /// Standard base64 of bytes (for callers building BOC text).
 pub fn base64_std(bytes: &[u8]) -> String {
     b64(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hash_hex;
+
+    #[test]
+    fn message_hashes_in_any_api_encoding() {
+        let hex64 = "ab".repeat(32);
+        assert_eq!(hash_hex(&hex64).unwrap(), hex64);
+        let b64 = super::b64(&[0xab; 32]);
+        assert_eq!(hash_hex(&b64).unwrap(), hex64);
+        assert_eq!(
+            hash_hex(&b64.replace('+', "-").replace('/', "_")).unwrap(),
+            hex64
+        );
+        assert!(hash_hex("lost").is_none());
+        assert!(hash_hex("").is_none());
+    }
 }
