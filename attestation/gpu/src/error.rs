@@ -110,6 +110,14 @@ pub enum Error {
     /// verify, or is stale.
     #[error("OCSP: {0}")]
     Ocsp(String),
+    /// A GPU evidence bundle is not the one the TEE evidence binds.
+    #[error("GPU evidence bundle SHA-384 {actual} is not the digest bound in the TEE evidence ({bound})")]
+    DigestMismatch {
+        /// Hex of the digest the TEE evidence carries.
+        bound: String,
+        /// Hex of the received bundle's SHA-384.
+        actual: String,
+    },
     /// The evidence is authentic but the policy rejects it.
     #[error("GPU policy rejects the evidence: {0}")]
     Policy(String),
@@ -150,7 +158,8 @@ impl Error {
             | Error::RimSignature { .. }
             | Error::RimMismatch(_)
             | Error::MeasurementMismatch { .. }
-            | Error::Ocsp(_) => ErrorCategory::Verification,
+            | Error::Ocsp(_)
+            | Error::DigestMismatch { .. } => ErrorCategory::Verification,
             Error::Policy(_) => ErrorCategory::Rejected,
             Error::Io { .. } | Error::Http { .. } | Error::Nvml(_) => ErrorCategory::Io,
         }

@@ -53,6 +53,12 @@
 //!
 //! Tests and offline checks use [`RecordedSource`] behind the same trait.
 //!
+//! A client that fetched the bundle from `GET /attestation` and verified
+//! the node's RA-TLS certificate calls [`verify_bound_bundle`] with the
+//! claims' `gpuEvidenceDigest`: the bundle must hash to it, then it is
+//! verified like any other (its own nonce; freshness comes from the TEE
+//! evidence binding the digest).
+//!
 //! Nothing in this crate has been run against a real GPU here: the
 //! evidence, chain and RIM code is tested on NVIDIA's public sample
 //! vectors; the NVML code path is exercised only as "no NVIDIA driver"
@@ -79,5 +85,6 @@ pub use policy::{GpuPolicy, OcspRequirement};
 pub use rim::Rim;
 pub use source::{GpuEvidenceSource, RecordedSource};
 pub use verify::{
-    check_policy, verify_bundle, verify_gpu, Collateral, VerifiedGpu, VerifiedGpuSet,
+    check_policy, verify_bound_bundle, verify_bundle, verify_gpu, Collateral, VerifiedGpu,
+    VerifiedGpuSet,
 };

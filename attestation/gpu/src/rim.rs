@@ -151,6 +151,13 @@ impl Rim {
             ));
         }
         let xml = std::str::from_utf8(bytes).map_err(|e| bad(name, format!("not UTF-8: {e}")))?;
+        // RIMs never carry a DTD; refusing one rules out entity tricks.
+        if xml.contains("<!DOCTYPE") || xml.contains("<!ENTITY") {
+            return Err(bad(
+                name,
+                "a DOCTYPE/ENTITY declaration is not allowed in a RIM",
+            ));
+        }
         let doc =
             uppsala::parse(xml).map_err(|e| bad(name, format!("not well-formed XML: {e}")))?;
         let root = doc
@@ -413,6 +420,13 @@ mod tests {
                 let _ = verify_rim(&r, crate::certs::NVIDIA_RIM_ROOT_DER, OffsetDateTime::UNIX_EPOCH);
             }
         }
+    }
+
+    #[test]
+    fn doctype_is_refused() {
+        let x = b"<!DOCTYPE a [<!ENTITY e \"x\">]><SoftwareIdentity xmlns=\"http://standards.iso.org/iso/19770/-2/2015/schema.xsd\"/>";
+        let e = Rim::parse("dtd.xml", x).unwrap_err();
+        assert!(e.to_string().contains("DOCTYPE"), "{e}");
     }
 
     #[test]

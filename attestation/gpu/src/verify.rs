@@ -479,6 +479,29 @@ pub fn check_policy(gpu: &VerifiedGpu, policy: &GpuPolicy) -> Result<()> {
     Ok(())
 }
 
+/// Verify a bundle a client received from a node (`GET /attestation`)
+/// whose SHA-384 the node's TEE evidence binds (RA-TLS claim
+/// `gpuEvidenceDigest`, RTMR3). The bytes must hash to `bound_digest`; the
+/// nonce is the bundle's own (chosen by the node at boot: freshness comes
+/// from the TEE evidence that binds the digest, not from this nonce).
+pub fn verify_bound_bundle(
+    bundle_json: &[u8],
+    bound_digest: &[u8; 48],
+    collateral: &Collateral,
+    policy: &GpuPolicy,
+    at: OffsetDateTime,
+) -> Result<VerifiedGpuSet> {
+    let digest = evidence_digest(bundle_json);
+    if &digest != bound_digest {
+        return Err(Error::DigestMismatch {
+            bound: hex::encode(bound_digest),
+            actual: hex::encode(digest),
+        });
+    }
+    let nonce = GpuEvidenceBundle::from_json(bundle_json)?.nonce_bytes()?;
+    verify_bundle(bundle_json, collateral, policy, &nonce, at)
+}
+
 /// Verify a whole bundle (its exact JSON bytes) for `nonce` and apply the
 /// policy to every GPU. The result carries the bundle's SHA-384.
 pub fn verify_bundle(

@@ -180,3 +180,21 @@ fn nvml_without_driver_is_reported_cleanly() {
         Ok(_) => eprintln!("SKIP: an NVIDIA driver is present here; run ci/gpu-real.sh instead"),
     }
 }
+
+#[test]
+fn client_verifies_a_bound_bundle() {
+    let Some(mut src) = source(Some(CC_ON)) else {
+        return;
+    };
+    let bundle = src.collect(&nonce()).unwrap();
+    let bound: [u8; 48] = Sha384::digest(&bundle).into();
+    let c = Collateral::new(vec![]);
+    let v = chrysalis_gpu::verify_bound_bundle(&bundle, &bound, &c, &policy(), at()).unwrap();
+    assert_eq!(v.bundle_digest(), &bound);
+    // One byte different from what the TEE evidence binds: refused.
+    let mut other = bound;
+    other[0] ^= 1;
+    let e = chrysalis_gpu::verify_bound_bundle(&bundle, &other, &c, &policy(), at()).unwrap_err();
+    assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
+    assert_eq!(e.category().exit_code(), 3);
+}
