@@ -150,8 +150,8 @@ fn register_msg(key: u8, m: ImageMeasurement, endpoint: &str, stake: u64) -> Reg
     })
 }
 
-fn allow(w: &mut World, admin: &OperatorWallet, m: ImageMeasurement) {
-    let (r, _) = w.send(
+fn allow(w: &mut World, admin: &OperatorWallet, m: ImageMeasurement) -> String {
+    let (r, boc) = w.send(
         admin,
         &RegistryMessage::AddMeasurement {
             query_id: 1,
@@ -162,6 +162,7 @@ fn allow(w: &mut World, admin: &OperatorWallet, m: ImageMeasurement) {
         registry::MESSAGE_VALUE,
     );
     assert_eq!(w.registry_tx(&r)["exit_code"], 0, "{r}");
+    boc
 }
 
 #[test]
@@ -206,7 +207,11 @@ fn register_lifecycle_and_negative_cases() {
     );
     assert_eq!(w.registry_tx(&r)["exit_code"], 202);
 
-    allow(&mut w, &admin, m);
+    let allow_boc = allow(&mut w, &admin, m);
+    // Replaying the admin's (wallet v4r2) message: exit code 33, not accepted.
+    let r = w.h.call(json!({"cmd":"send_external","boc":allow_boc}));
+    assert_eq!(r["accepted"], false, "{r}");
+    assert_eq!(r["exit_code"], 33, "{r}");
     let allowed = w.get("is_measurement_allowed", json!([int_arg(&m.0)]));
     assert_eq!(allowed[0]["value"], "1");
 
@@ -327,6 +332,35 @@ fn register_lifecycle_and_negative_cases() {
     );
     assert_eq!(w.registry_tx(&r)["exit_code"], 207);
 
+    // Update: a second machine (key 2, another operator); the first may not
+    // take key 2 (207) but may move to a fresh key 3 (its id stays).
+    let (r, _) = w.send(
+        &other,
+        &register_msg(2, m, "node2.example.com:8443", MIN_STAKE),
+        MIN_STAKE + TON,
+    );
+    assert_eq!(w.registry_tx(&r)["exit_code"], 0);
+    let update = |key: u8| {
+        RegistryMessage::Update(registry::Update {
+            query_id: 8,
+            id: mc.id,
+            measurement: m,
+            public_key: spki(key),
+            endpoint: Endpoint::parse("node1.example.com:9443").unwrap(),
+            model: Label::parse("model", "llama-3.1-70b").unwrap(),
+            price_per_million: 3 * TON,
+        })
+    };
+    let (r, _) = w.send(&op, &update(2), registry::MESSAGE_VALUE);
+    assert_eq!(w.registry_tx(&r)["exit_code"], 207);
+    let (r, _) = w.send(&op, &update(3), registry::MESSAGE_VALUE);
+    assert_eq!(w.registry_tx(&r)["exit_code"], 0);
+    let now_first = w.machines().into_iter().find(|x| x.id == mc.id).unwrap();
+    assert_eq!(now_first.public_key, spki(3));
+    assert_eq!(now_first.endpoint, "node1.example.com:9443");
+    assert_eq!(now_first.price_per_million, 3 * TON);
+    assert_eq!(w.get("get_machine_count", json!([]))[0]["value"], "2");
+
     // Heartbeat by someone else: 209; by the operator: ok.
     let id = mc.id;
     let (r, _) = w.send(
@@ -342,7 +376,8 @@ fn register_lifecycle_and_negative_cases() {
         registry::MESSAGE_VALUE,
     );
     assert_eq!(w.registry_tx(&r)["exit_code"], 0);
-    assert_eq!(w.machines()[0].last_heartbeat as u64, NOW + 100);
+    let first = w.machines().into_iter().find(|x| x.id == id).unwrap();
+    assert_eq!(first.last_heartbeat as u64, NOW + 100);
 
     // Withdraw before unregister: 210; unregister; withdraw early: 211; later: stake back.
     let (r, _) = w.send(
@@ -374,7 +409,7 @@ fn register_lifecycle_and_negative_cases() {
     assert_eq!(tx["out"][0]["op"], registry::op::STAKE_RETURNED);
     let back: u64 = tx["out"][0]["value"].as_str().unwrap().parse().unwrap();
     assert!(back >= MIN_STAKE, "{back}");
-    assert!(w.machines().is_empty());
+    assert!(w.machines().iter().all(|x| x.id != id));
 
     // Admin removes the measurement; a non-admin cannot hand over admin.
     let (r, _) = w.send(
