@@ -142,6 +142,16 @@ impl ApiError {
         e
     }
 
+    /// 503: the GPU check failed; nothing is forwarded to the engine.
+    pub fn gpu_not_attested(why: &str) -> Self {
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SERVER,
+            "gpu_not_attested",
+            format!("GPU attestation failed; no request is forwarded: {why}"),
+        )
+    }
+
     /// 502: the engine could not be reached.
     pub fn upstream_unavailable(detail: &str) -> Self {
         Self::new(

@@ -86,6 +86,33 @@ pub struct Cli {
     /// it, SEV-SNP requires HOST_DATA = its SHA-256.
     #[arg(long, value_name = "FILE")]
     pub runtime_config: Option<PathBuf>,
+    /// Attest the GPUs at boot from this source: `nvml` (the NVIDIA
+    /// driver) or `recorded` (with --gpu-bundle, or --gpu-report and
+    /// --gpu-cert-chain). Not ready, and no request forwarded, unless the
+    /// evidence verifies and meets the GPU policy.
+    #[arg(long, value_name = "nvml|recorded")]
+    pub gpu: Option<String>,
+    /// Recorded GPU evidence bundle (JSON).
+    #[arg(long, value_name = "FILE")]
+    pub gpu_bundle: Option<PathBuf>,
+    /// Recorded GPU attestation report (hex, NVIDIA SDK format).
+    #[arg(long, value_name = "FILE")]
+    pub gpu_report: Option<PathBuf>,
+    /// Recorded GPU device certificate chain (PEM).
+    #[arg(long, value_name = "FILE")]
+    pub gpu_cert_chain: Option<PathBuf>,
+    /// Policy file whose [gpu] section applies [default: strict].
+    #[arg(long, value_name = "FILE")]
+    pub gpu_policy: Option<PathBuf>,
+    /// A driver or VBIOS reference integrity manifest (repeatable).
+    #[arg(long, value_name = "FILE")]
+    pub gpu_rim: Vec<PathBuf>,
+    /// OCSP response cache directory.
+    #[arg(long, value_name = "DIR")]
+    pub gpu_ocsp_cache: Option<PathBuf>,
+    /// Use only cached OCSP responses.
+    #[arg(long)]
+    pub gpu_offline: bool,
 }
 
 impl Cli {
@@ -172,6 +199,47 @@ impl Cli {
         }
         if let Some(p) = self.runtime_config {
             cfg.runtime_config = Some(p);
+        }
+        let gpu_flags = self.gpu.is_some()
+            || self.gpu_bundle.is_some()
+            || self.gpu_report.is_some()
+            || self.gpu_cert_chain.is_some();
+        if gpu_flags {
+            // Flags replace the file's source; its other keys stay unless
+            // overridden.
+            let base = cfg.gpu.take();
+            let mut settings = crate::config::FileGpu {
+                source: self.gpu,
+                bundle: self.gpu_bundle,
+                report: self.gpu_report,
+                cert_chain: self.gpu_cert_chain,
+                ..Default::default()
+            }
+            .into_settings()?;
+            if let Some(b) = base {
+                settings.policy = b.policy;
+                settings.rims = b.rims;
+                settings.ocsp_cache = b.ocsp_cache;
+                settings.offline = b.offline;
+            }
+            cfg.gpu = Some(settings);
+        }
+        if let Some(g) = cfg.gpu.as_mut() {
+            if let Some(p) = self.gpu_policy {
+                g.policy = Some(p);
+            }
+            if !self.gpu_rim.is_empty() {
+                g.rims = self.gpu_rim;
+            }
+            if let Some(c) = self.gpu_ocsp_cache {
+                g.ocsp_cache = Some(c);
+            }
+            g.offline |= self.gpu_offline;
+        } else if self.gpu_policy.is_some() || !self.gpu_rim.is_empty() || self.gpu_offline {
+            return Err(Error::Config(
+                "--gpu-policy/--gpu-rim/--gpu-offline need a GPU source (--gpu nvml|recorded)"
+                    .into(),
+            ));
         }
         cfg.validate()?;
         Ok(cfg)

@@ -283,6 +283,8 @@ pub struct Config {
     /// The host-supplied runtime configuration (JSON object), measured
     /// before serving (see [`crate::runtime_config`]).
     pub runtime_config: Option<std::path::PathBuf>,
+    /// GPU attestation at boot; `None`: no GPU check.
+    pub gpu: Option<crate::gpu::GpuSettings>,
 }
 
 /// Default HTTPS listener.
@@ -309,6 +311,7 @@ impl Config {
             drain_timeout: Duration::from_secs(30),
             workers: 0,
             runtime_config: None,
+            gpu: None,
         }
     }
 
@@ -420,6 +423,9 @@ impl Config {
         }
         if let Some(p) = f.runtime_config {
             self.runtime_config = Some(p);
+        }
+        if let Some(g) = f.gpu {
+            self.gpu = Some(g.into_settings()?);
         }
         if let Some(l) = f.limits {
             let t = &mut self.limits;
@@ -575,6 +581,8 @@ pub struct FileConfig {
     pub workers: Option<usize>,
     /// Path of the host-supplied runtime configuration (JSON).
     pub runtime_config: Option<std::path::PathBuf>,
+    /// `[gpu]`.
+    pub gpu: Option<FileGpu>,
     /// `[limits]`.
     pub limits: Option<FileLimits>,
     /// `[tls]`.
@@ -607,6 +615,66 @@ pub struct FileLimits {
 pub struct FileTls {
     pub cert_validity: Option<String>,
     pub renew_before: Option<String>,
+}
+
+/// `[gpu]` of the file (see [`crate::gpu::GpuSettings`]).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileGpu {
+    /// `nvml` or `recorded`.
+    pub source: Option<String>,
+    /// Recorded evidence bundle (JSON).
+    pub bundle: Option<std::path::PathBuf>,
+    /// Recorded hex attestation report (with `cert_chain`).
+    pub report: Option<std::path::PathBuf>,
+    /// Recorded PEM device certificate chain (with `report`).
+    pub cert_chain: Option<std::path::PathBuf>,
+    /// Policy file with a `[gpu]` section.
+    pub policy: Option<std::path::PathBuf>,
+    /// RIM files.
+    #[serde(default)]
+    pub rims: Vec<std::path::PathBuf>,
+    /// OCSP cache directory.
+    pub ocsp_cache: Option<std::path::PathBuf>,
+    /// Never fetch OCSP over the network.
+    pub offline: Option<bool>,
+}
+
+impl FileGpu {
+    /// Checks the combination and builds the settings.
+    pub fn into_settings(self) -> Result<crate::gpu::GpuSettings> {
+        use crate::gpu::GpuSourceKind;
+        let source =
+            match (
+                self.source.as_deref(),
+                self.bundle,
+                self.report,
+                self.cert_chain,
+            ) {
+                (Some("nvml") | None, None, None, None) => GpuSourceKind::Nvml,
+                (Some("recorded") | None, Some(b), None, None) => GpuSourceKind::RecordedBundle(b),
+                (Some("recorded") | None, None, Some(report), Some(cert_chain)) => {
+                    GpuSourceKind::RecordedSdk { report, cert_chain }
+                }
+                (Some(s), ..) if s != "nvml" && s != "recorded" => {
+                    return Err(Error::Config(format!(
+                        "gpu source `{s}`: expected nvml or recorded"
+                    )))
+                }
+                _ => return Err(Error::Config(
+                    "gpu: give source = \"nvml\", or a recorded bundle, or report + cert_chain \
+                     (not a mix)"
+                        .into(),
+                )),
+            };
+        Ok(crate::gpu::GpuSettings {
+            source,
+            policy: self.policy,
+            rims: self.rims,
+            ocsp_cache: self.ocsp_cache,
+            offline: self.offline.unwrap_or(false),
+        })
+    }
 }
 
 /// `[engine]` of the file (see [`EngineSettings`]).

@@ -20,6 +20,7 @@ use time::OffsetDateTime;
 
 use crate::config::{format_duration, ProviderKind, TlsSettings};
 use crate::error::{Error, Result};
+use crate::gpu::GpuAttested;
 use crate::metrics::Metrics;
 use crate::readiness::{Input, InputState, Readiness};
 
@@ -154,6 +155,7 @@ pub fn open_provider(
 pub struct RaTlsManager {
     provider: Arc<dyn EvidenceProvider>,
     options: IdentityOptions,
+    gpu: Option<std::result::Result<Arc<GpuAttested>, String>>,
 }
 
 impl std::fmt::Debug for RaTlsManager {
@@ -167,13 +169,23 @@ impl std::fmt::Debug for RaTlsManager {
 struct RaTlsAttestation {
     provider: Arc<dyn EvidenceProvider>,
     identity: Arc<RaTlsIdentity>,
+    gpu: Option<Arc<GpuAttested>>,
 }
 
 impl AttestationSource for RaTlsAttestation {
     fn fresh_evidence_json(&self, nonce: &[u8]) -> std::result::Result<String, String> {
-        chrysalis_ratls::fresh_evidence(self.provider.as_ref(), &self.identity, nonce)
-            .and_then(|f| f.to_json())
-            .map_err(|e| e.to_string())
+        let mut fresh =
+            chrysalis_ratls::fresh_evidence(self.provider.as_ref(), &self.identity, nonce)
+                .map_err(|e| e.to_string())?;
+        // The verified GPU evidence bundle whose SHA-384 the certificate's
+        // claims carry, so a client can check the GPU itself.
+        if let Some(gpu) = &self.gpu {
+            fresh.gpu_evidence = Some(
+                String::from_utf8(gpu.bundle.clone())
+                    .map_err(|_| "GPU evidence bundle is not UTF-8".to_string())?,
+            );
+        }
+        fresh.to_json().map_err(|e| e.to_string())
     }
 }
 
@@ -190,7 +202,31 @@ impl RaTlsManager {
             collateral,
             ..IdentityOptions::default()
         };
-        Self { provider, options }
+        Self {
+            provider,
+            options,
+            gpu: None,
+        }
+    }
+
+    /// With the outcome of the boot-time GPU check: when it passed, every
+    /// certificate carries the bundle's digest and `/attestation` serves
+    /// the bundle; when it failed, the reason (the agent then refuses to
+    /// forward requests and is never ready).
+    pub fn with_gpu(mut self, outcome: std::result::Result<GpuAttested, String>) -> Self {
+        self.gpu = Some(outcome.map(Arc::new));
+        if let Some(Ok(g)) = &self.gpu {
+            self.options.gpu_evidence_digest = Some(g.digest);
+        }
+        self
+    }
+
+    /// The GPU check's outcome; `None` when no GPU check is configured.
+    pub fn gpu(&self) -> Option<std::result::Result<&GpuAttested, &str>> {
+        self.gpu.as_ref().map(|r| match r {
+            Ok(g) => Ok(g.as_ref()),
+            Err(e) => Err(e.as_str()),
+        })
     }
 
     /// The provider's name ("tsm", "ioctl", "sim").
@@ -216,6 +252,7 @@ impl RaTlsManager {
             attestation: Some(Arc::new(RaTlsAttestation {
                 provider: self.provider.clone(),
                 identity: Arc::new(id),
+                gpu: self.gpu.as_ref().and_then(|g| g.as_ref().ok().cloned()),
             })),
             not_after: Some(not_after),
             description,

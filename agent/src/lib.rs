@@ -30,6 +30,7 @@ pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod gpu;
 pub mod h1_errors;
 pub mod identity;
 pub mod metrics;
@@ -106,13 +107,27 @@ impl Agent {
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::new(metrics.clone()));
         let workers = Arc::new(server::Workers::start(config.worker_threads())?);
-        let shared = Arc::new(Shared::new(
+        let mut shared = Shared::new(
             config.limits.clone(),
             config.upstream.clone(),
             metrics.clone(),
             readiness.clone(),
             workers.len(),
-        ));
+        );
+        // The GPU check ran before (its digest is in the certificates):
+        // its outcome gates readiness and forwarding.
+        if let IdentitySource::RaTls(m) = &identity {
+            match m.gpu() {
+                None => {}
+                Some(Ok(g)) => readiness.set(Input::Gpu, S::Ready, g.summary.clone()),
+                Some(Err(why)) => {
+                    tracing::error!("GPU check failed; the agent will not become ready: {why}");
+                    readiness.set(Input::Gpu, S::Failed, why.to_string());
+                    shared.gpu_refusal = Some(why.to_string());
+                }
+            }
+        }
+        let shared = Arc::new(shared);
         let https_socket = server::bind(config.listen)?;
         let metrics_socket = server::bind(config.metrics_listen)?;
         let https_addr = https_socket.local_addr().map_err(|e| Error::Io {

@@ -24,7 +24,7 @@ use std::path::Path;
 use chrysalis_attestation::provider::EvidenceProvider;
 use chrysalis_attestation::snp::SnpReport;
 use chrysalis_attestation::Tee;
-use chrysalis_measurements::tdx::rtmr::{canonical_json, rtmr3_events};
+use chrysalis_measurements::tdx::rtmr::{canonical_json, rtmr3_boot_events};
 use sha2::{Digest, Sha256, Sha384};
 
 use crate::error::{Error, Result};
@@ -84,21 +84,42 @@ impl RuntimeConfig {
 /// Measures `config` into the TEE behind `provider` (see the module docs).
 /// Call once, before any evidence is served.
 pub fn measure(provider: &dyn EvidenceProvider, config: &RuntimeConfig) -> Result<String> {
+    measure_boot(provider, Some(config), None)
+}
+
+/// The agent's boot measurements, in order: the runtime configuration
+/// (when given), the verified GPU evidence digest (when a GPU check
+/// passed), then `boot-done` — on TDX as RTMR3 events
+/// ([`rtmr3_boot_events`]); on SEV-SNP the configuration is checked
+/// against HOST_DATA and the GPU digest travels in the RA-TLS claims only.
+/// With neither, nothing is measured. Call once, before any evidence is
+/// served.
+pub fn measure_boot(
+    provider: &dyn EvidenceProvider,
+    config: Option<&RuntimeConfig>,
+    gpu_digest: Option<&[u8; 48]>,
+) -> Result<String> {
+    if config.is_none() && gpu_digest.is_none() {
+        return Ok("nothing to measure at boot".into());
+    }
     let err = |e: chrysalis_attestation::Error| Error::Provider {
         provider: provider.name().into(),
         message: e.to_string(),
     };
     match provider.tee() {
         Tee::Tdx => {
-            for event in rtmr3_events(&config.canonical) {
+            let canonical = config.map(|c| c.canonical.as_slice());
+            let events = rtmr3_boot_events(canonical, gpu_digest);
+            for event in &events {
                 provider.extend_rtmr3(&event.digest).map_err(err)?;
             }
-            Ok(format!(
-                "runtime configuration measured into RTMR3 (config SHA-384 {}, then boot-done)",
-                hex::encode(config.sha384())
-            ))
+            let names: Vec<&str> = events.iter().map(|e| e.description.as_str()).collect();
+            Ok(format!("measured into RTMR3: {}", names.join(", ")))
         }
         Tee::Snp => {
+            let Some(config) = config else {
+                return Ok("GPU evidence digest bound through the RA-TLS claims (SNP)".into());
+            };
             let raw = provider.evidence(&[0; 64]).map_err(err)?;
             let report = SnpReport::parse(&raw.bytes).map_err(|e| Error::Provider {
                 provider: provider.name().into(),

@@ -123,6 +123,8 @@ pub struct Shared {
     pub readiness: Arc<Readiness>,
     /// Wakes the engine probe early (a request could not connect).
     pub engine_wake: tokio::sync::Notify,
+    /// Why the GPU check failed, when it did: then nothing is forwarded.
+    pub gpu_refusal: Option<String>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -158,6 +160,7 @@ impl Shared {
             metrics,
             readiness,
             engine_wake: tokio::sync::Notify::new(),
+            gpu_refusal: None,
         }
     }
 
@@ -359,6 +362,11 @@ async fn forward(
     start: Instant,
 ) -> Response<AgentBody> {
     let limits = &shared.limits;
+    if let Some(why) = &shared.gpu_refusal {
+        // The GPU did not prove it is in confidential-computing mode: a
+        // prompt must not reach it.
+        return error_response(tracker, ApiError::gpu_not_attested(why));
+    }
     let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
         let e = ApiError::overloaded(limits.max_concurrent_requests, limits.retry_after_secs);
         return error_response(tracker, e);

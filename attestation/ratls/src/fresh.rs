@@ -37,12 +37,47 @@ pub struct FreshEvidence {
     pub collateral: Option<EmbeddedCollateral>,
     /// The TEE.
     pub tee: Tee,
+    /// The node's verified GPU evidence bundle (chrysalis-gpu's JSON),
+    /// exactly the bytes whose SHA-384 the certificate's claims carry as
+    /// `gpuEvidenceDigest` (kept as a string so the bytes survive JSON);
+    /// see [`FreshEvidence::check_gpu_evidence`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_evidence: Option<String>,
 }
 
 impl FreshEvidence {
     /// The JSON answer.
     pub fn to_json(&self) -> Result<String> {
         serde_json::to_string(self).map_err(|e| Error::FreshEvidence(e.to_string()))
+    }
+
+    /// Checks that the GPU evidence served with this answer is the one the
+    /// certificate committed to: present with SHA-384 equal to
+    /// `cert_gpu_digest` when the certificate carries one, absent when it
+    /// does not.
+    pub fn check_gpu_evidence(&self, cert_gpu_digest: Option<&[u8; 48]>) -> Result<()> {
+        use sha2::{Digest, Sha384};
+        match (cert_gpu_digest, &self.gpu_evidence) {
+            (None, None) => Ok(()),
+            (Some(_), None) => Err(Error::ClaimsMismatch(
+                "the certificate commits to GPU evidence but the answer carries none".into(),
+            )),
+            (None, Some(_)) => Err(Error::ClaimsMismatch(
+                "the answer carries GPU evidence the certificate does not commit to".into(),
+            )),
+            (Some(want), Some(bundle)) => {
+                let got: [u8; 48] = Sha384::digest(bundle.as_bytes()).into();
+                if &got == want {
+                    Ok(())
+                } else {
+                    Err(Error::ClaimsMismatch(format!(
+                        "GPU evidence SHA-384 is {} but the certificate commits to {}",
+                        hex::encode(got),
+                        hex::encode(want)
+                    )))
+                }
+            }
+        }
     }
 
     /// Parses the JSON answer (bounded size, no unknown fields).
@@ -93,6 +128,7 @@ pub fn fresh_evidence_at(
         claims: claims_der,
         collateral: identity.collateral().cloned(),
         tee: provider.tee(),
+        gpu_evidence: None,
     })
 }
 
@@ -194,6 +230,32 @@ pub fn parse_nonce_query(query: &str) -> Result<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn gpu_evidence_must_match_the_certificate_commitment() {
+        use sha2::{Digest, Sha384};
+        let mut f = FreshEvidence {
+            evidence: vec![],
+            claims: vec![],
+            collateral: None,
+            tee: Tee::Tdx,
+            gpu_evidence: None,
+        };
+        let bundle = r#"{"gpus":[]}"#.to_string();
+        let digest: [u8; 48] = Sha384::digest(bundle.as_bytes()).into();
+        assert!(f.check_gpu_evidence(None).is_ok());
+        assert!(f.check_gpu_evidence(Some(&digest)).is_err());
+        f.gpu_evidence = Some(bundle.clone());
+        assert!(f.check_gpu_evidence(None).is_err());
+        assert!(f.check_gpu_evidence(Some(&digest)).is_ok());
+        f.gpu_evidence = Some(bundle + " ");
+        let e = f.check_gpu_evidence(Some(&digest)).unwrap_err();
+        assert!(e.to_string().contains("SHA-384"), "{e}");
+        // The field survives a JSON round trip byte for byte.
+        let j = f.to_json().unwrap();
+        assert_eq!(FreshEvidence::from_json(&j).unwrap(), f);
+    }
+
     use super::*;
     use proptest::prelude::*;
 

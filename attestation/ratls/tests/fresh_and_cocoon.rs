@@ -70,6 +70,7 @@ fn fresh_evidence_round_trip_and_mismatches() {
         claims: id.claims_bytes().to_vec(),
         collateral: id.collateral().cloned(),
         tee: Tee::Tdx,
+        gpu_evidence: None,
     };
     let e = verify_fresh(&cert_as_fresh, id.spki_der(), &nonce, &cfg, now).unwrap_err();
     assert!(matches!(e, Error::ClaimsMismatch(_)), "{e:?}");

@@ -473,6 +473,9 @@ pub fn chrysalis_event_digest(name: &str, payload: &[u8]) -> Digest384 {
     sha384(&buf)
 }
 
+/// Name of the optional RTMR3 event for verified GPU evidence.
+pub const RTMR3_GPU_EVENT: &str = "gpu";
+
 /// The RTMR3 events the Chrysalis agent extends at boot, given the exact
 /// configuration bytes it received (canonical JSON, [`canonical_json`]):
 ///
@@ -481,21 +484,42 @@ pub fn chrysalis_event_digest(name: &str, payload: &[u8]) -> Digest384 {
 ///    quote with RTMR3 equal to [`rtmr3_expected`] proves both the
 ///    configuration and that boot completed.
 pub fn rtmr3_events(config: &[u8]) -> Vec<MeasuredEvent> {
-    let cfg = sha384(config);
-    vec![
-        MeasuredEvent {
+    rtmr3_boot_events(Some(config), None)
+}
+
+/// The general form of the agent's boot events, in this order: `config`
+/// (when a runtime configuration was given), `gpu` (payload = the 48-byte
+/// SHA-384 of the verified GPU evidence bundle, the same digest the RA-TLS
+/// claims carry as `gpuEvidenceDigest`), then `boot-done`.
+pub fn rtmr3_boot_events(
+    config: Option<&[u8]>,
+    gpu_digest: Option<&[u8; 48]>,
+) -> Vec<MeasuredEvent> {
+    let mut events = Vec::with_capacity(3);
+    if let Some(config) = config {
+        let cfg = sha384(config);
+        events.push(MeasuredEvent {
             register: Register::Rtmr3,
             event_type: CHRYSALIS_EVENT_TYPE,
             digest: chrysalis_event_digest(RTMR3_CONFIG_EVENT, &cfg),
             description: format!("chrysalis:config (SHA-384 {})", hex::encode(cfg)),
-        },
-        MeasuredEvent {
+        });
+    }
+    if let Some(g) = gpu_digest {
+        events.push(MeasuredEvent {
             register: Register::Rtmr3,
             event_type: CHRYSALIS_EVENT_TYPE,
-            digest: chrysalis_event_digest(RTMR3_BOOT_DONE_EVENT, &[]),
-            description: "chrysalis:boot-done".into(),
-        },
-    ]
+            digest: chrysalis_event_digest(RTMR3_GPU_EVENT, g),
+            description: format!("chrysalis:gpu (evidence SHA-384 {})", hex::encode(g)),
+        });
+    }
+    events.push(MeasuredEvent {
+        register: Register::Rtmr3,
+        event_type: CHRYSALIS_EVENT_TYPE,
+        digest: chrysalis_event_digest(RTMR3_BOOT_DONE_EVENT, &[]),
+        description: "chrysalis:boot-done".into(),
+    });
+    events
 }
 
 /// RTMR3 after the Chrysalis agent's boot events for `config`.

@@ -1,0 +1,154 @@
+//! GPU attestation at boot (NVIDIA H100 confidential computing).
+//!
+//! When configured, the agent collects the GPUs' evidence for a fresh
+//! random nonce, verifies it (device chain to the pinned NVIDIA root,
+//! report signature and nonce, measurements against the signed RIMs, OCSP
+//! as the policy says) and checks the `[gpu]` policy — all in
+//! [`chrysalis_gpu::gate`], which sets the GPUs ready only after that.
+//! On success the bundle's SHA-384 goes into the RA-TLS claims and (TDX)
+//! RTMR3, and `GET /attestation` serves the bundle itself. On failure the
+//! agent never becomes ready, `/readyz` and the log say exactly why, and
+//! requests to the engine are refused: prompts never reach a GPU that did
+//! not prove it is in confidential-computing mode.
+
+use std::path::PathBuf;
+
+use chrysalis_gpu::nvml::NvmlSource;
+use chrysalis_gpu::ocsp::OcspClient;
+use chrysalis_gpu::{
+    gate, Collateral, GpuEvidenceSource, GpuPolicy, Readiness, RecordedSource, Rim,
+};
+use rand_core::RngCore;
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+
+/// Where GPU evidence comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum GpuSourceKind {
+    /// The NVIDIA driver, through NVML.
+    Nvml,
+    /// A recorded evidence bundle (JSON) — tests and offline checks.
+    RecordedBundle(PathBuf),
+    /// Recorded NVIDIA SDK sample files: hex report and PEM chain.
+    RecordedSdk {
+        /// Hex attestation report.
+        report: PathBuf,
+        /// PEM device certificate chain.
+        cert_chain: PathBuf,
+    },
+}
+
+/// `[gpu]` of the agent configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GpuSettings {
+    /// Evidence source.
+    pub source: GpuSourceKind,
+    /// Policy file whose `[gpu]` section applies (default: the strict
+    /// default policy).
+    pub policy: Option<PathBuf>,
+    /// Reference integrity manifests (driver, VBIOS).
+    pub rims: Vec<PathBuf>,
+    /// OCSP response cache directory.
+    pub ocsp_cache: Option<PathBuf>,
+    /// Use only the OCSP cache, never the network.
+    pub offline: bool,
+}
+
+/// The verified GPU evidence the agent serves.
+#[derive(Debug, Clone)]
+pub struct GpuAttested {
+    /// SHA-384 of `bundle` (RA-TLS claim `gpuEvidenceDigest`, RTMR3 event).
+    pub digest: [u8; 48],
+    /// The evidence bundle JSON (served at `GET /attestation`).
+    pub bundle: Vec<u8>,
+    /// One line for logs and `/readyz`.
+    pub summary: String,
+}
+
+impl GpuSettings {
+    fn load_policy(&self) -> Result<GpuPolicy> {
+        match &self.policy {
+            None => Ok(GpuPolicy::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
+                    what: format!("reading the GPU policy {}", p.display()),
+                    source: e,
+                })?;
+                GpuPolicy::from_toml_str(&text)
+                    .map_err(|e| Error::Config(format!("{}: {e}", p.display())))
+            }
+        }
+    }
+
+    fn collateral(&self) -> Result<Collateral> {
+        let mut rims = Vec::new();
+        for p in &self.rims {
+            let bytes = std::fs::read(p).map_err(|e| Error::Io {
+                what: format!("reading the RIM {}", p.display()),
+                source: e,
+            })?;
+            rims.push(
+                Rim::parse(&p.display().to_string(), &bytes)
+                    .map_err(|e| Error::Config(format!("{}: {e}", p.display())))?,
+            );
+        }
+        Ok(Collateral::new(rims).with_ocsp(OcspClient::new(self.ocsp_cache.clone(), self.offline)))
+    }
+
+    fn open_source(&self) -> std::result::Result<Box<dyn GpuEvidenceSource>, String> {
+        let r: chrysalis_gpu::Result<Box<dyn GpuEvidenceSource>> = match &self.source {
+            GpuSourceKind::Nvml => NvmlSource::open().map(|s| Box::new(s) as _),
+            GpuSourceKind::RecordedBundle(p) => {
+                RecordedSource::from_bundle_file(p).map(|s| Box::new(s) as _)
+            }
+            GpuSourceKind::RecordedSdk { report, cert_chain } => {
+                RecordedSource::from_sdk_files(report, cert_chain, None).map(|s| Box::new(s) as _)
+            }
+        };
+        r.map_err(|e| format!("GPU evidence source unavailable: {e}"))
+    }
+
+    /// Runs the gate at time `at` with a fresh random nonce. `Ok(Err(why))`
+    /// is a refusal to report (not ready); `Err` a configuration error that
+    /// stops start-up.
+    pub fn check(&self, at: OffsetDateTime) -> Result<std::result::Result<GpuAttested, String>> {
+        let mut nonce = [0u8; chrysalis_gpu::evidence::NONCE_LEN];
+        rand_core::OsRng.fill_bytes(&mut nonce);
+        self.check_with_nonce(at, &nonce)
+    }
+
+    /// [`GpuSettings::check`] with a given nonce (recorded evidence was
+    /// made for a known nonce; a real node always uses a fresh one).
+    pub fn check_with_nonce(
+        &self,
+        at: OffsetDateTime,
+        nonce: &[u8; chrysalis_gpu::evidence::NONCE_LEN],
+    ) -> Result<std::result::Result<GpuAttested, String>> {
+        let policy = self.load_policy()?;
+        let collateral = self.collateral()?;
+        let mut source = match self.open_source() {
+            Ok(s) => s,
+            Err(why) => return Ok(Err(why)),
+        };
+        Ok(
+            match gate(source.as_mut(), &policy, &collateral, nonce, at) {
+                Readiness::Ready { verified, bundle } => {
+                    let gpus = verified.gpus();
+                    let summary = format!(
+                        "{} GPU(s) attested from {} (bundle SHA-384 {})",
+                        gpus.len(),
+                        source.describe(),
+                        hex::encode(verified.bundle_digest())
+                    );
+                    Ok(GpuAttested {
+                        digest: *verified.bundle_digest(),
+                        bundle,
+                        summary,
+                    })
+                }
+                Readiness::NotReady(why) => Err(why),
+            },
+        )
+    }
+}
