@@ -206,3 +206,102 @@ fn revoked_device_certificate_fails_verification_offline_from_cache() {
     let e = verify_gpu(&ev, &c, &required, &nonce(), later).unwrap_err();
     assert!(e.to_string().contains("stale"), "{e}");
 }
+
+/// A leaf whose AIA names `url` as its OCSP responder, issued by `pki`'s
+/// intermediate.
+fn leaf_with_ocsp_url(pki: &TestPki, url: &str) -> Vec<u8> {
+    use der::Encode;
+    use x509_cert::ext::pkix::name::GeneralName;
+    use x509_cert::ext::pkix::{AccessDescription, AuthorityInfoAccessSyntax};
+    let aia = AuthorityInfoAccessSyntax(vec![AccessDescription {
+        access_method: der::oid::ObjectIdentifier::new("1.3.6.1.5.5.7.48.1").unwrap(),
+        access_location: GeneralName::UniformResourceIdentifier(
+            der::asn1::Ia5String::new(url).unwrap(),
+        ),
+    }])
+    .to_der()
+    .unwrap();
+    let inter_kp = rcgen::KeyPair::try_from(pki.inter_pkcs8.as_slice()).unwrap();
+    let issuer = rcgen::Issuer::new(pki.inter_params.clone(), inter_kp);
+    let leaf_kp = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P384_SHA384).unwrap();
+    let mut lp = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+    lp.distinguished_name
+        .push(rcgen::DnType::CommonName, "GH100 leaf with OCSP URL");
+    lp.custom_extensions
+        .push(rcgen::CustomExtension::from_oid_content(
+            &[1, 3, 6, 1, 5, 5, 7, 1, 1],
+            aia,
+        ));
+    lp.signed_by(&leaf_kp, &issuer).unwrap().der().to_vec()
+}
+
+/// One-shot loopback HTTP responder: waits for the response body on
+/// `body`, answers one POST with it, hands back the request body received.
+fn serve_once(
+    body: std::sync::mpsc::Receiver<Vec<u8>>,
+) -> (String, std::thread::JoinHandle<Vec<u8>>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/ocsp", listener.local_addr().unwrap());
+    let h = std::thread::spawn(move || {
+        let body = body.recv().unwrap();
+        let (stream, _) = listener.accept().unwrap();
+        let mut r = BufReader::new(stream.try_clone().unwrap());
+        let mut len = 0usize;
+        for _ in 0..100 {
+            let mut line = String::new();
+            r.read_line(&mut line).unwrap();
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+            if line == "\r\n" || line.is_empty() {
+                break;
+            }
+        }
+        let mut req = vec![0u8; len];
+        r.read_exact(&mut req).unwrap();
+        let mut s = stream;
+        write!(
+            s,
+            "HTTP/1.1 200 OK\r\nContent-Type: application/ocsp-response\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+            body.len()
+        )
+        .unwrap();
+        s.write_all(&body).unwrap();
+        req
+    });
+    (url, h)
+}
+
+#[test]
+fn fetches_over_http_then_answers_offline_from_cache() {
+    let pki = TestPki::new("GH100 test leaf");
+    let (tu, nu) = window();
+    // The leaf names the loopback responder; the response names the leaf.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (url, server) = serve_once(rx);
+    let leaf = leaf_with_ocsp_url(&pki, &url);
+    assert_eq!(ocsp::ocsp_url(&leaf).as_deref(), Some(url.as_str()));
+    tx.send(ocsp_response(
+        &leaf,
+        &pki.inter_der,
+        &pki.inter_key,
+        TestStatus::Good,
+        tu,
+        nu,
+    ))
+    .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let online = OcspClient::new(Some(tmp.path().into()), false);
+    let c = online.status(&leaf, &pki.inter_der, at()).unwrap();
+    assert_eq!(c.status, CertRevocation::Good);
+    assert_eq!(c.source, OcspSourceKind::Network);
+    let req = server.join().unwrap();
+    use der::Decode;
+    let parsed = x509_ocsp::OcspRequest::from_der(&req).unwrap();
+    assert_eq!(parsed.tbs_request.request_list.len(), 1);
+    // The response was cached; offline, it is answered (and re-verified) from disk.
+    let offline = OcspClient::new(Some(tmp.path().into()), true);
+    let c = offline.status(&leaf, &pki.inter_der, at()).unwrap();
+    assert_eq!(c.source, OcspSourceKind::Cache);
+}

@@ -59,6 +59,9 @@ pub struct TestPki {
     pub leaf_der: Vec<u8>,
     pub inter_key: SigningKey,
     pub leaf_key: SigningKey,
+    /// The intermediate's parameters and PKCS#8 key, to issue more leaves.
+    pub inter_params: CertificateParams,
+    pub inter_pkcs8: Vec<u8>,
 }
 
 fn ca_params(cn: &str) -> CertificateParams {
@@ -81,6 +84,7 @@ impl TestPki {
             CertifiedIssuer::self_signed(ca_params("Test GPU Root (not NVIDIA)"), root_kp).unwrap();
         let inter_kp = KeyPair::generate_for(alg).unwrap();
         let inter_key = p384_key(&inter_kp);
+        let inter_pkcs8 = inter_kp.serialize_der();
         let inter = CertifiedIssuer::signed_by(ca_params("Test GPU Intermediate"), inter_kp, &root)
             .unwrap();
         let leaf_kp = KeyPair::generate_for(alg).unwrap();
@@ -94,6 +98,8 @@ impl TestPki {
             leaf_der: leaf.der().to_vec(),
             inter_key,
             leaf_key,
+            inter_params: ca_params("Test GPU Intermediate"),
+            inter_pkcs8,
         }
     }
 
