@@ -31,6 +31,9 @@ const NANOTON: u64 = 1_000_000_000;
 
 /// `chrysalis ton ...`
 #[derive(Args)]
+#[command(
+    after_help = "Exit codes: 0 ok, 1 I/O or usage (e.g. key file readable by others), 2 malformed input, 3 agent evidence failed verification, 4 rejected (by the policy, or by the registry on chain: its exit code is named), 5 connection (agent or TON API unreachable, HTTP 429 after retries, transaction not confirmed).\nStart with `chrysalis ton wallet new --out operator.key`."
+)]
 pub struct TonArgs {
     #[command(subcommand)]
     command: TonCommand,
