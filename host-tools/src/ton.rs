@@ -384,6 +384,12 @@ fn now_unix() -> u64 {
         .unwrap_or(0)
 }
 
+/// The message expiry: --valid-until, else now + 300 s. It is also the
+/// query id, so one (seqno, valid_until) always gives the identical message.
+fn expiry(given: Option<u32>) -> u32 {
+    given.unwrap_or_else(|| (now_unix() + 300) as u32)
+}
+
 fn addr_text(a: &TonAddress) -> String {
     a.to_base64_url()
 }
@@ -412,7 +418,7 @@ fn prepare(
         Some(s) => s,
         None => api.client().seqno(wallet.address()).map_err(tf)?,
     };
-    let valid_until = valid_until.unwrap_or_else(|| (now_unix() + 300) as u32);
+    let valid_until = expiry(valid_until);
     let t = Transfer {
         to: to.clone(),
         value,
@@ -786,8 +792,9 @@ fn register(r: RegisterArgs) -> Result<Value, Failure> {
             return Err(fail(exit::REJECTED, anyhow!("machine {} (this agent's key) is already registered (already_registered); use `chrysalis ton update`; nothing was sent", id.to_hex())));
         }
     }
+    let vu = expiry(r.send.valid_until);
     let msg = RegistryMessage::Register(Register {
-        query_id: now_unix(),
+        query_id: u64::from(vu),
         measurement: a.measurement,
         public_key: a.peer.spki_der().to_vec(),
         endpoint: endpoint.clone(),
@@ -804,7 +811,7 @@ fn register(r: RegisterArgs) -> Result<Value, Failure> {
         true,
         None,
         r.send.seqno,
-        r.send.valid_until,
+        Some(vu),
         &r.send.api,
     )?;
     let mut extra = attested_json(&a);
@@ -921,8 +928,9 @@ fn update(u: UpdateArgs) -> Result<Value, Failure> {
         .or(a.model.clone())
         .unwrap_or_else(|| "unspecified".into());
     let model = Label::parse("model", &model_text).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let vu = expiry(u.send.valid_until);
     let msg = RegistryMessage::Update(chrysalis_ton::registry::Update {
-        query_id: now_unix(),
+        query_id: u64::from(vu),
         id,
         measurement: a.measurement,
         public_key: a.peer.spki_der().to_vec(),
@@ -939,7 +947,7 @@ fn update(u: UpdateArgs) -> Result<Value, Failure> {
         true,
         None,
         u.send.seqno,
-        u.send.valid_until,
+        Some(vu),
         &u.send.api,
     )?;
     let extra = attested_json(&a);
@@ -967,7 +975,8 @@ fn machine_op(m: MachineArgs, what: &str) -> i32 {
         let wallet = load_wallet(&m.send.wallet)?;
         let registry_addr = parse_addr(&m.send.registry)?;
         let id = MachineId::from_hex(&m.id).map_err(|e| fail(exit::MALFORMED, e.into()))?;
-        let q = now_unix();
+        let vu = expiry(m.send.valid_until);
+        let q = u64::from(vu);
         let msg = match what {
             "heartbeat" => RegistryMessage::Heartbeat { query_id: q, id },
             "unregister" => RegistryMessage::Unregister { query_id: q, id },
@@ -982,7 +991,7 @@ fn machine_op(m: MachineArgs, what: &str) -> i32 {
             true,
             None,
             m.send.seqno,
-            m.send.valid_until,
+            Some(vu),
             &m.send.api,
         )?;
         let extra = json!({"machine_id": id.to_hex()});
@@ -1141,8 +1150,9 @@ fn allow(a: AllowArgs) -> Result<Value, Failure> {
         )
     };
     let release = Label::parse("release", &release).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let vu = expiry(a.send.valid_until);
     let msg = RegistryMessage::AddMeasurement {
-        query_id: now_unix(),
+        query_id: u64::from(vu),
         measurement,
         tee,
         release: release.clone(),
@@ -1156,7 +1166,7 @@ fn allow(a: AllowArgs) -> Result<Value, Failure> {
         true,
         None,
         a.send.seqno,
-        a.send.valid_until,
+        Some(vu),
         &a.send.api,
     )?;
     let extra =
@@ -1189,8 +1199,9 @@ fn disallow(d: DisallowArgs) -> Result<Value, Failure> {
     let registry_addr = parse_addr(&d.send.registry)?;
     let measurement =
         ImageMeasurement::from_hex(&d.measurement).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let vu = expiry(d.send.valid_until);
     let msg = RegistryMessage::RemoveMeasurement {
-        query_id: now_unix(),
+        query_id: u64::from(vu),
         measurement,
     };
     let body = msg.to_cell().map_err(tf)?;
@@ -1202,7 +1213,7 @@ fn disallow(d: DisallowArgs) -> Result<Value, Failure> {
         true,
         None,
         d.send.seqno,
-        d.send.valid_until,
+        Some(vu),
         &d.send.api,
     )?;
     let extra = json!({"measurement": measurement.to_hex()});
