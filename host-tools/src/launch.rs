@@ -478,12 +478,14 @@ pub fn run(a: LaunchArgs) -> i32 {
                 .map(|p| format!(", agent → https://127.0.0.1:{p}"))
                 .unwrap_or_default()
         );
-        let status = Command::new(&a.qemu)
+        // Become QEMU (same pid): signals from a supervisor reach the VM, and
+        // stopping the launcher stops the VM.
+        use std::os::unix::process::CommandExt as _;
+        let err = Command::new(&a.qemu)
             .args(vm.qemu_args())
             .stdin(Stdio::null())
-            .status()
-            .with_context(|| format!("starting {}", a.qemu))?;
-        Ok(if status.success() { exit::OK } else { exit::IO })
+            .exec();
+        Err(anyhow::Error::new(err).context(format!("starting {}", a.qemu)))
     })();
     r.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
