@@ -57,12 +57,107 @@ pub struct VerifyArgs {
     #[command(flatten)]
     policy: PolicyOpts,
     /// After the handshake, ask for fresh evidence bound to a random nonce
-    /// (GET /attestation?nonce=HEX) and verify it too.
+    /// (GET /attestation?nonce=HEX) and verify it too. GPU evidence served
+    /// with it is checked against the certificate's commitment and verified
+    /// (authenticity only, unless --gpu-policy).
     #[arg(long)]
     nonce: bool,
+    /// Require verified GPU evidence meeting this policy file's [gpu]
+    /// section (see README "GPU verification"); implies --nonce.
+    #[arg(long, value_name = "FILE")]
+    gpu_policy: Option<PathBuf>,
+    /// GPU reference integrity manifest (driver, VBIOS); repeatable.
+    #[arg(long, value_name = "FILE")]
+    gpu_rim: Vec<PathBuf>,
+    /// GPU check: use only cached OCSP responses (--gpu-ocsp-cache).
+    #[arg(long)]
+    gpu_offline: bool,
+    /// GPU check: OCSP response cache directory.
+    #[arg(long, value_name = "DIR")]
+    gpu_ocsp_cache: Option<PathBuf>,
     /// Print JSON.
     #[arg(long)]
     json: bool,
+}
+
+/// The client's GPU check: policy and collateral.
+struct GpuCheck {
+    policy: chrysalis_gpu::GpuPolicy,
+    policy_label: String,
+    required: bool,
+    collateral: chrysalis_gpu::verify::Collateral,
+}
+
+impl GpuCheck {
+    fn from_args(a: &VerifyArgs) -> Result<Self, Failure> {
+        let gpu_err = |e: chrysalis_gpu::Error| Failure {
+            code: e.category().exit_code(),
+            error: e.into(),
+        };
+        let (policy, policy_label, required) = match &a.gpu_policy {
+            Some(p) => {
+                let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
+                (
+                    chrysalis_gpu::GpuPolicy::from_toml_str(&text).map_err(gpu_err)?,
+                    format!("policy {}", p.display()),
+                    true,
+                )
+            }
+            None => (
+                chrysalis_gpu::GpuPolicy::authenticity_only(),
+                "authenticity only (no --gpu-policy)".to_string(),
+                false,
+            ),
+        };
+        let mut rims = Vec::new();
+        for r in &a.gpu_rim {
+            let bytes = std::fs::read(r).with_context(|| r.display().to_string())?;
+            rims.push(
+                chrysalis_gpu::Rim::parse(&r.display().to_string(), &bytes).map_err(gpu_err)?,
+            );
+        }
+        let collateral = chrysalis_gpu::verify::Collateral::new(rims).with_ocsp(
+            chrysalis_gpu::ocsp::OcspClient::new(a.gpu_ocsp_cache.clone(), a.gpu_offline),
+        );
+        Ok(Self {
+            policy,
+            policy_label,
+            required,
+            collateral,
+        })
+    }
+
+    /// Verifies the bundle the node served against the digest its
+    /// certificate commits to.
+    fn check(
+        &self,
+        peer: &VerifiedPeer,
+        fresh: &ratls::FreshEvidence,
+    ) -> Result<Option<chrysalis_gpu::verify::VerifiedGpuSet>, Failure> {
+        let (Some(digest), Some(bundle)) = (peer.gpu_evidence_digest(), &fresh.gpu_evidence) else {
+            if self.required {
+                return Err(Failure {
+                    code: exit::REJECTED,
+                    error: anyhow!(
+                        "the GPU policy requires GPU evidence, but the node's certificate commits to none"
+                    ),
+                });
+            }
+            return Ok(None);
+        };
+        chrysalis_gpu::verify::verify_bound_bundle(
+            bundle.as_bytes(),
+            digest,
+            &self.collateral,
+            &self.policy,
+            time::OffsetDateTime::now_utc(),
+        )
+        .map(Some)
+        .map_err(|e| Failure {
+            code: e.category().exit_code(),
+            error: anyhow!("GPU evidence: {e}"),
+        })
+    }
 }
 
 #[derive(Args)]
@@ -236,13 +331,19 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 
 pub fn run_verify(a: VerifyArgs) -> i32 {
     let json_out = a.json;
-    let result: Result<(VerifiedPeer, Option<VerifiedPeer>), Failure> = (|| {
+    type Fresh = (VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>);
+    let result: Result<(VerifiedPeer, Option<Fresh>, String), Failure> = (|| {
         let cfg = Arc::new(verifier_config(&a.policy)?);
+        let gpu = GpuCheck::from_args(&a)?;
         if let Some(path) = &a.cert {
             let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
             let der = ratls::cert::certificate_der_from_file_bytes(&bytes)?;
             let now = time::OffsetDateTime::now_utc();
-            return Ok((ratls::verify_certificate_der(&der, &cfg, now)?, None));
+            return Ok((
+                ratls::verify_certificate_der(&der, &cfg, now)?,
+                None,
+                gpu.policy_label,
+            ));
         }
         let url = a.url.as_deref().ok_or_else(|| Failure {
             code: exit::IO,
@@ -250,17 +351,17 @@ pub fn run_verify(a: VerifyArgs) -> i32 {
         })?;
         runtime().block_on(async {
             let (stream, peer) = connect(url, cfg.clone()).await?;
-            let fresh = if a.nonce {
-                Some(fresh_check(stream, &peer, &cfg).await?)
+            let fresh = if a.nonce || a.gpu_policy.is_some() {
+                Some(fresh_check(stream, &peer, &cfg, &gpu).await?)
             } else {
                 None
             };
-            Ok((peer, fresh))
+            Ok((peer, fresh, gpu.policy_label))
         })
     })();
     match result {
-        Ok((peer, fresh)) => {
-            print_peer(&peer, fresh.as_ref(), json_out);
+        Ok((peer, fresh, gpu_label)) => {
+            print_peer(&peer, fresh.as_ref(), &gpu_label, json_out);
             if peer.decision().accepted {
                 exit::OK
             } else {
@@ -287,7 +388,8 @@ async fn fresh_check(
     stream: TlsStream,
     peer: &VerifiedPeer,
     cfg: &VerifierConfig,
-) -> Result<VerifiedPeer, Failure> {
+    gpu: &GpuCheck,
+) -> Result<(VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>), Failure> {
     let mut nonce = [0u8; 32];
     getrandom_fill(&mut nonce)?;
     let (status, body) = http_request(
@@ -309,13 +411,15 @@ async fn fresh_check(
     let fresh = ratls::FreshEvidence::from_json(&String::from_utf8_lossy(&body))?;
     // The GPU evidence served must be what the certificate committed to.
     fresh.check_gpu_evidence(peer.gpu_evidence_digest())?;
-    Ok(ratls::verify_fresh(
+    let verified = ratls::verify_fresh(
         &fresh,
         peer.spki_der(),
         &nonce,
         cfg,
         time::OffsetDateTime::now_utc(),
-    )?)
+    )?;
+    let gpus = gpu.check(peer, &fresh)?;
+    Ok((verified, gpus))
 }
 
 fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
@@ -340,22 +444,34 @@ pub(crate) async fn http_request(
     Ok((status, body))
 }
 
-fn print_peer(peer: &VerifiedPeer, fresh: Option<&VerifiedPeer>, json_out: bool) {
+fn print_peer(
+    peer: &VerifiedPeer,
+    fresh: Option<&(VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>)>,
+    gpu_label: &str,
+    json_out: bool,
+) {
     let ev = peer.evidence();
     let d = peer.decision();
-    let gpu = match peer.gpu_evidence_digest() {
-        Some(dg) => format!(
-            "GPU evidence digest {} bound (GPU evidence itself not verified by this release)",
+    let gpu_set = fresh.and_then(|(_, g)| g.as_ref());
+    let gpu = match (peer.gpu_evidence_digest(), gpu_set) {
+        (Some(dg), Some(_)) => format!(
+            "GPU evidence SHA-384 {} bound and verified ({gpu_label})",
             hex::encode(dg)
         ),
-        None => "no GPU evidence bound".to_string(),
+        (Some(dg), None) => format!(
+            "GPU evidence SHA-384 {} bound (not verified: use --nonce or --gpu-policy)",
+            hex::encode(dg)
+        ),
+        (None, _) => "no GPU evidence bound".to_string(),
     };
+    let fresh = fresh.map(|(f, _)| f);
     if json_out {
         let v = json!({
             "accepted": d.accepted,
             "simulated": peer.is_simulated(),
             "warning": peer.is_simulated().then_some(att::policy::SIMULATED_WARNING),
             "gpu": gpu,
+            "gpus": gpu_set.map(|s| s.gpus()),
             "peer": peer,
             "fresh_evidence": fresh.map(|f| json!({"verified": true, "tcb_status": f.evidence().tcb_status()})),
         });
@@ -390,6 +506,34 @@ fn print_peer(peer: &VerifiedPeer, fresh: Option<&VerifiedPeer>, json_out: bool)
         }
     }
     println!("gpu:         {gpu}");
+    for g in gpu_set.map(|s| s.gpus()).unwrap_or_default() {
+        let cc = match g.cc() {
+            Some(c) => format!(
+                "CC {} / dev tools {}",
+                if c.system_cc_enabled { "on" } else { "OFF" },
+                if c.devtools_mode { "ON" } else { "off" }
+            ),
+            None => "CC state not reported".into(),
+        };
+        let rim = match g.rim() {
+            Some(r) if r.mismatched.is_empty() => {
+                format!("RIMs match ({} measurements)", r.compared)
+            }
+            Some(r) => format!("RIM mismatch at {:?}", r.mismatched),
+            None => "RIMs not compared".into(),
+        };
+        let ocsp = match &g.ocsp().not_checked {
+            Some(why) => format!("OCSP not checked ({why})"),
+            None => format!("OCSP good ({} certificates)", g.ocsp().checks.len()),
+        };
+        println!(
+            "  gpu {}: {}  driver {}  vbios {}  {cc}  {rim}  {ocsp}",
+            g.index(),
+            g.model(),
+            g.driver_version().unwrap_or("?"),
+            g.vbios_version().unwrap_or("?")
+        );
+    }
     if let Some(c) = peer.certificate() {
         println!(
             "certificate: sha256 {} valid {} .. {}",

@@ -24,6 +24,12 @@ struct Server {
 /// An RA-TLS server answering /attestation, /v1/models and a streamed
 /// /v1/chat/completions, for at most 60 s.
 fn server(tee: Tee) -> Server {
+    server_with_gpu(tee, None, None)
+}
+
+/// Like [`server`]; the certificate commits to `committed` GPU evidence
+/// (its SHA-384) and /attestation serves `served`.
+fn server_with_gpu(tee: Tee, committed: Option<String>, served: Option<String>) -> Server {
     let sim = SimProvider::new(tee).unwrap();
     let collateral = match (sim.tdx_collateral(), sim.snp_certificates()) {
         (Some(t), _) => Collateral::Tdx(t),
@@ -32,8 +38,10 @@ fn server(tee: Tee) -> Server {
     };
     let opts = IdentityOptions {
         collateral: Some(EmbeddedCollateral::from_collateral(&collateral)),
+        gpu_evidence_digest: committed.map(|b| chrysalis_gpu::evidence_digest(b.as_bytes())),
         ..Default::default()
     };
+    let served = Arc::new(served);
     let identity = Arc::new(RaTlsIdentity::generate(&sim, &opts).unwrap());
     let tls = Arc::new(chrysalis_ratls::server_config(&identity, None).unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -52,17 +60,21 @@ fn server(tee: Tee) -> Server {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
         while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
             let (acceptor, id, sim, chats) = (acceptor.clone(), id2.clone(), sim.clone(), chats.clone());
+            let served = served.clone();
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else { return };
                 let svc = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
                     let (id, sim, chats) = (id.clone(), sim.clone(), chats.clone());
+                    let served = served.clone();
                     async move {
                         let path = req.uri().path().to_string();
                         let query = req.uri().query().unwrap_or("").to_string();
                         let body = match path.as_str() {
                             "/attestation" => {
                                 let nonce = chrysalis_ratls::parse_nonce_query(&query).unwrap();
-                                chrysalis_ratls::fresh_evidence(&sim, &id, &nonce).unwrap().to_json().unwrap()
+                                let mut f = chrysalis_ratls::fresh_evidence(&sim, &id, &nonce).unwrap();
+                                f.gpu_evidence = (*served).clone();
+                                f.to_json().unwrap()
                             }
                             "/v1/models" => r#"{"object":"list","data":[{"id":"tiny","object":"model"}]}"#.into(),
                             "/v1/chat/completions" => {
@@ -177,4 +189,90 @@ fn chat_streams_over_a_verified_connection_and_sends_nothing_to_a_rejected_serve
         1,
         "a rejected server received the prompt"
     );
+}
+
+/// NVIDIA's sample H100 evidence as a bundle (skipped without ../shared).
+fn sample_gpu_bundle() -> Option<String> {
+    let d =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/vectors/nvidia");
+    let report = std::fs::read_to_string(d.join("nvtrust_hopperAttestationReport.txt")).ok();
+    let Some(report) = report else {
+        eprintln!(
+            "skipping: {} is absent (shared NVIDIA vectors)",
+            d.display()
+        );
+        return None;
+    };
+    let chain = std::fs::read_to_string(d.join("nvtrust_hopperCertChain.txt")).unwrap();
+    let nonce: [u8; 32] =
+        hex::decode("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let ev = chrysalis_gpu::GpuEvidence {
+        index: 0,
+        name: None,
+        report: report.split_whitespace().collect(),
+        cert_chain: chain,
+        cc: None,
+    };
+    Some(
+        String::from_utf8(chrysalis_gpu::GpuEvidenceBundle::new(&nonce, vec![ev]).to_json())
+            .unwrap(),
+    )
+}
+
+#[test]
+fn verify_checks_the_gpu_evidence_the_certificate_commits_to() {
+    // Without GPU evidence, a GPU policy refuses (4).
+    let plain = server(Tee::Tdx);
+    let dir = tempfile::tempdir().unwrap();
+    let strict = dir.path().join("gpu.toml");
+    std::fs::write(&strict, "[gpu]\nocsp = \"off\"\nrequire_rims = false\n").unwrap();
+    let url = format!("https://{}", plain.addr);
+    let o = chrysalis(&[
+        "verify",
+        &url,
+        "--allow-sim",
+        "--gpu-policy",
+        strict.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("commits to none"), "{}", text(&o));
+
+    let Some(bundle) = sample_gpu_bundle() else {
+        return;
+    };
+    // Committed and served: authenticity verified and shown.
+    let good = server_with_gpu(Tee::Tdx, Some(bundle.clone()), Some(bundle.clone()));
+    let url = format!("https://{}", good.addr);
+    let o = chrysalis(&["verify", &url, "--allow-sim", "--nonce"]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let out = text(&o);
+    assert!(
+        out.contains("bound and verified") && out.contains("driver 550.90.07"),
+        "{out}"
+    );
+    // The sample carries no CC state: a policy requiring CC mode rejects it.
+    std::fs::write(
+        &strict,
+        "[gpu]\nocsp = \"off\"\nrequire_rims = false\nrequire_cc_mode = true\n",
+    )
+    .unwrap();
+    let o = chrysalis(&[
+        "verify",
+        &url,
+        "--allow-sim",
+        "--gpu-policy",
+        strict.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+
+    // Served evidence other than the committed one: verification failure (3).
+    let swapped = bundle.replacen("\"index\":0", "\"index\":1", 1);
+    assert_ne!(swapped, bundle);
+    let bad = server_with_gpu(Tee::Tdx, Some(bundle), Some(swapped));
+    let url = format!("https://{}", bad.addr);
+    let o = chrysalis(&["verify", &url, "--allow-sim", "--nonce"]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }
