@@ -22,6 +22,7 @@ trap cleanup EXIT
 echo "=== setup: QEMU, Debian's OVMF (for --tee none), firmware build tools, mkosi 25.3"
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { if [ "$(id -u)" = 0 ]; then apt-get "$@"; else sudo apt-get "$@"; fi; }
+apt_get update -qq
 apt_get install -y --no-install-recommends qemu-system-x86 ovmf nasm acpica-tools uuid-dev \
     curl xz-utils python3 patch make gcc >/dev/null
 mkosi=$(bash image/tools/install-mkosi.sh)
@@ -63,6 +64,7 @@ wait_for() {
 
 echo "=== boot: chrysalis launch --tee none --vcpus 2 --memory 2G --forward $port"
 "$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" --print "$work/release"
+rm -f "$work/console.log"  # a stale log would fake an early ready
 t0=$(date +%s)
 "$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" \
     --console-log "$work/console.log" "$work/release" &
@@ -98,6 +100,7 @@ with open(sys.argv[1], "r+b") as f:
     f.seek(1024 + 8)  # inside the erofs superblock (block 0): read at mount
     b = f.read(1); f.seek(1024 + 8); f.write(bytes([b[0] ^ 0x01]))
 PY
+rm -f "$work/console-tampered.log"
 "$chrysalis" launch --tee none --vcpus 2 --memory 2G \
     --console-log "$work/console-tampered.log" "$work/tampered" &
 qemu_pid=$!
