@@ -45,6 +45,18 @@ pub fn compare(
         .collect()
 }
 
+/// True when two build-info records differ in the commit and nothing else.
+pub fn only_commit_differs(a: &BuildInfo, b: &BuildInfo) -> bool {
+    a.commit != b.commit
+        && BuildInfo {
+            commit: None,
+            ..a.clone()
+        } == BuildInfo {
+            commit: None,
+            ..b.clone()
+        }
+}
+
 pub fn run(release: &Path, out: Option<&Path>, o: &BuildOptions, json: bool) -> Result<i32> {
     let published = read_sha256sums(&release.join("SHA256SUMS"))?;
     let info_path = release.join("build-info.json");
@@ -81,6 +93,20 @@ pub fn run(release: &Path, out: Option<&Path>, o: &BuildOptions, json: bool) -> 
     let summary = super::build(profile, &rebuild_dir, &opts)?;
     let rebuilt = read_sha256sums(&summary.out.join("SHA256SUMS"))?;
     let mut diffs = compare(&published, &rebuilt);
+    // build-info.json names the git commit it was built from: rebuilding an
+    // unchanged definition from a later commit differs there and only there.
+    // That is an input difference to report, not an irreproducible build.
+    let rebuilt_info: BuildInfo = serde_json::from_str(&std::fs::read_to_string(
+        summary.out.join("build-info.json"),
+    )?)?;
+    if only_commit_differs(&info, &rebuilt_info) {
+        diffs.retain(|d| d.artifact != "build-info.json");
+        eprintln!(
+            "note: rebuilt from commit {} (the release names {}); build-info.json differs only there",
+            rebuilt_info.commit.as_deref().unwrap_or("?"),
+            info.commit.as_deref().unwrap_or("?")
+        );
+    }
     let diffoscope = Command::new("diffoscope").arg("--version").output().is_ok();
     for d in &mut diffs {
         if let (true, Some(_), Some(_)) = (diffoscope, &d.published, &d.rebuilt) {
@@ -140,6 +166,27 @@ pub fn run(release: &Path, out: Option<&Path>, o: &BuildOptions, json: bool) -> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_commit_difference_alone_is_not_a_reproducibility_failure() {
+        let a = BuildInfo {
+            profile: "cpu".into(),
+            release: "r".into(),
+            package_source: serde_json::json!("default"),
+            mkosi: "mkosi 25.3".into(),
+            commit: Some("aaa".into()),
+            source_date_epoch: Some(1),
+            vms: vec!["2:2G:0".into()],
+            qemu_version: "9.2.0".into(),
+            vcpu_type: "EPYC-v4".into(),
+        };
+        let mut b = a.clone();
+        assert!(!only_commit_differs(&a, &b));
+        b.commit = Some("bbb".into());
+        assert!(only_commit_differs(&a, &b));
+        b.source_date_epoch = Some(2);
+        assert!(!only_commit_differs(&a, &b));
+    }
 
     #[test]
     fn names_every_differing_or_missing_artifact() {
