@@ -149,6 +149,7 @@ async fn streamed_chat_completion_through_the_agent_to_llama_cpp() {
     chrysalis_ratls::verify_fresh(
         &fresh,
         &spki,
+        None,
         &[0xc0, 0xff, 0xee],
         &cfg,
         time::OffsetDateTime::now_utc(),

@@ -119,7 +119,8 @@ async fn attest(
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.headers()["cache-control"], "no-store");
     let fresh = FreshEvidence::from_json(&text(resp).await).unwrap();
-    chrysalis_ratls::verify_fresh(&fresh, spki, nonce, cfg, OffsetDateTime::now_utc()).map(|_| ())
+    chrysalis_ratls::verify_fresh(&fresh, spki, None, nonce, cfg, OffsetDateTime::now_utc())
+        .map(|_| ())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -155,6 +156,7 @@ async fn ra_tls_identity_fresh_evidence_and_renewal_without_dropping_connections
     assert!(chrysalis_ratls::verify_fresh(
         &fresh,
         &first_spki,
+        None,
         &[0x33, 0x33],
         &cfg,
         OffsetDateTime::now_utc()

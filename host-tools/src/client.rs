@@ -409,11 +409,10 @@ async fn fresh_check(
         });
     }
     let fresh = ratls::FreshEvidence::from_json(&String::from_utf8_lossy(&body))?;
-    // The GPU evidence served must be what the certificate committed to.
-    fresh.check_gpu_evidence(peer.gpu_evidence_digest())?;
     let verified = ratls::verify_fresh(
         &fresh,
         peer.spki_der(),
+        peer.gpu_evidence_digest(),
         &nonce,
         cfg,
         time::OffsetDateTime::now_utc(),

@@ -134,16 +134,20 @@ pub fn fresh_evidence_at(
 
 /// Verifies fresh evidence: bound to its claims, the claims answer `nonce`
 /// and name `expected_spki` (the DER SubjectPublicKeyInfo of the
-/// certificate of the connection it came over), the evidence verifies,
-/// the policy accepts.
+/// certificate of the connection it came over), the GPU evidence served
+/// with it is the one that certificate commits to (`cert_gpu_digest`, see
+/// [`FreshEvidence::check_gpu_evidence`]), the evidence verifies, the
+/// policy accepts.
 pub fn verify_fresh(
     fresh: &FreshEvidence,
     expected_spki: &[u8],
+    cert_gpu_digest: Option<&[u8; 48]>,
     nonce: &[u8],
     config: &VerifierConfig,
     now: OffsetDateTime,
 ) -> Result<VerifiedPeer> {
     check_nonce(nonce)?;
+    fresh.check_gpu_evidence(cert_gpu_digest)?;
     let evidence = crate::cert::decode_evidence(&fresh.evidence, false)?;
     let claims = Claims::from_der(&fresh.claims)?;
     let expected = Claims::report_data(&fresh.claims);

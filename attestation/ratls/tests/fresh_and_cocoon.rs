@@ -39,20 +39,20 @@ fn fresh_evidence_round_trip_and_mismatches() {
     let back = FreshEvidence::from_json(&json).unwrap();
     assert_eq!(back, fresh);
 
-    let peer = verify_fresh(&back, id.spki_der(), &nonce, &cfg, now).unwrap();
+    let peer = verify_fresh(&back, id.spki_der(), None, &nonce, &cfg, now).unwrap();
     assert_eq!(peer.format(), PeerFormat::FreshEvidence);
     assert_eq!(peer.claims().unwrap().nonce.as_deref(), Some(&nonce[..]));
     assert_eq!(peer.collateral_source(), CollateralSource::Embedded);
     assert!(peer.certificate().is_none());
 
     // Another nonce than the one asked for.
-    let e = verify_fresh(&back, id.spki_der(), &[0x43; 32], &cfg, now).unwrap_err();
+    let e = verify_fresh(&back, id.spki_der(), None, &[0x43; 32], &cfg, now).unwrap_err();
     assert!(matches!(e, Error::NonceMismatch { .. }), "{e:?}");
     assert_eq!(e.category(), ErrorCategory::Verification);
 
     // Bound to another key than the connection's certificate.
     let other = CertKey::generate(KeyType::EcdsaP256).unwrap();
-    let e = verify_fresh(&back, &other.spki_der(), &nonce, &cfg, now).unwrap_err();
+    let e = verify_fresh(&back, &other.spki_der(), None, &nonce, &cfg, now).unwrap_err();
     assert!(matches!(e, Error::KeyMismatch(_)), "{e:?}");
 
     // Claims swapped for other claims: the evidence no longer binds them.
@@ -61,7 +61,7 @@ fn fresh_evidence_round_trip_and_mismatches() {
         claims: other_fresh.claims.clone(),
         ..fresh.clone()
     };
-    let e = verify_fresh(&spliced, id.spki_der(), &[0x44; 8], &cfg, now).unwrap_err();
+    let e = verify_fresh(&spliced, id.spki_der(), None, &[0x44; 8], &cfg, now).unwrap_err();
     assert!(matches!(e, Error::EvidenceNotBound { .. }), "{e:?}");
 
     // A certificate's evidence is not fresh evidence.
@@ -72,19 +72,27 @@ fn fresh_evidence_round_trip_and_mismatches() {
         tee: Tee::Tdx,
         gpu_evidence: None,
     };
-    let e = verify_fresh(&cert_as_fresh, id.spki_der(), &nonce, &cfg, now).unwrap_err();
+    let e = verify_fresh(&cert_as_fresh, id.spki_der(), None, &nonce, &cfg, now).unwrap_err();
     assert!(matches!(e, Error::ClaimsMismatch(_)), "{e:?}");
 
     // The default policy still rejects simulated fresh evidence.
     let strict = VerifierConfig::new(chrysalis_attestation::Policy::default());
-    let e = verify_fresh(&back, id.spki_der(), &nonce, &strict, now).unwrap_err();
+    let e = verify_fresh(&back, id.spki_der(), None, &nonce, &strict, now).unwrap_err();
     assert!(matches!(e, Error::Rejected { .. }), "{e:?}");
 
     // Too old for a policy with max_evidence_age.
     let mut aged = dev_policy();
     aged.max_evidence_age = Some(Duration::from_secs(60));
     let old = fresh_evidence_at(&sim, &id, &nonce, now - time::Duration::hours(1)).unwrap();
-    let e = verify_fresh(&old, id.spki_der(), &nonce, &VerifierConfig::new(aged), now).unwrap_err();
+    let e = verify_fresh(
+        &old,
+        id.spki_der(),
+        None,
+        &nonce,
+        &VerifierConfig::new(aged),
+        now,
+    )
+    .unwrap_err();
     match e {
         Error::Rejected { reasons } => {
             assert!(reasons.iter().any(|r| r.contains("old")), "{reasons:?}")
@@ -184,6 +192,7 @@ async fn fresh_evidence_over_the_ra_tls_connection() {
     let peer = verify_fresh(
         &fresh,
         cert_peer.spki_der(),
+        None,
         &nonce,
         &cfg,
         OffsetDateTime::now_utc(),
