@@ -149,6 +149,33 @@ impl RaTlsCertificate {
                 "signatureAlgorithm differs from the TBSCertificate's signature field",
             ));
         }
+        // Everything after the signed TBS is unsigned, so it must be the one
+        // DER encoding of what was parsed: the AlgorithmIdentifier (no
+        // parameters, as the profile requires) and the signature BIT STRING.
+        // Byte equality closes every lenient-parser case at once (tags of
+        // the inner OID and of the BIT STRING, lengths, padding).
+        if let Some(start) = after_tbs {
+            let arcs: Option<Vec<u64>> = cert
+                .signature_algorithm
+                .algorithm
+                .iter()
+                .map(|i| i.collect());
+            let canonical = arcs.map(|arcs| {
+                let oid = yasna::models::ObjectIdentifier::from_slice(&arcs);
+                let sig = cert.signature_value.data.as_ref();
+                let mut tail =
+                    yasna::construct_der(|w| w.write_sequence(|w| w.next().write_oid(&oid)));
+                tail.extend(yasna::construct_der(|w| {
+                    w.write_bitvec_bytes(sig, sig.len() * 8)
+                }));
+                tail
+            });
+            if canonical.as_deref() != der.get(start..) {
+                return Err(Error::cert(
+                    "not a DER certificate: the unsigned signatureAlgorithm or signatureValue is not canonically encoded",
+                ));
+            }
+        }
         // DER BIT STRINGs of whole bytes: a non-zero unused-bits count would
         // let two encodings carry the same key or signature.
         if cert.signature_value.unused_bits != 0

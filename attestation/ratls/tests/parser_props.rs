@@ -109,3 +109,24 @@ fn non_canonical_outer_tag_is_rejected() {
         assert!(verify_certificate_der(&der, &f.config, f.now).is_err());
     }
 }
+
+/// Regression (found by the bit-flip property in CI): the signatureAlgorithm
+/// and signatureValue after the TBS are unsigned; every bit flip there must
+/// fail (a flipped OID or BIT STRING tag once verified).
+#[test]
+fn every_flip_in_the_unsigned_tail_is_rejected() {
+    let f = fixture();
+    for c in &f.certs {
+        for i in c.len().saturating_sub(96)..c.len() {
+            for bit in 0..8 {
+                let mut der = c.clone();
+                der[i] ^= 1 << bit;
+                assert!(
+                    verify_certificate_der(&der, &f.config, f.now).is_err(),
+                    "flip at {i} bit {bit} of {} verified",
+                    c.len()
+                );
+            }
+        }
+    }
+}
