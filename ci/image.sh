@@ -23,7 +23,7 @@ echo "=== setup: QEMU, Debian's OVMF (for --tee none), firmware build tools, mko
 export DEBIAN_FRONTEND=noninteractive
 apt_get() { if [ "$(id -u)" = 0 ]; then apt-get "$@"; else sudo apt-get "$@"; fi; }
 apt_get update -qq
-apt_get install -y --no-install-recommends qemu-system-x86 ovmf nasm acpica-tools uuid-dev \
+apt_get install -y --no-install-recommends qemu-system-x86 ovmf nasm acpica-tools uuid-dev erofs-utils cryptsetup-bin \
     curl xz-utils python3 patch make gcc >/dev/null
 mkosi=$(bash image/tools/install-mkosi.sh)
 export CHRYSALIS_MKOSI=$mkosi
@@ -62,11 +62,20 @@ wait_for() {
     return 1
 }
 
-echo "=== boot: chrysalis launch --tee none --vcpus 2 --memory 2G --forward $port"
+echo "=== model volume: chrysalis image model (erofs + dm-verity), root hash in the host configuration"
+rm -rf "$work/model-src" "$work/model"; mkdir -p "$work/model-src/weights"
+printf '{"architectures":["stub"]}\n' > "$work/model-src/config.json"
+head -c 1048576 /dev/zero | tr '\0' 'w' > "$work/model-src/weights/w.bin"
+"$chrysalis" image model "$work/model-src" --out "$work/model"
+model_root=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verity_root_hash"])' "$work/model/model.json")
+printf '{"endpoint":"127.0.0.1:%s","model_volume":{"verity_root_hash":"%s"}}\n' "$port" "$model_root" > "$work/host-config.json"
+
+echo "=== boot: chrysalis launch --tee none --vcpus 2 --memory 2G --forward $port --config FILE --model DIR"
 "$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" --print "$work/release"
 rm -f "$work/console.log"  # a stale log would fake an early ready
 t0=$(date +%s)
 "$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" \
+    --config "$work/host-config.json" --model "$work/model" \
     --console-log "$work/console.log" "$work/release" &
 qemu_pid=$!
 if ! wait_for "$work/console.log" 'chrysalis-agent.*ready|ready.*chrysalis-agent' 900; then
@@ -74,6 +83,11 @@ if ! wait_for "$work/console.log" 'chrysalis-agent.*ready|ready.*chrysalis-agent
 fi
 ready_s=$(( $(date +%s) - t0 ))
 echo "agent ready ${ready_s}s after launch"
+# The model volume was attached under the root hash of the measured configuration.
+if ! grep -q "chrysalis-model: mounted read-only at /models, dm-verity root hash $model_root" "$work/console.log"; then
+    echo "FAIL: the model volume was not mounted under its root hash; console:"; grep -i 'chrysalis-model\|verity' "$work/console.log" | tail -20; exit 1
+fi
+echo "model volume mounted at /models under root hash $model_root"
 grep -E 'verity|Reached target' "$work/console.log" | head -5 || true
 
 echo "=== verify: default policy must REJECT the simulated evidence"

@@ -3,7 +3,8 @@
 # tests and benchmarks compare against:
 #   * sev-snp-measure (PyPI, pinned) in a Python venv at $REFVENV
 #     (default: ${CARGO_TARGET_DIR:-<repo>/target}/refvenv);
-#   * veritysetup (Debian package cryptsetup-bin) and GNU time (package time);
+#   * veritysetup (Debian package cryptsetup-bin), mkfs.erofs (erofs-utils,
+#     for `chrysalis image model`) and GNU time (package time);
 #   * Debian's OVMF builds (package ovmf: /usr/share/ovmf/OVMF.fd and
 #     /usr/share/OVMF/OVMF_CODE*.fd), real firmware for firmware-only SNP
 #     digests (OvmfPkgX64 with SEV metadata, but no kernel-hashes page).
@@ -22,6 +23,7 @@ say() { printf 'measure-tools: %s\n' "$*"; }
 # --- Debian packages -------------------------------------------------------
 need_apt=()
 command -v veritysetup >/dev/null 2>&1 || need_apt+=(cryptsetup-bin)
+[ -x /usr/bin/mkfs.erofs ] || [ -x /usr/sbin/mkfs.erofs ] || need_apt+=(erofs-utils)
 [ -x /usr/bin/time ] || need_apt+=(time)
 [ -f /usr/share/ovmf/OVMF.fd ] || need_apt+=(ovmf)
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -34,7 +36,7 @@ if [ ${#need_apt[@]} -gt 0 ]; then
         apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
     fi
 else
-    say "veritysetup, /usr/bin/time and ovmf already installed"
+    say "veritysetup, mkfs.erofs, /usr/bin/time and ovmf already installed"
 fi
 if command -v veritysetup >/dev/null 2>&1; then
     say "veritysetup: $(veritysetup --version)"

@@ -34,6 +34,7 @@ pub mod gpu;
 pub mod h1_errors;
 pub mod identity;
 pub mod metrics;
+pub mod model_volume;
 pub mod readiness;
 pub mod runtime_config;
 pub mod server;

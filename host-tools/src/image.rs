@@ -20,6 +20,7 @@
 
 mod assemble;
 mod mkosi;
+pub mod model;
 mod reproduce;
 
 use std::path::{Path, PathBuf};
@@ -71,7 +72,7 @@ pub struct BuildOptions {
     /// is 25.x, else the pinned one installed by image/tools/install-mkosi.sh].
     #[arg(long, value_name = "PATH")]
     mkosi: Option<PathBuf>,
-    /// Directory with prebuilt chrysalis-agent and chrysalis-stub-engine
+    /// Directory with prebuilt chrysalis-agent, chrysalis-model-volume and chrysalis-stub-engine
     /// [default: build them with `cargo build --release --locked`].
     #[arg(long, value_name = "DIR")]
     binaries: Option<PathBuf>,
@@ -144,6 +145,23 @@ enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Build a model volume: a read-only erofs image of a model directory
+    /// and its dm-verity hash tree (OUT/model.erofs, OUT/model.verity,
+    /// OUT/model.json), deterministic, with the root hash to put into the
+    /// runtime configuration as {"model_volume": {"verity_root_hash": HEX}}.
+    /// Attach it with `chrysalis launch --config FILE --model OUT`; the
+    /// guest mounts it at /models only under that measured root hash.
+    /// Needs mkfs.erofs (erofs-utils) and veritysetup (cryptsetup-bin).
+    Model {
+        /// The model directory (e.g. a Hugging Face snapshot; no symlinks).
+        source: PathBuf,
+        /// Output directory.
+        #[arg(long, value_name = "DIR")]
+        out: PathBuf,
+        /// Print model.json instead of a summary.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 pub fn run(args: ImageArgs) -> i32 {
@@ -167,6 +185,25 @@ pub fn run(args: ImageArgs) -> i32 {
             options,
             json,
         } => reproduce::run(&release_dir, out.as_deref(), &options, json),
+        ImageCommand::Model { source, out, json } => model::build(&source, &out).and_then(|info| {
+            if json {
+                println!("{}", serde_json::to_string_pretty(&info)?);
+            } else {
+                println!(
+                    "model volume: {} files, {} + {} bytes in {}",
+                    info.files,
+                    info.data_bytes,
+                    info.hash_bytes,
+                    out.display()
+                );
+                println!("verity root hash  {}", info.verity_root_hash);
+                println!(
+                    "add to the runtime configuration (chrysalis launch --config): {}",
+                    info.runtime_config
+                );
+            }
+            Ok(exit::OK)
+        }),
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

@@ -77,6 +77,11 @@ pub struct LaunchArgs {
     /// opt/org.chrysalis/config; the agent measures it before serving.
     #[arg(long, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Attach this model volume (a directory from `chrysalis image model`)
+    /// as two read-only virtio disks. The guest mounts it at /models only
+    /// if --config names its root hash ("model_volume"), which is measured.
+    #[arg(long, value_name = "DIR")]
+    model: Option<PathBuf>,
     /// Serial console log.
     #[arg(long, value_name = "FILE", default_value = "chrysalis-console.log")]
     console_log: PathBuf,
@@ -106,6 +111,8 @@ pub struct Vm {
     pub gpus: Vec<String>,
     pub forward: Option<u16>,
     pub config: Option<PathBuf>,
+    /// Model volume directory (model.erofs + model.verity).
+    pub model: Option<PathBuf>,
     pub console_log: PathBuf,
     pub firmware: PathBuf,
     pub image_dir: PathBuf,
@@ -177,6 +184,30 @@ impl Vm {
                 "-device",
                 &format!("virtio-blk-pci,drive={id}{virtio_opts}"),
             ]);
+        }
+        if let Some(m) = &self.model {
+            // After the root's disks (/dev/vda, /dev/vdb); the guest finds
+            // them by serial, /dev/disk/by-id/virtio-chrysalis-model*.
+            for (id, file, serial) in [
+                ("model", crate::image::model::DATA_FILE, "chrysalis-model"),
+                (
+                    "modelverity",
+                    crate::image::model::HASH_FILE,
+                    "chrysalis-model-verity",
+                ),
+            ] {
+                push(&[
+                    "-drive",
+                    &format!(
+                        "file={},if=none,id={id},format=raw,readonly=on",
+                        m.join(file).display()
+                    ),
+                ]);
+                push(&[
+                    "-device",
+                    &format!("virtio-blk-pci,drive={id},serial={serial}{virtio_opts}"),
+                ]);
+            }
         }
         let mut netdev = "user,id=net0".to_string();
         if let Some(p) = self.forward {
@@ -376,6 +407,7 @@ fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
         gpus: a.gpus.clone(),
         forward: a.forward,
         config: a.config.clone(),
+        model: a.model.clone(),
         console_log: a.console_log.clone(),
         firmware,
         image_dir,
@@ -404,6 +436,44 @@ pub fn snp_host_data(config: &Path) -> Result<String> {
     Ok(base64::engine::general_purpose::STANDARD.encode(digest?.0))
 }
 
+/// Refuses a model volume the guest would not mount: missing images, or a
+/// runtime configuration that does not name its root hash (the guest takes
+/// the hash only from the measured configuration).
+fn check_model_volume(dir: &Path, config: Option<&Path>) -> Result<()> {
+    use crate::image::model::{recorded_root_hash, DATA_FILE, HASH_FILE};
+    for f in [DATA_FILE, HASH_FILE] {
+        let p = dir.join(f);
+        if !p.is_file() {
+            bail!(
+                "--model {}: {f} missing (build the volume with `chrysalis image model`)",
+                dir.display()
+            );
+        }
+    }
+    let want = recorded_root_hash(dir)?;
+    let named = config
+        .map(|c| -> Result<Option<String>> {
+            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(c)?)
+                .with_context(|| format!("--config {}: not JSON", c.display()))?;
+            Ok(v.pointer("/model_volume/verity_root_hash")
+                .and_then(|h| h.as_str())
+                .map(str::to_ascii_lowercase))
+        })
+        .transpose()?
+        .flatten();
+    match named {
+        Some(h) if h == want => Ok(()),
+        Some(h) => bail!(
+            "--config names model volume root hash {h}, but {} holds {want}: the guest would refuse to mount it",
+            dir.display()
+        ),
+        None => bail!(
+            "--model {} needs --config with {{\"model_volume\": {{\"verity_root_hash\": \"{want}\"}}}}: the guest takes the root hash only from the measured configuration",
+            dir.display()
+        ),
+    }
+}
+
 pub fn run(a: LaunchArgs) -> i32 {
     let r = (|| -> Result<i32> {
         let mut vm = vm_from_args(&a)?;
@@ -424,6 +494,9 @@ pub fn run(a: LaunchArgs) -> i32 {
                 .collect();
             println!("{}", line.join(" "));
             return Ok(exit::OK);
+        }
+        if let Some(m) = &vm.model {
+            check_model_volume(m, vm.config.as_deref())?;
         }
         for f in ["vmlinuz", "initrd", "rootfs.img", "rootfs.verity"] {
             let p = vm.image_dir.join(f);
@@ -506,6 +579,7 @@ mod tests {
             gpus: vec![],
             forward: Some(18443),
             config: None,
+            model: None,
             console_log: "c.log".into(),
             firmware: "fw.fd".into(),
             image_dir: "img".into(),

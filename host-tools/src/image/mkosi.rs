@@ -62,8 +62,14 @@ pub fn find_mkosi(flag: Option<&Path>, source: &Path) -> Result<PathBuf> {
     Ok(PathBuf::from(String::from_utf8_lossy(&o.stdout).trim()))
 }
 
-/// The binaries that go into the image, built here.
-const BINARIES: [&str; 2] = ["chrysalis-agent", "chrysalis-stub-engine"];
+/// The packages whose binaries go into the image, built here.
+const PACKAGES: [&str; 2] = ["chrysalis-agent", "chrysalis-stub-engine"];
+/// The binaries that go into the image (`/usr/bin`).
+const BINARIES: [&str; 3] = [
+    "chrysalis-agent",
+    "chrysalis-model-volume",
+    "chrysalis-stub-engine",
+];
 
 /// Builds the in-image binaries (release, locked) and returns their directory.
 pub fn build_binaries(source: &Path) -> Result<PathBuf> {
@@ -74,8 +80,8 @@ pub fn build_binaries(source: &Path) -> Result<PathBuf> {
     c.current_dir(source)
         .args(["build", "--release", "--locked"])
         .stdout(Stdio::null());
-    for b in BINARIES {
-        c.args(["-p", b]);
+    for p in PACKAGES {
+        c.args(["-p", p]);
     }
     let status = c.status().context("running cargo")?;
     if !status.success() {
