@@ -16,6 +16,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use chrysalis_agent::config::{format_duration, LogFormat, ProviderKind};
 use chrysalis_agent::identity::open_provider;
+use chrysalis_agent::model_volume::ModelVolume;
 use chrysalis_agent::runtime_config::{self, RuntimeConfig};
 use chrysalis_agent::{Agent, IdentitySource, RaTlsManager};
 use clap::Parser;
@@ -25,6 +26,21 @@ fn main() {
     let config = match cli.into_config() {
         Ok(c) => c,
         Err(e) => {
+            eprintln!("chrysalis-agent: {e}");
+            std::process::exit(2);
+        }
+    };
+    // The host configuration is configuration: unreadable or malformed is
+    // exit 2, before anything starts (a malformed model volume section too:
+    // the agent never serves a configuration that names an unusable model).
+    let runtime_config = match config.runtime_config.as_deref().map(|p| {
+        let c = RuntimeConfig::load(p)?;
+        ModelVolume::from_config(&c)?;
+        Ok::<_, chrysalis_agent::Error>(c)
+    }) {
+        None => None,
+        Some(Ok(c)) => Some(c),
+        Some(Err(e)) => {
             eprintln!("chrysalis-agent: {e}");
             std::process::exit(2);
         }
@@ -44,23 +60,22 @@ fn main() {
             std::process::exit(1);
         }
     };
-    if let Err(e) = runtime.block_on(run(config)) {
+    if let Err(e) = runtime.block_on(run(config, runtime_config)) {
         tracing::error!("{e:#}");
         eprintln!("chrysalis-agent: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(config: chrysalis_agent::Config) -> anyhow::Result<()> {
+async fn run(
+    config: chrysalis_agent::Config,
+    runtime_config: Option<RuntimeConfig>,
+) -> anyhow::Result<()> {
     // Installed first: a SIGTERM during start-up is then answered by a
     // drain once the agent is up, not by the default action.
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let runtime_config = match &config.runtime_config {
-        Some(p) => Some(RuntimeConfig::load(p)?),
-        None => None,
-    };
     let (kind, tee) = (config.provider, config.sim_tee);
     let sim_host_data = runtime_config.as_ref().map(RuntimeConfig::sha256);
     let (provider, collateral) =

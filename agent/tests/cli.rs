@@ -304,27 +304,30 @@ async fn runtime_config_is_measured_into_rtmr3_before_serving() {
 }
 
 #[test]
-fn a_runtime_config_that_is_not_a_json_object_stops_start_up() {
+fn a_malformed_runtime_config_stops_start_up_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
-    let p = dir.path().join("bad.json");
-    std::fs::write(&p, "[1, 2]").unwrap();
-    let out = Command::new(BIN)
-        .args([
-            "--provider",
-            "sim",
-            "--listen",
-            "127.0.0.1:0",
-            "--metrics-listen",
-            "127.0.0.1:0",
-            "--runtime-config",
-            p.to_str().unwrap(),
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        err.contains("bad.json") && err.contains("JSON object"),
-        "{err}"
-    );
+    for (text, want) in [
+        ("[1, 2]", "JSON object"),
+        (r#"{"model_volume":{"verity_root_hash":"abc"}}"#, "64 hex"),
+    ] {
+        let p = dir.path().join("bad.json");
+        std::fs::write(&p, text).unwrap();
+        let out = Command::new(BIN)
+            .args([
+                "--provider",
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--metrics-listen",
+                "127.0.0.1:0",
+                "--runtime-config",
+                p.to_str().unwrap(),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(want), "{text}: {err}");
+        assert!(!err.contains("ready"), "{err}");
+    }
 }
