@@ -15,9 +15,7 @@ use std::path::PathBuf;
 
 use chrysalis_gpu::nvml::NvmlSource;
 use chrysalis_gpu::ocsp::OcspClient;
-use chrysalis_gpu::{
-    gate, Collateral, GpuEvidenceSource, GpuPolicy, Readiness, RecordedSource, Rim,
-};
+use chrysalis_gpu::{gate, Collateral, GpuEvidenceSource, GpuPolicy, Readiness, RecordedSource};
 use rand_core::RngCore;
 use time::OffsetDateTime;
 
@@ -66,34 +64,26 @@ pub struct GpuAttested {
     pub summary: String,
 }
 
+/// A GPU policy or RIM that cannot be read or decoded is a configuration
+/// error of the agent (the message names the file).
+fn gpu_config_error(e: chrysalis_gpu::Error) -> Error {
+    Error::Config(e.to_string())
+}
+
 impl GpuSettings {
     fn load_policy(&self) -> Result<GpuPolicy> {
         match &self.policy {
             None => Ok(GpuPolicy::default()),
-            Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::Io {
-                    what: format!("reading the GPU policy {}", p.display()),
-                    source: e,
-                })?;
-                GpuPolicy::from_toml_str(&text)
-                    .map_err(|e| Error::Config(format!("{}: {e}", p.display())))
-            }
+            Some(p) => GpuPolicy::from_file(p).map_err(gpu_config_error),
         }
     }
 
     fn collateral(&self) -> Result<Collateral> {
-        let mut rims = Vec::new();
-        for p in &self.rims {
-            let bytes = std::fs::read(p).map_err(|e| Error::Io {
-                what: format!("reading the RIM {}", p.display()),
-                source: e,
-            })?;
-            rims.push(
-                Rim::parse(&p.display().to_string(), &bytes)
-                    .map_err(|e| Error::Config(format!("{}: {e}", p.display())))?,
-            );
-        }
-        Ok(Collateral::new(rims).with_ocsp(OcspClient::new(self.ocsp_cache.clone(), self.offline)))
+        Collateral::from_rim_files(
+            &self.rims,
+            OcspClient::new(self.ocsp_cache.clone(), self.offline),
+        )
+        .map_err(gpu_config_error)
     }
 
     fn open_source(&self) -> std::result::Result<Box<dyn GpuEvidenceSource>, String> {

@@ -95,30 +95,22 @@ impl GpuCheck {
             error: e.into(),
         };
         let (policy, policy_label, required) = match &a.gpu_policy {
-            Some(p) => {
-                let text = std::fs::read_to_string(p).with_context(|| p.display().to_string())?;
-                (
-                    chrysalis_gpu::GpuPolicy::from_toml_str(&text).map_err(gpu_err)?,
-                    format!("policy {}", p.display()),
-                    true,
-                )
-            }
+            Some(p) => (
+                chrysalis_gpu::GpuPolicy::from_file(p).map_err(gpu_err)?,
+                format!("policy {}", p.display()),
+                true,
+            ),
             None => (
                 chrysalis_gpu::GpuPolicy::authenticity_only(),
                 "authenticity only (no --gpu-policy)".to_string(),
                 false,
             ),
         };
-        let mut rims = Vec::new();
-        for r in &a.gpu_rim {
-            let bytes = std::fs::read(r).with_context(|| r.display().to_string())?;
-            rims.push(
-                chrysalis_gpu::Rim::parse(&r.display().to_string(), &bytes).map_err(gpu_err)?,
-            );
-        }
-        let collateral = chrysalis_gpu::verify::Collateral::new(rims).with_ocsp(
+        let collateral = chrysalis_gpu::verify::Collateral::from_rim_files(
+            &a.gpu_rim,
             chrysalis_gpu::ocsp::OcspClient::new(a.gpu_ocsp_cache.clone(), a.gpu_offline),
-        );
+        )
+        .map_err(gpu_err)?;
         Ok(Self {
             policy,
             policy_label,

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use chrysalis_gpu::nvml::NvmlSource;
 use chrysalis_gpu::ocsp::OcspClient;
 use chrysalis_gpu::{
-    check_policy, verify_bundle, verify_gpu, Collateral, Error, GpuEvidence, GpuPolicy, Rim,
+    check_policy, verify_bundle, verify_gpu, Collateral, Error, GpuEvidence, GpuPolicy,
 };
 use clap::{Args, Subcommand};
 use serde_json::json;
@@ -214,30 +214,15 @@ fn verify(i: &VerifyInputs) -> Result<Outcome, Failure> {
         None => OffsetDateTime::now_utc(),
     };
     let (policy, policy_label) = match &i.policy {
-        Some(p) => {
-            let text = String::from_utf8(read(p)?)
-                .map_err(|_| Failure::Lib(malformed("policy", "not UTF-8")))?;
-            (
-                GpuPolicy::from_toml_str(&text)?,
-                format!("policy {}", p.display()),
-            )
-        }
+        Some(p) => (GpuPolicy::from_file(p)?, format!("policy {}", p.display())),
         None => (
             GpuPolicy::authenticity_only(),
             "authenticity only (no --policy: CC mode, dev tools and driver minimum not judged)"
                 .to_string(),
         ),
     };
-    let mut rims = Vec::new();
-    for r in &i.rims {
-        let name = r
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        rims.push(Rim::parse(&name, &read(r)?)?);
-    }
     let cache = i.ocsp_cache.clone().or_else(default_cache);
-    let collateral = Collateral::new(rims).with_ocsp(OcspClient::new(cache, i.offline));
+    let collateral = Collateral::from_rim_files(&i.rims, OcspClient::new(cache, i.offline))?;
     let evidence = read(&i.evidence)?;
     let at_s = at.format(&Rfc3339).unwrap_or_default();
     if evidence.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {

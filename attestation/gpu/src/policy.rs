@@ -74,6 +74,26 @@ struct PolicyFile {
 }
 
 impl GpuPolicy {
+    /// Read a policy file and parse its `[gpu]` section
+    /// ([`GpuPolicy::from_toml_str`]); every error names the file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(|source| Error::Io {
+            path: path.display().to_string(),
+            source,
+        })?;
+        let text = String::from_utf8(bytes).map_err(|_| Error::Malformed {
+            what: "GPU policy",
+            reason: format!("{}: not UTF-8", path.display()),
+        })?;
+        Self::from_toml_str(&text).map_err(|e| match e {
+            Error::Malformed { what, reason } => Error::Malformed {
+                what,
+                reason: format!("{}: {reason}", path.display()),
+            },
+            other => other,
+        })
+    }
+
     /// Parse the `[gpu]` section of a policy file. A file without the
     /// section gives the default (strict) policy; unknown keys are errors.
     pub fn from_toml_str(text: &str) -> Result<Self> {
@@ -163,5 +183,27 @@ mod tests {
         assert_eq!(version_at_least("550.9", "550.54"), Some(false));
         assert_eq!(version_at_least("550", "550.0.0"), Some(true));
         assert_eq!(version_at_least("abc", "1"), None);
+    }
+
+    #[test]
+    fn from_file_names_the_file_in_every_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let missing = dir.path().join("missing.toml");
+        let e = GpuPolicy::from_file(&missing).unwrap_err();
+        assert_eq!(e.category(), crate::ErrorCategory::Io);
+        assert!(e.to_string().contains("missing.toml"), "{e}");
+        for (name, bytes) in [
+            ("latin1.toml", &b"[gpu]\nx = \"\xff\"\n"[..]),
+            ("typo.toml", b"[gpu]\ncc_mod = \"on\"\n"),
+        ] {
+            let p = dir.path().join(name);
+            std::fs::write(&p, bytes).unwrap();
+            let e = GpuPolicy::from_file(&p).unwrap_err();
+            assert_eq!(e.category(), crate::ErrorCategory::Malformed, "{name}: {e}");
+            assert!(e.to_string().contains(name), "{e}");
+        }
+        let p = dir.path().join("ok.toml");
+        std::fs::write(&p, "[gpu]\n").unwrap();
+        assert_eq!(GpuPolicy::from_file(&p).unwrap(), GpuPolicy::default());
     }
 }

@@ -56,6 +56,25 @@ impl Collateral {
             ocsp: None,
         }
     }
+    /// The pinned NVIDIA roots and the RIMs read from `paths` (each RIM
+    /// named by its path in errors), checking revocation with `ocsp`. What
+    /// the agent, `chrysalis verify` and `chrysalis gpu verify` all load.
+    pub fn from_rim_files<P: AsRef<std::path::Path>>(
+        paths: &[P],
+        ocsp: OcspClient,
+    ) -> Result<Self> {
+        let mut rims = Vec::with_capacity(paths.len());
+        for p in paths {
+            let p = p.as_ref();
+            let bytes = std::fs::read(p).map_err(|source| Error::Io {
+                path: p.display().to_string(),
+                source,
+            })?;
+            rims.push(Rim::parse(&p.display().to_string(), &bytes)?);
+        }
+        Ok(Self::new(rims).with_ocsp(ocsp))
+    }
+
     /// Use this OCSP client (cache and/or network).
     pub fn with_ocsp(mut self, client: OcspClient) -> Self {
         self.ocsp = Some(client);
