@@ -23,8 +23,8 @@ pub const CONFIG_KEY: &str = "model_volume";
 pub const DM_NAME: &str = "chrysalis-model";
 /// Guest path of the volume's data disk (virtio serial `chrysalis-model`).
 pub const DATA_DEVICE: &str = "/dev/disk/by-id/virtio-chrysalis-model";
-/// Guest path of the volume's hash-tree disk (virtio serial `chrysalis-model-verity`).
-pub const HASH_DEVICE: &str = "/dev/disk/by-id/virtio-chrysalis-model-verity";
+/// Guest path of the volume's hash-tree disk (virtio serial `chrysalis-model-ht`).
+pub const HASH_DEVICE: &str = "/dev/disk/by-id/virtio-chrysalis-model-ht";
 /// Where the engine finds the model.
 pub const MOUNTPOINT: &str = "/models";
 

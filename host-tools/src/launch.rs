@@ -188,12 +188,13 @@ impl Vm {
         if let Some(m) = &self.model {
             // After the root's disks (/dev/vda, /dev/vdb); the guest finds
             // them by serial, /dev/disk/by-id/virtio-chrysalis-model*.
+            // virtio-blk serials are at most 20 bytes (longer ones are cut).
             for (id, file, serial) in [
                 ("model", crate::image::model::DATA_FILE, "chrysalis-model"),
                 (
                     "modelverity",
                     crate::image::model::HASH_FILE,
-                    "chrysalis-model-verity",
+                    "chrysalis-model-ht",
                 ),
             ] {
                 push(&[

@@ -199,9 +199,18 @@ fn launch_attaches_the_volume_by_serial_and_checks_the_config() {
         "file=/m/model.erofs,if=none,id=model,format=raw,readonly=on",
         "virtio-blk-pci,drive=model,serial=chrysalis-model,disable-legacy=on,iommu_platform=on",
         "file=/m/model.verity,if=none,id=modelverity,format=raw,readonly=on",
-        "serial=chrysalis-model-verity",
+        "serial=chrysalis-model-ht",
     ] {
         assert!(s.contains(part), "missing {part:?} in {s}");
+    }
+    // virtio-blk serials longer than 20 bytes are cut, and the guest would
+    // wait for a /dev/disk/by-id name that never appears.
+    for serial in s.split("serial=").skip(1) {
+        let serial = serial.split([',', ' ']).next().unwrap();
+        assert!(
+            serial.len() <= 20,
+            "virtio serial {serial:?} is longer than 20 bytes"
+        );
     }
     // The root disks stay first (/dev/vda, /dev/vdb).
     assert!(s.find("id=rootfs").unwrap() < s.find("id=model,").unwrap());

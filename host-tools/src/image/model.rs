@@ -19,7 +19,7 @@ use serde::Serialize;
 
 /// Data image (`-drive ... serial=chrysalis-model`).
 pub const DATA_FILE: &str = "model.erofs";
-/// Hash-tree image (`serial=chrysalis-model-verity`).
+/// Hash-tree image (`serial=chrysalis-model-ht`).
 pub const HASH_FILE: &str = "model.verity";
 /// Description of the volume.
 pub const INFO_FILE: &str = "model.json";
