@@ -3,6 +3,9 @@
 //! HTTPS clients. Everything listens on 127.0.0.1 with OS-chosen ports.
 #![allow(dead_code)] // each test binary uses a different subset
 
+mod any_cert;
+pub use any_cert::AnyCert;
+
 use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
@@ -23,9 +26,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
+use rustls::ClientConfig;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc, watch, Semaphore};
 use tokio_rustls::client::TlsStream;
@@ -402,47 +404,6 @@ pub fn dead_port() -> SocketAddr {
 }
 
 // ---------------------------------------------------------------- clients
-
-/// Accepts any server certificate (the tests' certificates are
-/// self-signed) but checks the handshake signature.
-#[derive(Debug)]
-pub struct AnyCert;
-
-fn algs() -> rustls::crypto::WebPkiSupportedAlgorithms {
-    rustls::crypto::ring::default_provider().signature_verification_algorithms
-}
-
-impl ServerCertVerifier for AnyCert {
-    fn verify_server_cert(
-        &self,
-        _: &CertificateDer<'_>,
-        _: &[CertificateDer<'_>],
-        _: &ServerName<'_>,
-        _: &[u8],
-        _: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        Ok(ServerCertVerified::assertion())
-    }
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(m, c, d, &algs())
-    }
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(m, c, d, &algs())
-    }
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        algs().supported_schemes()
-    }
-}
 
 /// A client configuration: the given TLS versions and ALPN protocols.
 pub fn client_config(
