@@ -58,8 +58,9 @@ pub struct GpuSettings {
 pub struct GpuAttested {
     /// SHA-384 of `bundle` (RA-TLS claim `gpuEvidenceDigest`, RTMR3 event).
     pub digest: [u8; 48],
-    /// The evidence bundle JSON (served at `GET /attestation`).
-    pub bundle: Vec<u8>,
+    /// The evidence bundle JSON (served at `GET /attestation`), checked to
+    /// be UTF-8 once here rather than on every request.
+    pub bundle: String,
     /// One line for logs and `/readyz`.
     pub summary: String,
 }
@@ -124,6 +125,9 @@ impl GpuSettings {
         Ok(
             match gate(source.as_mut(), &policy, &collateral, nonce, at) {
                 Readiness::Ready { verified, bundle } => {
+                    let Ok(bundle) = String::from_utf8(bundle) else {
+                        return Ok(Err("GPU evidence bundle is not UTF-8".into()));
+                    };
                     let gpus = verified.gpus();
                     let summary = format!(
                         "{} GPU(s) attested from {} (bundle SHA-384 {})",

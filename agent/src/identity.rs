@@ -180,10 +180,7 @@ impl AttestationSource for RaTlsAttestation {
         // The verified GPU evidence bundle whose SHA-384 the certificate's
         // claims carry, so a client can check the GPU itself.
         if let Some(gpu) = &self.gpu {
-            fresh.gpu_evidence = Some(
-                String::from_utf8(gpu.bundle.clone())
-                    .map_err(|_| "GPU evidence bundle is not UTF-8".to_string())?,
-            );
+            fresh.gpu_evidence = Some(gpu.bundle.clone());
         }
         fresh.to_json().map_err(|e| e.to_string())
     }
