@@ -101,7 +101,7 @@ pub struct Cli {
     /// Recorded GPU device certificate chain (PEM).
     #[arg(long, value_name = "FILE")]
     pub gpu_cert_chain: Option<PathBuf>,
-    /// Policy file whose [gpu] section applies [default: strict].
+    /// Policy file whose `[gpu]` section applies [default: strict].
     #[arg(long, value_name = "FILE")]
     pub gpu_policy: Option<PathBuf>,
     /// A driver or VBIOS reference integrity manifest (repeatable).

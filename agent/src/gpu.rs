@@ -4,7 +4,7 @@
 //! random nonce, verifies it (device chain to the pinned NVIDIA root,
 //! report signature and nonce, measurements against the signed RIMs, OCSP
 //! as the policy says) and checks the `[gpu]` policy — all in
-//! [`chrysalis_gpu::gate`], which sets the GPUs ready only after that.
+//! [`chrysalis_gpu::gate()`], which sets the GPUs ready only after that.
 //! On success the bundle's SHA-384 goes into the RA-TLS claims and (TDX)
 //! RTMR3, and `GET /attestation` serves the bundle itself. On failure the
 //! agent never becomes ready, `/readyz` and the log say exactly why, and

@@ -8,7 +8,7 @@
 //!
 //! * **TDX**: extends RTMR3 with the `config` event (payload SHA-384 of the
 //!   canonical bytes) and the `boot-done` event, exactly the events
-//!   [`rtmr3_events`] defines and `chrysalis measure --config` predicts.
+//!   [`rtmr3_boot_events`] defines and `chrysalis measure --config` predicts.
 //!   After `boot-done` nothing more is extended, so a quote whose RTMR3
 //!   equals the prediction proves both the configuration and the order.
 //! * **SEV-SNP** (no runtime registers): the host must have launched the
@@ -81,12 +81,6 @@ impl RuntimeConfig {
     }
 }
 
-/// Measures `config` into the TEE behind `provider` (see the module docs).
-/// Call once, before any evidence is served.
-pub fn measure(provider: &dyn EvidenceProvider, config: &RuntimeConfig) -> Result<String> {
-    measure_boot(provider, Some(config), None)
-}
-
 /// The agent's boot measurements, in order: the runtime configuration
 /// (when given), the verified GPU evidence digest (when a GPU check
 /// passed), then `boot-done` — on TDX as RTMR3 events
@@ -149,6 +143,11 @@ mod tests {
     use chrysalis_attestation::sim::SimProvider;
     use chrysalis_attestation::tdx::TdxQuote;
     use chrysalis_measurements::tdx::rtmr::rtmr3_expected;
+
+    /// The configuration alone, as the agent measures it at boot.
+    fn measure(provider: &dyn EvidenceProvider, config: &RuntimeConfig) -> Result<String> {
+        measure_boot(provider, Some(config), None)
+    }
 
     #[test]
     fn canonical_form_ignores_key_order_and_whitespace() {
