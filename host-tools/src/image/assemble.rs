@@ -288,8 +288,10 @@ fn git_commit(source: &Path) -> Option<String> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let commit = out(&["rev-parse", "HEAD"])?;
+    // The whole tracked tree, not only mkosi.conf and image/: the agent's
+    // sources and Cargo.lock end up in the image as binaries too.
     let dirty =
-        out(&["status", "--porcelain", "--", "mkosi.conf", "image"]).is_some_and(|s| !s.is_empty());
+        out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
     Some(if dirty {
         format!("{commit}-dirty")
     } else {
