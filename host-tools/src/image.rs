@@ -242,6 +242,14 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         Some(d) => d.clone(),
         None => cache_dir().join("mkosi-output"),
     };
+    let package_dir = match profile {
+        Profile::Gpu => {
+            let d = cache_dir().join("debs");
+            mkosi::fetch_pinned_debs(&source, &d, &repo)?;
+            Some(d)
+        }
+        Profile::Cpu => None,
+    };
     let run = mkosi::Run {
         mkosi: &tool,
         source: &source,
@@ -250,6 +258,7 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         sandbox: sandbox.as_deref(),
         output_dir: &mkosi_out,
         log: &out.join("build.log"),
+        package_dir: package_dir.as_deref(),
     };
     let started = std::time::Instant::now();
     run.build()?;

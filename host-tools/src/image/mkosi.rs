@@ -161,7 +161,7 @@ impl PackageSource {
     }
 
     /// The apt URL, or `None` for the committed list.
-    fn url(&self) -> Option<String> {
+    pub fn url(&self) -> Option<String> {
         match self {
             PackageSource::Default => None,
             PackageSource::Snapshot(t) => {
@@ -223,6 +223,26 @@ pub struct Run<'a> {
     pub sandbox: Option<&'a Path>,
     pub output_dir: &'a Path,
     pub log: &'a Path,
+    /// Extra .deb files mkosi offers as a local repository (gpu profile:
+    /// image/gpu/debs.lock, fetched and checked by [`fetch_pinned_debs`]).
+    pub package_dir: Option<&'a Path>,
+}
+
+/// Fetches the gpu profile's pinned .debs (image/gpu/debs.lock) into `dir`
+/// with image/gpu/fetch-debs.sh, which checks each SHA-256.
+pub fn fetch_pinned_debs(source: &Path, dir: &Path, package_source: &PackageSource) -> Result<()> {
+    let mut c = Command::new("bash");
+    c.arg(source.join("image/gpu/fetch-debs.sh")).arg(dir);
+    if let Some(url) = package_source.url() {
+        c.arg(url);
+    }
+    let status = c.status().context("running image/gpu/fetch-debs.sh")?;
+    if !status.success() {
+        bail!(
+            "image/gpu/fetch-debs.sh failed: the gpu profile's pinned packages are not available"
+        );
+    }
+    Ok(())
 }
 
 impl Run<'_> {
@@ -232,6 +252,9 @@ impl Run<'_> {
         c.arg(format!("--profile={}", self.profile.name()));
         c.arg(format!("--extra-tree={}", self.extra_tree.display()));
         c.arg(format!("--output-dir={}", self.output_dir.display()));
+        if let Some(d) = self.package_dir {
+            c.arg(format!("--package-directory={}", d.display()));
+        }
         if let Some(s) = self.sandbox {
             c.arg(format!("--sandbox-tree={}", s.display()));
             c.arg(format!("--tools-tree-sandbox-tree={}", s.display()));
