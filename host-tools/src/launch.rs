@@ -658,6 +658,7 @@ mod tests {
             forward: None,
             print: true,
             config: Some(cfg),
+            model: None,
             console_log: "c.log".into(),
             accel: Accel::Auto,
             firmware: None,
