@@ -242,13 +242,15 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         Some(d) => d.clone(),
         None => cache_dir().join("mkosi-output"),
     };
-    let package_dir = match profile {
+    let (package_dir, wheel_dir) = match profile {
         Profile::Gpu => {
-            let d = cache_dir().join("debs");
-            mkosi::fetch_pinned_debs(&source, &d, &repo)?;
-            Some(d)
+            let debs = cache_dir().join("debs");
+            mkosi::fetch_pinned_debs(&source, &debs, &repo)?;
+            let wheels = cache_dir().join("wheels");
+            mkosi::fetch_pinned_wheels(&source, &wheels)?;
+            (Some(debs), Some(wheels))
         }
-        Profile::Cpu => None,
+        Profile::Cpu => (None, None),
     };
     let run = mkosi::Run {
         mkosi: &tool,
@@ -259,6 +261,7 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         output_dir: &mkosi_out,
         log: &out.join("build.log"),
         package_dir: package_dir.as_deref(),
+        wheel_dir: wheel_dir.as_deref(),
     };
     let started = std::time::Instant::now();
     run.build()?;

@@ -226,6 +226,24 @@ pub struct Run<'a> {
     /// Extra .deb files mkosi offers as a local repository (gpu profile:
     /// image/gpu/debs.lock, fetched and checked by [`fetch_pinned_debs`]).
     pub package_dir: Option<&'a Path>,
+    /// Hash-checked wheels mounted at `$SRCDIR/wheels` for the
+    /// post-installation script (gpu profile, [`fetch_pinned_wheels`]).
+    pub wheel_dir: Option<&'a Path>,
+}
+
+/// Downloads the gpu profile's hash-locked wheels into `dir` on the build
+/// host (image/gpu/fetch-wheels.sh; pip checks every SHA-256), so the image
+/// build installs them without network.
+pub fn fetch_pinned_wheels(source: &Path, dir: &Path) -> Result<()> {
+    let status = Command::new("bash")
+        .arg(source.join("image/gpu/fetch-wheels.sh"))
+        .arg(dir)
+        .status()
+        .context("running image/gpu/fetch-wheels.sh")?;
+    if !status.success() {
+        bail!("image/gpu/fetch-wheels.sh failed: the gpu profile's wheels are not available");
+    }
+    Ok(())
 }
 
 /// Fetches the gpu profile's pinned .debs (image/gpu/debs.lock) into `dir`
@@ -254,6 +272,9 @@ impl Run<'_> {
         c.arg(format!("--output-dir={}", self.output_dir.display()));
         if let Some(d) = self.package_dir {
             c.arg(format!("--package-directory={}", d.display()));
+        }
+        if let Some(d) = self.wheel_dir {
+            c.arg(format!("--build-sources={}:wheels", d.display()));
         }
         if let Some(s) = self.sandbox {
             c.arg(format!("--sandbox-tree={}", s.display()));
