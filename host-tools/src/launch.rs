@@ -187,15 +187,11 @@ impl Vm {
         }
         if let Some(m) = &self.model {
             // After the root's disks (/dev/vda, /dev/vdb); the guest finds
-            // them by serial, /dev/disk/by-id/virtio-chrysalis-model*.
-            // virtio-blk serials are at most 20 bytes (longer ones are cut).
+            // them by serial.
+            use crate::image::model::{DATA_FILE, DATA_SERIAL, HASH_FILE, HASH_SERIAL};
             for (id, file, serial) in [
-                ("model", crate::image::model::DATA_FILE, "chrysalis-model"),
-                (
-                    "modelverity",
-                    crate::image::model::HASH_FILE,
-                    "chrysalis-model-ht",
-                ),
+                ("model", DATA_FILE, DATA_SERIAL),
+                ("modelverity", HASH_FILE, HASH_SERIAL),
             ] {
                 push(&[
                     "-drive",
@@ -454,7 +450,8 @@ fn check_model_volume(dir: &Path, config: Option<&Path>) -> Result<()> {
     let want = recorded_root_hash(dir)?;
     let named = config
         .map(|c| -> Result<Option<String>> {
-            let v: serde_json::Value = serde_json::from_slice(&std::fs::read(c)?)
+            let text = std::fs::read(c).with_context(|| format!("--config {}", c.display()))?;
+            let v: serde_json::Value = serde_json::from_slice(&text)
                 .with_context(|| format!("--config {}: not JSON", c.display()))?;
             Ok(v.pointer("/model_volume/verity_root_hash")
                 .and_then(|h| h.as_str())

@@ -257,6 +257,14 @@ fn launch_attaches_the_volume_by_serial_and_checks_the_config() {
         "{}",
         String::from_utf8_lossy(&o.stderr)
     );
+    // A --config that cannot be read is named.
+    let o = launch(Some(&t.path().join("absent.json")));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("absent.json"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     let cfg = t.path().join("cfg.json");
     std::fs::write(
         &cfg,

@@ -235,30 +235,40 @@ pub struct Run<'a> {
 /// host (image/gpu/fetch-wheels.sh; pip checks every SHA-256), so the image
 /// build installs them without network.
 pub fn fetch_pinned_wheels(source: &Path, dir: &Path) -> Result<()> {
-    let status = Command::new("bash")
-        .arg(source.join("image/gpu/fetch-wheels.sh"))
-        .arg(dir)
-        .status()
-        .context("running image/gpu/fetch-wheels.sh")?;
-    if !status.success() {
-        bail!("image/gpu/fetch-wheels.sh failed: the gpu profile's wheels are not available");
-    }
-    Ok(())
+    run_gpu_fetch(source, "fetch-wheels.sh", dir, None, "wheels")
 }
 
 /// Fetches the gpu profile's pinned .debs (image/gpu/debs.lock) into `dir`
 /// with image/gpu/fetch-debs.sh, which checks each SHA-256.
 pub fn fetch_pinned_debs(source: &Path, dir: &Path, package_source: &PackageSource) -> Result<()> {
+    let mirror = package_source.url();
+    run_gpu_fetch(
+        source,
+        "fetch-debs.sh",
+        dir,
+        mirror.as_deref(),
+        "pinned packages",
+    )
+}
+
+/// Runs `image/gpu/SCRIPT DIR [MIRROR]`; `what` names what is missing when it fails.
+fn run_gpu_fetch(
+    source: &Path,
+    script: &str,
+    dir: &Path,
+    mirror: Option<&str>,
+    what: &str,
+) -> Result<()> {
     let mut c = Command::new("bash");
-    c.arg(source.join("image/gpu/fetch-debs.sh")).arg(dir);
-    if let Some(url) = package_source.url() {
+    c.arg(source.join("image/gpu").join(script)).arg(dir);
+    if let Some(url) = mirror {
         c.arg(url);
     }
-    let status = c.status().context("running image/gpu/fetch-debs.sh")?;
+    let status = c
+        .status()
+        .with_context(|| format!("running image/gpu/{script}"))?;
     if !status.success() {
-        bail!(
-            "image/gpu/fetch-debs.sh failed: the gpu profile's pinned packages are not available"
-        );
+        bail!("image/gpu/{script} failed: the gpu profile's {what} are not available");
     }
     Ok(())
 }

@@ -17,10 +17,16 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use serde::Serialize;
 
-/// Data image (`-drive ... serial=chrysalis-model`).
+/// Data image, attached with virtio serial [`DATA_SERIAL`].
 pub const DATA_FILE: &str = "model.erofs";
-/// Hash-tree image (`serial=chrysalis-model-ht`).
+/// Hash-tree image, attached with virtio serial [`HASH_SERIAL`].
 pub const HASH_FILE: &str = "model.verity";
+/// virtio-blk serial of the data disk: the guest opens
+/// `/dev/disk/by-id/virtio-<serial>` (chrysalis_agent::model_volume).
+/// Serials are cut at 20 bytes.
+pub const DATA_SERIAL: &str = "chrysalis-model";
+/// virtio-blk serial of the hash-tree disk.
+pub const HASH_SERIAL: &str = "chrysalis-model-ht";
 /// Description of the volume.
 pub const INFO_FILE: &str = "model.json";
 
