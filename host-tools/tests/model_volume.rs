@@ -18,6 +18,19 @@ fn os<S: AsRef<std::ffi::OsStr> + ?Sized>(s: &S) -> &std::ffi::OsStr {
     s.as_ref()
 }
 
+/// `chrysalis image model SRC --out OUT [extra...]`.
+fn image_model(src: &Path, out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        os("image"),
+        os("model"),
+        src.as_os_str(),
+        os("--out"),
+        out.as_os_str(),
+    ];
+    args.extend(extra.iter().map(os));
+    chrysalis(&args)
+}
+
 fn have(tool: &str) -> bool {
     ["/usr/sbin", "/sbin", "/usr/bin", "/bin"]
         .iter()
@@ -75,13 +88,7 @@ fn volume_is_deterministic_and_verifies_under_its_root_hash() {
     model_dir(&src_b, true);
     let (out_a, out_b) = (t.path().join("out-a"), t.path().join("out-b"));
     for (src, out) in [(&src_a, &out_a), (&src_b, &out_b)] {
-        let o = chrysalis(&[
-            os("image"),
-            os("model"),
-            src.as_os_str(),
-            os("--out"),
-            out.as_os_str(),
-        ]);
+        let o = image_model(src, out, &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         assert!(String::from_utf8_lossy(&o.stdout).contains("verity root hash"));
     }
@@ -129,14 +136,7 @@ fn volume_is_deterministic_and_verifies_under_its_root_hash() {
     // Different files, different root hash.
     std::fs::write(src_a.join("tokenizer.json"), b"{ }").unwrap();
     let out_c = t.path().join("out-c");
-    let o = chrysalis(&[
-        os("image"),
-        os("model"),
-        src_a.as_os_str(),
-        os("--out"),
-        out_c.as_os_str(),
-        os("--json"),
-    ]);
+    let o = image_model(&src_a, &out_c, &["--json"]);
     assert!(o.status.success());
     let j: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_ne!(j["verity_root_hash"].as_str().unwrap(), root);
@@ -149,26 +149,14 @@ fn bad_sources_are_refused_and_nothing_is_written() {
     }
     let t = tempfile::tempdir().unwrap();
     let out = t.path().join("out");
-    let o = chrysalis(&[
-        os("image"),
-        os("model"),
-        t.path().join("missing").as_os_str(),
-        os("--out"),
-        out.as_os_str(),
-    ]);
+    let o = image_model(&t.path().join("missing"), &out, &[]);
     assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("not a directory"));
     assert!(!out.exists());
     let src = t.path().join("src");
     model_dir(&src, false);
     std::os::unix::fs::symlink("/etc/passwd", src.join("weights/link")).unwrap();
-    let o = chrysalis(&[
-        os("image"),
-        os("model"),
-        src.as_os_str(),
-        os("--out"),
-        out.as_os_str(),
-    ]);
+    let o = image_model(&src, &out, &[]);
     assert_eq!(o.status.code(), Some(1));
     let e = String::from_utf8_lossy(&o.stderr);
     assert!(
