@@ -12,7 +12,7 @@
 //! before the engine) attaches and mounts it; this module holds the typed
 //! configuration and the commands, so they can be tested without a VM.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use crate::error::{Error, Result};
 use crate::runtime_config::RuntimeConfig;
@@ -27,6 +27,8 @@ pub const DATA_DEVICE: &str = "/dev/disk/by-id/virtio-chrysalis-model";
 pub const HASH_DEVICE: &str = "/dev/disk/by-id/virtio-chrysalis-model-ht";
 /// Where the engine finds the model.
 pub const MOUNTPOINT: &str = "/models";
+/// systemd's veritysetup helper (package systemd-cryptsetup).
+pub const VERITYSETUP: &str = "/usr/lib/systemd/systemd-veritysetup";
 
 /// The `model_volume` section: `{"verity_root_hash": "<64 lowercase or
 /// uppercase hex digits>"}` (SHA-256 dm-verity root hash). Unknown keys are
@@ -115,7 +117,7 @@ pub struct Devices {
 impl Default for Devices {
     fn default() -> Self {
         Self {
-            veritysetup: Path::new("/usr/lib/systemd/systemd-veritysetup").into(),
+            veritysetup: VERITYSETUP.into(),
             data: DATA_DEVICE.into(),
             hash: HASH_DEVICE.into(),
             mountpoint: MOUNTPOINT.into(),

@@ -12,7 +12,9 @@ use std::path::PathBuf;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use chrysalis_agent::model_volume::{Devices, ModelVolume, DATA_DEVICE, HASH_DEVICE, MOUNTPOINT};
+use chrysalis_agent::model_volume::{
+    Devices, ModelVolume, DATA_DEVICE, HASH_DEVICE, MOUNTPOINT, VERITYSETUP,
+};
 use chrysalis_agent::runtime_config::RuntimeConfig;
 use clap::Parser;
 
@@ -41,11 +43,7 @@ struct Cli {
     #[arg(long, value_name = "DIR", default_value = MOUNTPOINT)]
     mountpoint: PathBuf,
     /// systemd's veritysetup helper.
-    #[arg(
-        long,
-        value_name = "PATH",
-        default_value = "/usr/lib/systemd/systemd-veritysetup"
-    )]
+    #[arg(long, value_name = "PATH", default_value = VERITYSETUP)]
     veritysetup: PathBuf,
     /// How long to wait for both disks to appear (seconds).
     #[arg(long, default_value_t = 30)]
