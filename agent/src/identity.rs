@@ -116,15 +116,15 @@ pub fn open_provider(
     sim_tee: chrysalis_attestation::Tee,
     sim_host_data: Option<[u8; 32]>,
 ) -> Result<(Arc<dyn EvidenceProvider>, Option<EmbeddedCollateral>)> {
-    use chrysalis_attestation::provider::ioctl::{SevGuestProvider, TdxGuestProvider};
-    use chrysalis_attestation::provider::tsm::TsmProvider;
+    use chrysalis_provider::ioctl::{SevGuestProvider, TdxGuestProvider};
+    use chrysalis_provider::tsm::TsmProvider;
     let err = |e: chrysalis_attestation::Error| Error::Provider {
         provider: kind.to_string(),
         message: e.to_string(),
     };
     match kind {
         ProviderKind::Sim => {
-            let mut sim = chrysalis_attestation::sim::SimProvider::new(sim_tee).map_err(err)?;
+            let mut sim = chrysalis_sim::SimProvider::new(sim_tee).map_err(err)?;
             if let Some(h) = sim_host_data {
                 sim = sim.with_host_data(h);
             }

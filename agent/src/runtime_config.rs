@@ -140,9 +140,9 @@ pub fn measure_boot(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrysalis_attestation::sim::SimProvider;
     use chrysalis_attestation::tdx::TdxQuote;
     use chrysalis_measurements::tdx::rtmr::rtmr3_expected;
+    use chrysalis_sim::SimProvider;
 
     /// The configuration alone, as the agent measures it at boot.
     fn measure(provider: &dyn EvidenceProvider, config: &RuntimeConfig) -> Result<String> {

@@ -172,7 +172,7 @@ fn show(file: &Path, json_out: bool) -> i32 {
     };
     let simulated_hint = match &decoded.evidence {
         Evidence::Tdx(q) => q.claims_simulated(),
-        Evidence::Snp(r) => r.chip_id.starts_with(att::sim::SIM_MARKER),
+        Evidence::Snp(r) => r.chip_id.starts_with(att::simulated::SIM_MARKER),
     };
     if json_out {
         println!(
@@ -456,11 +456,14 @@ fn generate(g: GenerateArgs) -> i32 {
         let rd = parse_report_data(&g.report_data)?;
         let (provider, sim): (
             Box<dyn att::provider::EvidenceProvider>,
-            Option<att::sim::SimProvider>,
+            Option<chrysalis_sim::SimProvider>,
         ) = match g.provider {
-            ProviderName::Tsm => (Box::new(att::provider::tsm::TsmProvider::system()?), None),
+            ProviderName::Tsm => (
+                Box::new(chrysalis_provider::tsm::TsmProvider::system()?),
+                None,
+            ),
             ProviderName::Ioctl => {
-                use att::provider::ioctl::{SevGuestProvider, TdxGuestProvider};
+                use chrysalis_provider::ioctl::{SevGuestProvider, TdxGuestProvider};
                 let sev = SevGuestProvider::system();
                 let p: Box<dyn att::provider::EvidenceProvider> = if sev.probe().is_ok() {
                     Box::new(sev)
@@ -474,7 +477,7 @@ fn generate(g: GenerateArgs) -> i32 {
                     TeeArg::Tdx => Tee::Tdx,
                     TeeArg::Snp => Tee::Snp,
                 };
-                let sim = att::sim::SimProvider::new(tee)?;
+                let sim = chrysalis_sim::SimProvider::new(tee)?;
                 (Box::new(sim.clone()), Some(sim))
             }
         };
@@ -584,9 +587,9 @@ fn fetch(file: &Path, pccs: Option<&str>, kds: &str, out: &Path) -> i32 {
                 let pccs = pccs.ok_or_else(|| {
                     Error::Encoding("TDX collateral needs --pccs URL (Intel PCS or a PCCS)".into())
                 })?;
-                att::fetch::fetch_tdx_collateral(q, pccs, out)
+                chrysalis_fetch::fetch_tdx_collateral(q, pccs, out)
             }
-            Evidence::Snp(r) => att::fetch::fetch_snp_certificates(r, kds, out),
+            Evidence::Snp(r) => chrysalis_fetch::fetch_snp_certificates(r, kds, out),
         }
     })();
     match result {

@@ -13,10 +13,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
 use std::sync::Arc;
 
-use chrysalis_attestation::sim::SimProvider;
 use chrysalis_attestation::verifier::Collateral;
 use chrysalis_attestation::Tee;
 use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
+use chrysalis_sim::SimProvider;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};

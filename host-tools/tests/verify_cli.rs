@@ -7,10 +7,10 @@ use std::process::Output;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
-use chrysalis_attestation::sim::SimProvider;
 use chrysalis_attestation::verifier::Collateral;
 use chrysalis_attestation::Tee;
 use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
+use chrysalis_sim::SimProvider;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 

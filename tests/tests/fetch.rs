@@ -7,9 +7,9 @@ use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use att::sim::tdx::{SimTdInput, SimTdx, SimTdxOptions};
 use att::tdx::{TdxCollateral, TdxQuote, TdxRoots};
 use chrysalis_attestation as att;
+use chrysalis_sim::tdx::{SimTdInput, SimTdx, SimTdxOptions};
 use time::OffsetDateTime;
 
 /// One canned HTTP response: served when the request path starts with `prefix`.
@@ -144,7 +144,7 @@ fn fetched_collateral_verifies_offline_from_the_cache() {
     let url = serve(pcs_routes(&c), 4);
     let dir = tempfile::tempdir().unwrap();
     let quote = TdxQuote::parse(&q).unwrap();
-    let written = att::fetch::fetch_tdx_collateral(&quote, &url, dir.path()).unwrap();
+    let written = chrysalis_fetch::fetch_tdx_collateral(&quote, &url, dir.path()).unwrap();
     assert_eq!(written.len(), 7);
     let cached = TdxCollateral::load(dir.path()).unwrap();
     assert_eq!(cached.v3.tcb_info, c.v3.tcb_info);
@@ -166,7 +166,7 @@ fn a_hostile_collateral_server_is_caught_at_verification() {
     );
     let url = serve(pcs_routes(&forged), 4);
     let dir = tempfile::tempdir().unwrap();
-    att::fetch::fetch_tdx_collateral(&TdxQuote::parse(&q).unwrap(), &url, dir.path()).unwrap();
+    chrysalis_fetch::fetch_tdx_collateral(&TdxQuote::parse(&q).unwrap(), &url, dir.path()).unwrap();
     let cached = TdxCollateral::load(dir.path()).unwrap();
     let roots =
         TdxRoots::empty().with_root(att::TrustAnchor::Custom, sim.pki().root_ca_der().to_vec());
@@ -185,7 +185,7 @@ fn an_unreachable_server_is_a_fetch_error_naming_the_url() {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let e = att::fetch::fetch_tdx_collateral(
+    let e = chrysalis_fetch::fetch_tdx_collateral(
         &TdxQuote::parse(&q).unwrap(),
         &format!("http://127.0.0.1:{port}"),
         dir.path(),
@@ -202,7 +202,7 @@ fn an_unreachable_server_is_a_fetch_error_naming_the_url() {
 
 #[test]
 fn snp_certificates_come_from_the_kds_url_format_and_verify_offline() {
-    let sim = att::sim::snp::SimSnpAuthority::generate().unwrap();
+    let sim = chrysalis_sim::snp::SimSnpAuthority::generate().unwrap();
     let report_bytes = sim.report([3; 64], [4; 48], [5; 32]);
     let report = att::snp::SnpReport::parse(&report_bytes).unwrap();
     let vcek_path = att::snp::kds_vcek_url(
@@ -232,7 +232,7 @@ fn snp_certificates_come_from_the_kds_url_format_and_verify_offline() {
         2,
     );
     let dir = tempfile::tempdir().unwrap();
-    let files = att::fetch::fetch_snp_certificates(&report, &url, dir.path()).unwrap();
+    let files = chrysalis_fetch::fetch_snp_certificates(&report, &url, dir.path()).unwrap();
     let blobs = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     let certs = att::snp::SnpCertificates::from_files_bytes(blobs).unwrap();
     let ev = att::snp::verify(&report, &certs, &sim.roots(), OffsetDateTime::now_utc()).unwrap();

@@ -4,11 +4,11 @@
 use chrysalis_attestation as att;
 
 use att::provider::EvidenceProvider;
-use att::sim::tdx::{SimTdInput, SimTdx, SimTdxOptions};
-use att::sim::SimProvider;
 use att::tdx::{TdxCollateral, TdxRoots};
 use att::verifier::{Anchors, Collateral};
 use att::{CheckContext, Error, Policy, Tee, TrustAnchor};
+use chrysalis_sim::tdx::{SimTdInput, SimTdx, SimTdxOptions};
+use chrysalis_sim::SimProvider;
 use time::OffsetDateTime;
 
 fn collateral_of(sim: &SimTdx) -> TdxCollateral {

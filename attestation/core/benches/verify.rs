@@ -47,7 +47,7 @@ fn case() -> Case {
     }
     eprintln!("bench: ../shared/vectors not found; using a simulated quote");
     let now = OffsetDateTime::now_utc();
-    let sim = att::sim::tdx::SimTdx::new(now, &Default::default()).unwrap();
+    let sim = chrysalis_sim::tdx::SimTdx::new(now, &Default::default()).unwrap();
     let root = sim.pki().root_ca_der().to_vec();
     Case {
         label: "simulated quote",

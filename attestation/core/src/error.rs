@@ -119,7 +119,7 @@ impl Error {
     }
 
     /// Shorthand for an [`Error::Verification`].
-    pub(crate) fn verification(step: &'static str, detail: impl std::fmt::Display) -> Self {
+    pub fn verification(step: &'static str, detail: impl std::fmt::Display) -> Self {
         Error::Verification {
             step,
             detail: detail.to_string(),
@@ -127,7 +127,7 @@ impl Error {
     }
 
     /// Shorthand for an [`Error::Io`].
-    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+    pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.into(),
             source,

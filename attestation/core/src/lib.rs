@@ -13,18 +13,17 @@
 //!
 //! [`VerifiedEvidence`] can only be built by the verifiers of this crate, so
 //! unverified bytes can never reach [`Policy::check`].
-#![deny(unsafe_code)] // only provider::ioctl opts out: ioctls are FFI by nature
+#![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod cache;
 pub mod error;
 pub mod evidence;
-pub mod fetch;
 pub mod fsutil;
 pub mod policy;
 pub mod provider;
 mod reader;
-pub mod sim;
+pub mod simulated;
 pub mod snp;
 pub mod tdx;
 pub mod timefmt;

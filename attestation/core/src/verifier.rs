@@ -122,7 +122,7 @@ fn is_simulated_ark(der: &[u8]) -> bool {
                 .iter_common_name()
                 .next()
                 .and_then(|cn| cn.as_str().ok())
-                .map(|cn| cn == crate::sim::snp::SIM_ARK_CN)
+                .map(|cn| cn == crate::simulated::SIM_ARK_CN)
         })
         .unwrap_or(false)
 }

@@ -4,13 +4,13 @@
 
 use std::path::PathBuf;
 
-use chrysalis_attestation::sim::snp::SimSnpAuthority;
 use chrysalis_attestation::snp::verify::{step, verify_chain};
 use chrysalis_attestation::snp::{
     kds_vcek_url, verify, Product, ReportLayout, SnpCertificates, SnpReport, SnpRoots,
     VekCertificate, VekKind,
 };
 use chrysalis_attestation::{Error, ErrorCategory, Identity, TrustAnchor};
+use chrysalis_sim::snp::SimSnpAuthority;
 use time::macros::datetime;
 use time::OffsetDateTime;
 

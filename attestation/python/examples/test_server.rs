@@ -28,12 +28,12 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrysalis_attestation::sim::SimProvider;
 use chrysalis_attestation::verifier::Collateral;
 use chrysalis_attestation::Tee;
 use chrysalis_ratls::tls::provider;
 use chrysalis_ratls::x509::{build_certificate, ratls_extensions, CertificateParams};
 use chrysalis_ratls::{CertKey, EmbeddedCollateral, IdentityOptions, KeyType, RaTlsIdentity};
+use chrysalis_sim::SimProvider;
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 use rustls::{ServerConfig, ServerConnection, StreamOwned};

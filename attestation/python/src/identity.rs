@@ -190,11 +190,11 @@ fn measurements(id: &Identity) -> Map<String, Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrysalis_attestation::sim::SimProvider;
     use chrysalis_attestation::{Policy, Tee};
     use chrysalis_ratls::{
         verify_certificate_der, EmbeddedCollateral, IdentityOptions, RaTlsIdentity, VerifierConfig,
     };
+    use chrysalis_sim::SimProvider;
 
     fn sim_identity(tee: Tee) -> RaTlsIdentity {
         let sim = SimProvider::new(tee).unwrap();

@@ -26,13 +26,13 @@ use std::hint::black_box;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use chrysalis_attestation::sim::SimProvider;
 use chrysalis_attestation::verifier::Collateral;
 use chrysalis_attestation::{Policy, Tee};
 use chrysalis_ratls::{
     client_config, server_config, EmbeddedCollateral, IdentityOptions, RaTlsIdentity,
     RaTlsServerVerifier, VerifierConfig,
 };
+use chrysalis_sim::SimProvider;
 use criterion::{criterion_group, Criterion};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName, UnixTime};

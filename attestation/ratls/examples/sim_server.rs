@@ -24,10 +24,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrysalis_attestation::sim::SimProvider;
 use chrysalis_attestation::verifier::Collateral;
 use chrysalis_attestation::Tee;
 use chrysalis_ratls::{server_config, EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
+use chrysalis_sim::SimProvider;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinSet;

@@ -196,7 +196,7 @@ mod tests {
 
     #[test]
     fn snp_pem_round_trips_through_the_core() {
-        let auth = chrysalis_attestation::sim::snp::SimSnpAuthority::generate().unwrap();
+        let auth = chrysalis_sim::snp::SimSnpAuthority::generate().unwrap();
         let certs = auth.certificates();
         let emb = EmbeddedCollateral::from_snp(&certs);
         match emb.to_collateral().unwrap() {

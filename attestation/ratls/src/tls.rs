@@ -398,8 +398,8 @@ pub fn server_config_with(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use chrysalis_attestation::sim::SimProvider;
     use chrysalis_attestation::{Policy, Tee};
+    use chrysalis_sim::SimProvider;
 
     #[test]
     fn spki_memo_is_keyed_by_the_certificate_bytes() {

@@ -228,9 +228,7 @@ async fn measurement_not_in_policy_is_rejected() {
     }
 
     // The same policy with the simulator's real MRTD accepts.
-    policy.tdx.measurements[0].mrtd = Some(hex::encode(
-        chrysalis_attestation::sim::sim_measurement("MRTD"),
-    ));
+    policy.tdx.measurements[0].mrtd = Some(hex::encode(chrysalis_sim::sim_measurement("MRTD")));
     let (_, c) = client(policy);
     exchange(server(&id), c).await.client.unwrap();
 }

@@ -27,8 +27,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrysalis_attestation::provider::{EvidenceProvider, RawEvidence};
-use chrysalis_attestation::sim::sim_measurement;
-use chrysalis_attestation::sim::tdx::{SimQuoteVersion, SimTdInput, SimTdx, SimTdxOptions};
 use chrysalis_attestation::verifier::Collateral;
 use chrysalis_attestation::Tee;
 use chrysalis_ratls::x509::{build_certificate, ratls_extensions, CertificateParams};
@@ -36,6 +34,8 @@ use chrysalis_ratls::{
     server_config, verify_certificate_der, CertKey, Claims, ClaimsPurpose, EmbeddedCollateral,
     Error, IdentityOptions, ImageId, KeyType, RaTlsIdentity, VerifierConfig,
 };
+use chrysalis_sim::sim_measurement;
+use chrysalis_sim::tdx::{SimQuoteVersion, SimTdInput, SimTdx, SimTdxOptions};
 use common::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -229,7 +229,7 @@ fn offline(py: &Path, der: &[u8]) -> Report {
 
 /// This crate's verdict on `der` (simulated evidence allowed, `sim`'s
 /// collateral).
-fn rust_verdict(der: &[u8], sim: &chrysalis_attestation::sim::SimProvider) -> Result<(), Error> {
+fn rust_verdict(der: &[u8], sim: &chrysalis_sim::SimProvider) -> Result<(), Error> {
     let cfg = VerifierConfig::new(dev_policy()).with_collateral(sim_collateral(sim));
     verify_certificate_der(der, &cfg, OffsetDateTime::now_utc()).map(|_| ())
 }

@@ -13,7 +13,7 @@
 //!   [`crate::VerifiedEvidence`].
 //!
 //! The same [`verify()`] checks real and simulated evidence
-//! ([`crate::sim::snp`]); only the [`SnpRoots`] differ, and the trust anchor
+//! (crate `chrysalis-sim`); only the [`SnpRoots`] differ, and the trust anchor
 //! it reports is decided by which root the chain ended at, never by what the
 //! certificates say about themselves.
 

@@ -415,7 +415,9 @@ impl TdxQuote {
     /// Whether the header marks this as a Chrysalis simulated quote. Only a
     /// hint for display: trust is decided by the verifier's anchor.
     pub fn claims_simulated(&self) -> bool {
-        self.header.user_data.starts_with(crate::sim::SIM_MARKER)
+        self.header
+            .user_data
+            .starts_with(crate::simulated::SIM_MARKER)
     }
 }
 

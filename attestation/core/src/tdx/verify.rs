@@ -161,7 +161,7 @@ fn choose_anchor<'a>(
 }
 
 /// Splits PEM text into DER certificates.
-pub(crate) fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
+pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
     let mut out = Vec::new();
     for item in x509_parser::pem::Pem::iter_from_buffer(pem) {
         match item {

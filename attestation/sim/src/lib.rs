@@ -3,12 +3,12 @@
 //! The simulator exists so that the *real* verification code can run end to
 //! end on machines without a TEE. Its roots are generated fresh each time and
 //! are never pinned: evidence that chains to them verifies with
-//! [`crate::TrustAnchor::Simulated`], which the default policy rejects.
+//! [`chrysalis_attestation::TrustAnchor::Simulated`], which the default policy rejects.
 
 /// Marker placed at the start of simulated evidence's free-form fields
 /// (TDX header user data, SNP chip id) so humans can spot it. Trust never
 /// depends on it: the verifier's anchor decides.
-pub const SIM_MARKER: &[u8] = b"CHRYSALIS-SIM";
+pub const SIM_MARKER: &[u8] = chrysalis_attestation::simulated::SIM_MARKER;
 
 pub mod snp;
 
@@ -20,11 +20,11 @@ use std::sync::{Arc, Mutex};
 use sha2::{Digest, Sha384};
 use time::OffsetDateTime;
 
-use crate::error::Result;
-use crate::provider::{EvidenceProvider, RawEvidence};
-use crate::snp::SnpCertificates;
-use crate::tdx::TdxCollateral;
-use crate::verified::Tee;
+use chrysalis_attestation::error::Result;
+use chrysalis_attestation::provider::{EvidenceProvider, RawEvidence};
+use chrysalis_attestation::snp::SnpCertificates;
+use chrysalis_attestation::tdx::TdxCollateral;
+use chrysalis_attestation::verified::Tee;
 
 /// The `sim` evidence provider: a simulated TDX platform or SNP chip with
 /// roots generated when it is created.
@@ -127,7 +127,7 @@ impl SimProvider {
         p.push(".");
         p.push(suffix);
         let p = PathBuf::from(p);
-        crate::fsutil::write_atomic(&p, &bytes)?;
+        chrysalis_attestation::fsutil::write_atomic(&p, &bytes)?;
         Ok(p)
     }
 }
@@ -139,7 +139,7 @@ impl EvidenceProvider for SimProvider {
 
     fn extend_rtmr3(&self, digest: &[u8; 48]) -> Result<()> {
         if matches!(&*self.inner, Inner::Snp(_)) {
-            return Err(crate::error::Error::Unsupported(
+            return Err(chrysalis_attestation::error::Error::Unsupported(
                 "SEV-SNP has no runtime measurement register (HOST_DATA carries the host's configuration digest)".into(),
             ));
         }
@@ -198,8 +198,8 @@ impl EvidenceProvider for SimProvider {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snp::SnpReport;
-    use crate::tdx::TdxQuote;
+    use chrysalis_attestation::snp::SnpReport;
+    use chrysalis_attestation::tdx::TdxQuote;
 
     fn sha384_extend(reg: [u8; 48], d: &[u8; 48]) -> [u8; 48] {
         let mut h = Sha384::new();

@@ -1,7 +1,7 @@
 //! Simulated SEV-SNP evidence: an AMD-shaped certificate hierarchy generated
 //! at run time, and reports signed by its VCEK.
 //!
-//! The hierarchy mirrors AMD's so that [`crate::snp::verify()`] checks it with
+//! The hierarchy mirrors AMD's so that [`chrysalis_attestation::snp::verify()`] checks it with
 //! exactly the code that checks real evidence (the `sev` crate's RSASSA-PSS
 //! chain verification, the ECDSA report signature, the TCB and chip-id
 //! binding):
@@ -14,7 +14,7 @@
 //!
 //! Both CA subjects carry `O=Chrysalis SIMULATED (not AMD)`. Nothing here is
 //! pinned anywhere: evidence verifies only against
-//! [`SnpRoots::simulated`], and then with [`crate::TrustAnchor::Simulated`].
+//! [`SnpRoots::simulated`], and then with [`chrysalis_attestation::TrustAnchor::Simulated`].
 
 use std::str::FromStr;
 use std::time::SystemTime;
@@ -34,18 +34,18 @@ use x509_cert::serial_number::SerialNumber;
 use x509_cert::spki::SubjectPublicKeyInfoOwned;
 use x509_cert::time::{Time, Validity};
 
-use crate::error::{Error, Result};
-use crate::snp::certs::oid;
-use crate::snp::report::{
+use chrysalis_attestation::error::{Error, Result};
+use chrysalis_attestation::snp::certs::oid;
+use chrysalis_attestation::snp::report::{
     CpuId, EcdsaSignature, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, SnpReport,
     SIG_ALGO_ECDSA_P384_SHA384,
 };
-use crate::snp::{SnpCertificates, SnpRoots, TcbLayout, TcbVersion};
+use chrysalis_attestation::snp::{SnpCertificates, SnpRoots, TcbLayout, TcbVersion};
 
 /// Subject CN of the simulated ARK.
-pub const SIM_ARK_CN: &str = "ARK-Chrysalis-SIMULATED";
+pub const SIM_ARK_CN: &str = chrysalis_attestation::simulated::SIM_ARK_CN;
 /// Subject CN of the simulated ASK.
-pub const SIM_ASK_CN: &str = "SEV-Chrysalis-SIMULATED";
+pub const SIM_ASK_CN: &str = chrysalis_attestation::simulated::SIM_ASK_CN;
 /// Organisation of the simulated CAs.
 pub const SIM_ORG: &str = "Chrysalis SIMULATED (not AMD)";
 /// The chip id of simulated reports starts with these ASCII bytes (a
@@ -303,7 +303,7 @@ impl SimSnpAuthority {
     }
 
     /// Roots trusting only this authority's ARK, as
-    /// [`crate::TrustAnchor::Simulated`].
+    /// [`chrysalis_attestation::TrustAnchor::Simulated`].
     pub fn roots(&self) -> SnpRoots {
         SnpRoots::simulated(self.ark_der.clone())
     }
@@ -435,8 +435,8 @@ impl AsExtension for AmdExtension {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::snp::{verify, CertRole};
-    use crate::TrustAnchor;
+    use chrysalis_attestation::snp::{verify, CertRole};
+    use chrysalis_attestation::TrustAnchor;
 
     #[test]
     fn simulated_evidence_verifies_as_simulated() {
@@ -454,7 +454,7 @@ mod tests {
         let certs = SnpCertificates::from_files_bytes(vec![sim.chain_pem().into_bytes()]).unwrap();
         assert_eq!(certs, sim.certificates());
         assert_eq!(
-            crate::snp::certs::cert_role(sim.ask_der()).unwrap(),
+            chrysalis_attestation::snp::certs::cert_role(sim.ask_der()).unwrap(),
             CertRole::Ask
         );
     }

@@ -9,10 +9,10 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use crate::error::{Error, Result};
-use crate::snp::{kds, Product, SnpReport};
-use crate::tdx::collateral::files;
-use crate::tdx::TdxQuote;
+use chrysalis_attestation::error::{Error, Result};
+use chrysalis_attestation::snp::{kds, Product, SnpReport};
+use chrysalis_attestation::tdx::collateral::files;
+use chrysalis_attestation::tdx::TdxQuote;
 
 /// Largest response accepted (the PCK CRL is ~3 KiB, TCB info ~10 KiB).
 const MAX_RESPONSE: u64 = 4 << 20;
@@ -91,7 +91,7 @@ pub fn fetch_tdx_collateral(quote: &TdxQuote, base: &str, out: &Path) -> Result<
     let pem = quote.pck_chain_pem().ok_or_else(|| {
         Error::Unsupported("quote carries no PCK certificate chain (type 5)".into())
     })?;
-    let chain = crate::tdx::verify::pem_certificates(pem)?;
+    let chain = chrysalis_attestation::tdx::verify::pem_certificates(pem)?;
     let leaf = chain
         .first()
         .ok_or_else(|| Error::verification("PCK chain", "empty"))?;
@@ -153,7 +153,7 @@ pub fn fetch_tdx_collateral(quote: &TdxQuote, base: &str, out: &Path) -> Result<
     let mut written = Vec::with_capacity(fetched.len());
     for (name, bytes) in fetched {
         let p = out.join(name);
-        crate::fsutil::write_atomic(&p, &bytes)?;
+        chrysalis_attestation::fsutil::write_atomic(&p, &bytes)?;
         written.push(p);
     }
     Ok(written)
@@ -207,8 +207,8 @@ pub fn fetch_snp_certificates(report: &SnpReport, base: &str, out: &Path) -> Res
                 std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
                 let p1 = out.join("vcek.der");
                 let p2 = out.join("cert_chain.pem");
-                crate::fsutil::write_atomic(&p1, &vcek.body)?;
-                crate::fsutil::write_atomic(&p2, &chain.body)?;
+                chrysalis_attestation::fsutil::write_atomic(&p1, &vcek.body)?;
+                chrysalis_attestation::fsutil::write_atomic(&p2, &chain.body)?;
                 return Ok(vec![p1, p2]);
             }
             Err(e) => last_err = Some(e),

@@ -22,7 +22,7 @@
 //! instance and lives in memory. A verifier that pins Intel's production
 //! root rejects all of it; a verifier given [`SimTdxPki::root_ca_der`] accepts
 //! it, which is why such evidence is reported as
-//! [`crate::TrustAnchor::Simulated`].
+//! [`chrysalis_attestation::TrustAnchor::Simulated`].
 //!
 //! All signatures are ECDSA-P256-SHA256. Raw signatures are `r ‖ s`, each 32
 //! bytes big-endian; raw public keys are `x ‖ y`, each 32 bytes big-endian,
@@ -40,13 +40,13 @@ use serde::Serialize;
 use sha2::{Digest, Sha256, Sha384};
 use time::{Duration, OffsetDateTime, Time};
 
-use crate::error::{Error, Result};
-use crate::tdx::quote::{
+use chrysalis_attestation::error::{Error, Result};
+use chrysalis_attestation::tdx::quote::{
     CertificationData, EnclaveReport, QeReportCertificationData, QuoteHeader, QuoteSignatureData,
     TdReport10, TdReport15, TdReportBody, TdxQuote, ATTESTATION_KEY_TYPE_ECDSA_P256,
     INTEL_QE_VENDOR_ID, TEE_TYPE_TDX,
 };
-use crate::timefmt::format_rfc3339;
+use chrysalis_attestation::timefmt::format_rfc3339;
 
 /// Prefix of the 20-byte quote header `user_data` of every simulated quote,
 /// so that anyone looking at a quote sees it is simulated. Trust never

@@ -21,9 +21,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use super::{EvidenceProvider, RawEvidence};
-use crate::error::{Error, Result};
-use crate::verified::Tee;
+use chrysalis_attestation::error::{Error, Result};
+use chrysalis_attestation::provider::{EvidenceProvider, RawEvidence};
+use chrysalis_attestation::verified::Tee;
 
 /// Where the kernel exposes configfs-tsm report entries when configfs is
 /// mounted at its usual place.
@@ -225,7 +225,7 @@ impl EvidenceProvider for TsmProvider {
                 std::path::Path::new(super::rtmr::TDX_MEASUREMENTS_DIR),
                 digest,
             ),
-            _ => Err(crate::error::Error::Unsupported(
+            _ => Err(chrysalis_attestation::error::Error::Unsupported(
                 "SEV-SNP has no runtime measurement register (HOST_DATA carries the host's configuration digest)".into(),
             )),
         }

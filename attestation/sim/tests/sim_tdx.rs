@@ -1,10 +1,10 @@
 //! The simulated TDX platform, seen from outside the crate: its quotes and
 //! collateral go through the real `dcap-qvl` verifier unchanged.
 
-use chrysalis_attestation::sim::tdx::{
+use chrysalis_attestation::tdx::TdxQuote;
+use chrysalis_sim::tdx::{
     SimQuoteVersion, SimTdInput, SimTdx, SimTdxOptions, SimTdxPki, SIM_USER_DATA_PREFIX,
 };
-use chrysalis_attestation::tdx::TdxQuote;
 use dcap_qvl::verify::QuoteVerifier;
 use time::{Duration, OffsetDateTime};
 

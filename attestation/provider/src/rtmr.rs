@@ -14,7 +14,7 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use chrysalis_attestation::error::{Error, Result};
 
 /// The sysfs directory of the TD's measurement registers.
 pub const TDX_MEASUREMENTS_DIR: &str = "/sys/devices/virtual/misc/tdx_guest/measurements";

@@ -26,9 +26,9 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 
-use super::{EvidenceProvider, RawEvidence};
-use crate::error::{Error, Result};
-use crate::verified::Tee;
+use chrysalis_attestation::error::{Error, Result};
+use chrysalis_attestation::provider::{EvidenceProvider, RawEvidence};
+use chrysalis_attestation::verified::Tee;
 
 /// The SEV-SNP guest device (`sev-guest` driver, Linux ≥ 5.19).
 pub const SEV_GUEST_DEVICE: &str = "/dev/sev-guest";
