@@ -24,7 +24,7 @@ use ratls::{RaTlsServerVerifier, VerifiedPeer, VerifierConfig};
 use crate::exit;
 
 /// Exit code when the connection itself fails.
-pub(crate) const CONNECTION: i32 = 5;
+pub(crate) const CONNECTION: i32 = exit::CONNECTION;
 /// Connect + handshake timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -91,7 +91,7 @@ struct GpuCheck {
 impl GpuCheck {
     fn from_args(a: &VerifyArgs) -> Result<Self, Failure> {
         let gpu_err = |e: chrysalis_gpu::Error| Failure {
-            code: e.category().exit_code(),
+            code: exit::code(e.category()),
             error: e.into(),
         };
         let (policy, policy_label, required) = match &a.gpu_policy {
@@ -146,7 +146,7 @@ impl GpuCheck {
         )
         .map(Some)
         .map_err(|e| Failure {
-            code: e.category().exit_code(),
+            code: exit::code(e.category()),
             error: anyhow!("GPU evidence: {e}"),
         })
     }
@@ -198,7 +198,7 @@ fn describe(e: &anyhow::Error) -> String {
 fn classify(e: &anyhow::Error) -> i32 {
     for cause in e.chain() {
         if let Some(r) = ratls::Error::find_in(cause) {
-            return r.category().exit_code();
+            return exit::code(r.category());
         }
         if let Some(a) = cause.downcast_ref::<att::Error>() {
             return exit::code_for(a);

@@ -1,4 +1,6 @@
-//! Mapping of outcomes onto the documented exit codes.
+//! The exit codes of the `chrysalis` command: the only place they are
+//! defined. Libraries return typed errors classified into the workspace's
+//! one [`ErrorCategory`]; [`code`] maps a category onto its exit code.
 
 use chrysalis_attestation::{Error, ErrorCategory};
 
@@ -12,23 +14,41 @@ pub const MALFORMED: i32 = 2;
 pub const VERIFICATION: i32 = 3;
 /// Authentic but rejected by policy or TCB status.
 pub const REJECTED: i32 = 4;
+/// The TLS connection failed for a reason other than the peer's certificate.
+pub const CONNECTION: i32 = 5;
 
-/// The exit code for a library error.
-pub fn code_for(e: &Error) -> i32 {
-    match e.category() {
+/// The exit code of an error category. Exhaustive on purpose: a new
+/// category does not compile until it has a code here (and in the README).
+pub fn code(category: ErrorCategory) -> i32 {
+    match category {
         ErrorCategory::Malformed => MALFORMED,
         ErrorCategory::Verification => VERIFICATION,
         ErrorCategory::Rejected => REJECTED,
-        _ => IO,
+        ErrorCategory::Connection => CONNECTION,
+        ErrorCategory::Io => IO,
     }
+}
+
+/// The exit code for an attestation-core error.
+pub fn code_for(e: &Error) -> i32 {
+    code(e.category())
 }
 
 /// The category name used in `--json` output.
 pub fn category_name(e: &Error) -> &'static str {
-    match e.category() {
-        ErrorCategory::Malformed => "malformed",
-        ErrorCategory::Verification => "verification",
-        ErrorCategory::Rejected => "rejected",
-        _ => "io",
+    e.category().name()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_has_its_documented_code() {
+        assert_eq!(code(ErrorCategory::Io), 1);
+        assert_eq!(code(ErrorCategory::Malformed), 2);
+        assert_eq!(code(ErrorCategory::Verification), 3);
+        assert_eq!(code(ErrorCategory::Rejected), 4);
+        assert_eq!(code(ErrorCategory::Connection), 5);
     }
 }

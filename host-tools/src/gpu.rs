@@ -269,7 +269,7 @@ fn fail(e: &Error, json_out: bool) -> i32 {
         eprintln!("error: {e}");
         eprintln!("REJECTED ({})", cat.name());
     }
-    cat.exit_code()
+    crate::exit::code(cat)
 }
 
 fn print_ok(o: &Outcome, json_out: bool) {

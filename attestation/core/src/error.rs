@@ -21,20 +21,40 @@ pub struct ParseError {
     pub reason: String,
 }
 
-/// Which family an [`Error`] belongs to; maps one to one onto the CLI exit
-/// codes (2, 3, 4) documented in the README.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Which family an error belongs to. The one category enum of the
+/// workspace: the RA-TLS, GPU and Python crates classify their errors into
+/// it too, and only the `chrysalis` command maps it onto exit codes (its
+/// `exit` module; the README documents them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ErrorCategory {
-    /// The input could not be decoded (exit code 2).
+    /// The input could not be decoded: evidence, certificate, collateral,
+    /// policy, GPU report or RIM.
     Malformed,
-    /// A signature, certificate chain, CRL or collateral validity check
-    /// failed (exit code 3).
+    /// A signature, certificate chain, CRL, nonce or collateral validity
+    /// check failed, or the evidence is not bound to what it should be.
     Verification,
-    /// The evidence is authentic but a policy or TCB rule rejects it
-    /// (exit code 4).
+    /// The evidence is authentic but a policy or TCB rule rejects it.
     Rejected,
-    /// A file or network operation failed (exit code 1).
+    /// A TLS connection failed for reasons other than the peer's
+    /// certificate (protocol version, handshake I/O, time-out).
+    Connection,
+    /// A file, network, driver or local environment operation failed (no
+    /// TEE interface, key generation, unreadable file).
     Io,
+}
+
+impl ErrorCategory {
+    /// The family's name as used in `--json` output
+    /// (`{"category": NAME, "message": ...}`).
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCategory::Malformed => "malformed",
+            ErrorCategory::Verification => "verification",
+            ErrorCategory::Rejected => "rejected",
+            ErrorCategory::Connection => "connection",
+            ErrorCategory::Io => "io",
+        }
+    }
 }
 
 /// Everything that can go wrong while handling evidence.

@@ -1,42 +1,9 @@
-//! The one error type of this crate, and its exit-code families.
+//! The one error type of this crate, classified into the workspace's
+//! [`ErrorCategory`].
 
-/// Which family an [`Error`] belongs to; maps one to one onto the exit codes
-/// of `chrysalis gpu verify` (the same as `chrysalis attest verify`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCategory {
-    /// The evidence, a certificate, a RIM, an OCSP response or the policy
-    /// could not be decoded (exit code 2).
-    Malformed,
-    /// A signature, certificate chain, nonce, validity window, revocation or
-    /// reference-measurement check failed (exit code 3).
-    Verification,
-    /// The evidence is authentic but the policy rejects it (exit code 4).
-    Rejected,
-    /// A file, network or driver (NVML) operation failed (exit code 1).
-    Io,
-}
-
-impl ErrorCategory {
-    /// The exit code of the `chrysalis` command for this family.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ErrorCategory::Io => 1,
-            ErrorCategory::Malformed => 2,
-            ErrorCategory::Verification => 3,
-            ErrorCategory::Rejected => 4,
-        }
-    }
-
-    /// The family's name as used in `--json` output.
-    pub fn name(self) -> &'static str {
-        match self {
-            ErrorCategory::Io => "io",
-            ErrorCategory::Malformed => "malformed",
-            ErrorCategory::Verification => "verification",
-            ErrorCategory::Rejected => "rejected",
-        }
-    }
-}
+/// The workspace's one error category enum (defined by the attestation
+/// core); [`Error::category`] sorts this crate's errors into it.
+pub use chrysalis_attestation::ErrorCategory;
 
 /// Everything that can go wrong while reading, verifying or judging NVIDIA
 /// GPU confidential-computing evidence.
@@ -144,7 +111,7 @@ pub enum Error {
 }
 
 impl Error {
-    /// The family of this error (decides the exit code).
+    /// The family of this error.
     pub fn category(&self) -> ErrorCategory {
         match self {
             Error::MalformedReport(_)

@@ -169,7 +169,7 @@ fn recorded_bundle_round_trips() {
     // A corrupted bundle file is refused up front.
     std::fs::write(&f, b"{\"format\":\"x\"}").unwrap();
     let e = RecordedSource::from_bundle_file(&f).unwrap_err();
-    assert_eq!(e.category().exit_code(), 2, "{e}");
+    assert_eq!(e.category(), chrysalis_gpu::ErrorCategory::Malformed, "{e}");
 }
 
 #[test]
@@ -196,5 +196,5 @@ fn client_verifies_a_bound_bundle() {
     other[0] ^= 1;
     let e = chrysalis_gpu::verify_bound_bundle(&bundle, &other, &c, &policy(), at()).unwrap_err();
     assert!(matches!(e, Error::DigestMismatch { .. }), "{e}");
-    assert_eq!(e.category().exit_code(), 3);
+    assert_eq!(e.category(), chrysalis_gpu::ErrorCategory::Verification);
 }

@@ -199,7 +199,7 @@ fn revoked_device_certificate_fails_verification_offline_from_cache() {
     for p in [&required, &lenient] {
         let e = verify_gpu(&ev, &c, p, &nonce(), at()).unwrap_err();
         assert!(e.to_string().contains("revoked"), "{e}");
-        assert_eq!(e.category().exit_code(), 3);
+        assert_eq!(e.category(), chrysalis_gpu::ErrorCategory::Verification);
     }
     // A stale cached response is not used.
     let later = nu + Duration::days(1);

@@ -231,7 +231,7 @@ fn wrong_nonce_fails() {
     )
     .unwrap_err();
     assert!(matches!(e, Error::NonceMismatch { .. }), "{e}");
-    assert_eq!(e.category().exit_code(), 3);
+    assert_eq!(e.category(), chrysalis_gpu::ErrorCategory::Verification);
 }
 
 #[test]
@@ -282,7 +282,7 @@ fn measurement_mismatch_against_rim() {
         }
         other => panic!("expected a measurement mismatch, got {other}"),
     }
-    assert_eq!(e.category().exit_code(), 3);
+    assert_eq!(e.category(), chrysalis_gpu::ErrorCategory::Verification);
     // A policy tolerating one mismatch accepts it and reports the index.
     let lenient = GpuPolicy {
         max_measurement_mismatches: 1,

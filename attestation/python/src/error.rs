@@ -118,7 +118,7 @@ impl Error {
                 ErrorCategory::Verification => ErrorKind::Verification,
                 ErrorCategory::Rejected => ErrorKind::Rejected,
                 // TLS 1.2 offered, key generation: not about the evidence.
-                ErrorCategory::Connection | ErrorCategory::Environment => ErrorKind::Connection,
+                ErrorCategory::Connection | ErrorCategory::Io => ErrorKind::Connection,
             },
             Error::Policy(_) => ErrorKind::InvalidPolicy,
             Error::Argument(_) => ErrorKind::InvalidArgument,

@@ -1,40 +1,11 @@
-//! The one error type of this crate, and its exit-code families.
+//! The one error type of this crate, classified into the workspace's
+//! [`ErrorCategory`].
 
 use time::OffsetDateTime;
 
-/// Which family an [`Error`] belongs to. Maps one to one onto the exit codes
-/// of the `chrysalis` command (see [`ErrorCategory::exit_code`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ErrorCategory {
-    /// The certificate, its extensions, the claims, the evidence or the
-    /// collateral could not be decoded (exit code 2).
-    Malformed,
-    /// A cryptographic check failed: evidence signature or chain, stale
-    /// collateral, certificate outside its validity, the key or the claims
-    /// not bound in the evidence, a nonce mismatch (exit code 3).
-    Verification,
-    /// The evidence is authentic but the policy rejects it (exit code 4).
-    Rejected,
-    /// The TLS connection failed for reasons other than the peer's
-    /// certificate (protocol version, I/O) (exit code 5).
-    Connection,
-    /// The local environment failed: no TEE evidence interface, key
-    /// generation (exit code 1).
-    Environment,
-}
-
-impl ErrorCategory {
-    /// The exit code of the `chrysalis` command for this family.
-    pub fn exit_code(self) -> i32 {
-        match self {
-            ErrorCategory::Environment => 1,
-            ErrorCategory::Malformed => 2,
-            ErrorCategory::Verification => 3,
-            ErrorCategory::Rejected => 4,
-            ErrorCategory::Connection => 5,
-        }
-    }
-}
+/// The workspace's one error category enum (defined by the attestation
+/// core); [`Error::category`] sorts this crate's errors into it.
+pub use chrysalis_attestation::ErrorCategory;
 
 /// Everything that can go wrong while building or verifying RA-TLS
 /// certificates and fresh evidence.
@@ -188,9 +159,8 @@ pub enum Error {
 }
 
 impl Error {
-    /// The family of this error (and so the CLI exit code).
+    /// The family of this error.
     pub fn category(&self) -> ErrorCategory {
-        use chrysalis_attestation::ErrorCategory as Core;
         match self {
             Error::Certificate(_)
             | Error::MissingExtension { .. }
@@ -211,14 +181,9 @@ impl Error {
             | Error::KeyMismatch(_)
             | Error::HandshakeSignature(_) => ErrorCategory::Verification,
             Error::Rejected { .. } => ErrorCategory::Rejected,
-            Error::Attestation(e) => match e.category() {
-                Core::Malformed => ErrorCategory::Malformed,
-                Core::Verification => ErrorCategory::Verification,
-                Core::Rejected => ErrorCategory::Rejected,
-                Core::Io => ErrorCategory::Environment,
-            },
+            Error::Attestation(e) => e.category(),
             Error::Tls12NotSupported | Error::Tls(_) => ErrorCategory::Connection,
-            Error::Generation(_) | Error::Provider { .. } => ErrorCategory::Environment,
+            Error::Generation(_) | Error::Provider { .. } => ErrorCategory::Io,
         }
     }
 
@@ -260,7 +225,7 @@ impl Error {
     pub(crate) fn into_rustls(self) -> rustls::Error {
         let other = rustls::OtherError(std::sync::Arc::new(self));
         match other.0.downcast_ref::<Error>().map(Error::category) {
-            Some(ErrorCategory::Connection) | Some(ErrorCategory::Environment) | None => {
+            Some(ErrorCategory::Connection) | Some(ErrorCategory::Io) | None => {
                 rustls::Error::Other(other)
             }
             _ => rustls::Error::InvalidCertificate(rustls::CertificateError::Other(other)),
