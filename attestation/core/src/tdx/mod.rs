@@ -8,6 +8,7 @@ pub use quote::{
 };
 
 pub mod collateral;
+pub mod diagnose;
 pub use collateral::TdxCollateral;
 
 pub mod verify;

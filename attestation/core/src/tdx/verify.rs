@@ -4,7 +4,7 @@
 //! identity signatures, QE report signature and binding, quote signature,
 //! TCB level matching) is done by `dcap-qvl`; this module chooses the trust
 //! anchor, checks collateral freshness first so that staleness gets a clear
-//! message, maps dcap-qvl's errors onto this crate's error families, and
+//! message, names dcap-qvl's refusals by typed re-checks ([`super::diagnose`]), and
 //! explains an out-of-date TCB component by component.
 
 use dcap_qvl::tcb_info::{SvnComponent, TcbInfo, TcbStatus as QvlTcbStatus};
@@ -83,18 +83,27 @@ pub fn verify(
         .verify(raw, &collateral.v3, now_secs)
     {
         Ok(r) => r,
-        // The platform is older than every level Intel still lists: an
-        // authentic quote with an unsupported (out-of-date) TCB. That is a
-        // TCB rejection, not a forgery; say which components are behind.
-        Err(e) if format!("{e:#}").contains("No matching TCB level") => {
-            let pck = pck_extension(&quote)?;
-            let notes = explain_tcb(&collateral.v3.tcb_info, &pck, &td.tee_tcb_svn);
-            return Err(Error::Rejected(format!(
-                "platform TCB is older than every level in the TCB info (TCB not supported, out of date): {}",
-                notes.join("; ")
-            )));
+        // dcap-qvl's errors are untyped text: name the failure by re-checking
+        // the quote with typed checks (see `diagnose`), never by its words.
+        Err(e) => {
+            let chain = quote
+                .pck_chain_pem()
+                .map(pem_certificates)
+                .transpose()?
+                .unwrap_or_default();
+            return Err(
+                match super::diagnose::diagnose(&quote, &chain, collateral, now, format!("{e:#}")) {
+                    // An authentic quote from a platform older than every
+                    // level Intel still lists: say which components are behind.
+                    Error::Rejected(what) => {
+                        let pck = pck_extension(&quote)?;
+                        let notes = explain_tcb(&collateral.v3.tcb_info, &pck, &td.tee_tcb_svn);
+                        Error::Rejected(format!("{what}: {}", notes.join("; ")))
+                    }
+                    other => other,
+                },
+            );
         }
-        Err(e) => return Err(map_qvl_error(e)),
     };
 
     let tcb_status = map_status(&report.status)?;
@@ -202,51 +211,6 @@ fn map_status(s: &str) -> Result<TcbStatus> {
             format!("unknown TCB status {s:?} from the verifier"),
         )
     })
-}
-
-/// Maps dcap-qvl's error chain onto this crate's error families.
-fn map_qvl_error(e: impl Into<anyhow_like::Chain>) -> Error {
-    let text = e.into().0;
-    let lower = text.to_ascii_lowercase();
-    if lower.contains("revoked") {
-        Error::Revoked(text)
-    } else if lower.contains("expired")
-        || lower.contains("in the future")
-        || lower.contains("not valid yet")
-        || lower.contains("notvalidyet")
-    {
-        Error::StaleCollateral(format!("{text}; fetch fresh collateral"))
-    } else {
-        let step = if lower.contains("qe report") || lower.contains("qe_report") {
-            "QE report"
-        } else if lower.contains("isv enclave report signature") {
-            "quote signature"
-        } else if lower.contains("tcb_info")
-            || lower.contains("tcbinfo")
-            || lower.contains("tcb info")
-        {
-            "TCB info"
-        } else if lower.contains("qe_identity") || lower.contains("qe identity") {
-            "QE identity"
-        } else if lower.contains("certificate") || lower.contains("crl") {
-            "certificate chain"
-        } else {
-            "quote"
-        };
-        Error::verification(step, text)
-    }
-}
-
-/// dcap-qvl returns `anyhow::Error`; keep the full context chain as text
-/// without taking anyhow as a dependency of this library.
-mod anyhow_like {
-    pub struct Chain(pub String);
-    impl<E: std::fmt::Debug + std::fmt::Display> From<E> for Chain {
-        fn from(e: E) -> Self {
-            // `{:#}` on anyhow prints "outer: inner: root".
-            Chain(format!("{e:#}"))
-        }
-    }
 }
 
 /// Lists which components are behind the newest UpToDate TCB level.
