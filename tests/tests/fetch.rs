@@ -150,7 +150,13 @@ fn fetched_collateral_verifies_offline_from_the_cache() {
     assert_eq!(cached.v3.tcb_info, c.v3.tcb_info);
     let roots =
         TdxRoots::empty().with_root(att::TrustAnchor::Custom, sim.pki().root_ca_der().to_vec());
-    let ev = att::tdx::verify(&q, &cached, &roots, OffsetDateTime::now_utc()).unwrap();
+    let ev = att::tdx::verify(
+        &att::tdx::TdxQuote::parse(&q).unwrap(),
+        &cached,
+        &roots,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap();
     assert_eq!(ev.tcb_status(), att::TcbStatus::UpToDate);
 }
 
@@ -170,7 +176,13 @@ fn a_hostile_collateral_server_is_caught_at_verification() {
     let cached = TdxCollateral::load(dir.path()).unwrap();
     let roots =
         TdxRoots::empty().with_root(att::TrustAnchor::Custom, sim.pki().root_ca_der().to_vec());
-    let e = att::tdx::verify(&q, &cached, &roots, OffsetDateTime::now_utc()).unwrap_err();
+    let e = att::tdx::verify(
+        &att::tdx::TdxQuote::parse(&q).unwrap(),
+        &cached,
+        &roots,
+        OffsetDateTime::now_utc(),
+    )
+    .unwrap_err();
     assert_eq!(e.category(), att::ErrorCategory::Verification, "{e}");
     assert!(e.to_string().contains("TCB info"), "{e}");
 }

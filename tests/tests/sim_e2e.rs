@@ -51,7 +51,7 @@ fn sim_quote_against_production_roots_only_is_a_chain_to_another_root() {
     let mut c = collateral_of(&sim);
     c.simulated_root_ca = None; // no simulated anchor offered
     let e = att::tdx::verify(
-        &quote,
+        &att::tdx::TdxQuote::parse(&quote).unwrap(),
         &c,
         &TdxRoots::production(),
         OffsetDateTime::now_utc(),
@@ -78,7 +78,7 @@ fn debug_td_is_authentic_but_rejected_by_policy() {
         ..Default::default()
     });
     let ev = att::tdx::verify(
-        &quote,
+        &att::tdx::TdxQuote::parse(&quote).unwrap(),
         &collateral_of(&sim),
         &TdxRoots::empty(),
         OffsetDateTime::now_utc(),
@@ -102,7 +102,7 @@ fn revoked_pck_fails_with_a_revocation_error() {
     .unwrap();
     let quote = sim.quote(&SimTdInput::default());
     let e = att::tdx::verify(
-        &quote,
+        &att::tdx::TdxQuote::parse(&quote).unwrap(),
         &collateral_of(&sim),
         &TdxRoots::empty(),
         OffsetDateTime::now_utc(),
@@ -120,7 +120,7 @@ fn out_of_date_tcb_names_advisories_and_is_rejected_unless_accepted() {
     .unwrap();
     let quote = sim.quote(&SimTdInput::default());
     let ev = att::tdx::verify(
-        &quote,
+        &att::tdx::TdxQuote::parse(&quote).unwrap(),
         &collateral_of(&sim),
         &TdxRoots::empty(),
         OffsetDateTime::now_utc(),
@@ -152,7 +152,7 @@ fn report_data_mismatch_and_unlisted_measurement_are_both_reported() {
         ..Default::default()
     });
     let ev = att::tdx::verify(
-        &quote,
+        &att::tdx::TdxQuote::parse(&quote).unwrap(),
         &collateral_of(&sim),
         &TdxRoots::empty(),
         OffsetDateTime::now_utc(),
@@ -184,7 +184,13 @@ fn expired_sim_collateral_fails_closed() {
     let sim = SimTdx::new(OffsetDateTime::now_utc(), &SimTdxOptions::default()).unwrap();
     let quote = sim.quote(&SimTdInput::default());
     let later = OffsetDateTime::now_utc() + time::Duration::days(45);
-    let e = att::tdx::verify(&quote, &collateral_of(&sim), &TdxRoots::empty(), later).unwrap_err();
+    let e = att::tdx::verify(
+        &att::tdx::TdxQuote::parse(&quote).unwrap(),
+        &collateral_of(&sim),
+        &TdxRoots::empty(),
+        later,
+    )
+    .unwrap_err();
     assert!(matches!(e, Error::StaleCollateral(_)), "{e:?}");
     assert!(e.to_string().contains("days ago"), "{e}");
 }
@@ -200,12 +206,24 @@ fn collateral_round_trips_through_a_pcs_directory_and_json() {
     let from_json = TdxCollateral::from_json(&c.to_json()).unwrap();
     for c2 in [from_dir, from_json] {
         assert_eq!(c2.fingerprint(), c.fingerprint());
-        att::tdx::verify(&quote, &c2, &TdxRoots::empty(), OffsetDateTime::now_utc()).unwrap();
+        att::tdx::verify(
+            &att::tdx::TdxQuote::parse(&quote).unwrap(),
+            &c2,
+            &TdxRoots::empty(),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap();
     }
     // Tampered TCB info in the cache: the signature check catches it.
     let mut bad = c.clone();
     bad.v3.tcb_info = bad.v3.tcb_info.replace("UpToDate", "UpToDatf");
-    assert!(att::tdx::verify(&quote, &bad, &TdxRoots::empty(), OffsetDateTime::now_utc()).is_err());
+    assert!(att::tdx::verify(
+        &att::tdx::TdxQuote::parse(&quote).unwrap(),
+        &bad,
+        &TdxRoots::empty(),
+        OffsetDateTime::now_utc()
+    )
+    .is_err());
 }
 
 #[test]
@@ -225,7 +243,12 @@ fn verification_cache_returns_the_same_result_and_is_bounded() {
             let ev = cache
                 .get_or_verify(att::cache::VerificationCache::key(&q, &fp), now, || {
                     calls += 1;
-                    att::tdx::verify(&q, &c, &TdxRoots::empty(), now)
+                    att::tdx::verify(
+                        &att::tdx::TdxQuote::parse(&q).unwrap(),
+                        &c,
+                        &TdxRoots::empty(),
+                        now,
+                    )
                 })
                 .unwrap();
             assert_eq!(ev.report_data(), &[i; 64]);
@@ -238,7 +261,12 @@ fn verification_cache_returns_the_same_result_and_is_bounded() {
     let key = att::cache::VerificationCache::key(&q0, &fp);
     cache
         .get_or_verify(key, now, || {
-            att::tdx::verify(&q0, &c, &TdxRoots::empty(), now)
+            att::tdx::verify(
+                &att::tdx::TdxQuote::parse(&q0).unwrap(),
+                &c,
+                &TdxRoots::empty(),
+                now,
+            )
         })
         .unwrap();
     assert!(cache

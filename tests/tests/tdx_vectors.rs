@@ -118,7 +118,7 @@ fn dcapqvl_quote_verifies_up_to_date_inside_its_window() {
     let d = load(&dir, "dcapqvl_tdx_quote");
     let c = collateral(&dir, "dcapqvl_tdx_quote_collateral.json");
     let ev = att::tdx::verify(
-        &d.bytes,
+        &att::tdx::TdxQuote::parse(&d.bytes).unwrap(),
         &c,
         &TdxRoots::production(),
         at("2025-07-19T10:00:34Z"),
@@ -138,7 +138,7 @@ fn near_quote_verifies_at_its_manifest_time() {
     let d = load(&dir, "dcapqvl_near_quote_hex.txt");
     let c = collateral(&dir, "dcapqvl_near_quote_collateral.json");
     let ev = att::tdx::verify(
-        &d.bytes,
+        &att::tdx::TdxQuote::parse(&d.bytes).unwrap(),
         &c,
         &TdxRoots::production(),
         at("2025-09-10T00:00:00Z"),
@@ -156,7 +156,7 @@ fn outdated_quote_verifies_but_is_rejected_with_components_named() {
     // quote is authentic but its TCB is unsupported, a TCB rejection (exit 4)
     // that names the components that are behind.
     let err = att::tdx::verify(
-        &d.bytes,
+        &att::tdx::TdxQuote::parse(&d.bytes).unwrap(),
         &c,
         &TdxRoots::production(),
         at("2026-03-01T00:00:00Z"),
@@ -174,7 +174,7 @@ fn expired_and_not_yet_valid_collateral_fail_closed_saying_how_stale() {
     let d = load(&dir, "dcapqvl_tdx_quote");
     let c = collateral(&dir, "dcapqvl_tdx_quote_collateral.json");
     let err = att::tdx::verify(
-        &d.bytes,
+        &att::tdx::TdxQuote::parse(&d.bytes).unwrap(),
         &c,
         &TdxRoots::production(),
         at("2025-07-31T10:16:03Z"),
@@ -185,7 +185,7 @@ fn expired_and_not_yet_valid_collateral_fail_closed_saying_how_stale() {
     assert!(msg.contains("expired 12 days ago"), "{msg}");
     assert!(msg.contains("fetch fresh collateral"), "{msg}");
     let err = att::tdx::verify(
-        &d.bytes,
+        &att::tdx::TdxQuote::parse(&d.bytes).unwrap(),
         &c,
         &TdxRoots::production(),
         at("2025-06-01T00:00:00Z"),
@@ -201,7 +201,14 @@ fn tampered_quotes_fail_each_with_its_own_error() {
     let d = load(&dir, "dcapqvl_tdx_quote");
     let c = collateral(&dir, "dcapqvl_tdx_quote_collateral.json");
     let now = at("2025-07-19T10:00:34Z");
-    let verify = |bytes: &[u8]| att::tdx::verify(bytes, &c, &TdxRoots::production(), now);
+    let verify = |bytes: &[u8]| {
+        att::tdx::verify(
+            &att::tdx::TdxQuote::parse(bytes).unwrap(),
+            &c,
+            &TdxRoots::production(),
+            now,
+        )
+    };
 
     // A bit in the body (MRTD) → the quote signature no longer matches.
     let mut body = d.bytes.clone();
@@ -251,7 +258,13 @@ fn tampered_quotes_fail_each_with_its_own_error() {
 
     // The same quote against a root that is not Intel's.
     let other = TdxRoots::empty().with_root(att::TrustAnchor::Custom, vec![0x30, 0x00]);
-    let e = att::tdx::verify(&d.bytes, &c, &other, now).unwrap_err();
+    let e = att::tdx::verify(
+        &att::tdx::TdxQuote::parse(&d.bytes).unwrap(),
+        &c,
+        &other,
+        now,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("not a trusted root"), "{e}");
 }
 

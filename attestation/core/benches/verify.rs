@@ -75,7 +75,15 @@ fn bench(c: &mut Criterion) {
         })
     });
     g.bench_function("chrysalis verify", |b| {
-        b.iter(|| att::tdx::verify(black_box(&k.quote), &k.collateral, &k.roots, k.now).unwrap())
+        b.iter(|| {
+            att::tdx::verify(
+                &att::tdx::TdxQuote::parse(black_box(&k.quote)).unwrap(),
+                &k.collateral,
+                &k.roots,
+                k.now,
+            )
+            .unwrap()
+        })
     });
     let cache = VerificationCache::new(1024, std::time::Duration::from_secs(600));
     let fp = k.collateral.fingerprint();
@@ -84,7 +92,12 @@ fn bench(c: &mut Criterion) {
             let key = VerificationCache::key(black_box(&k.quote), &fp);
             cache
                 .get_or_verify(key, k.now, || {
-                    att::tdx::verify(&k.quote, &k.collateral, &k.roots, k.now)
+                    att::tdx::verify(
+                        &att::tdx::TdxQuote::parse(&k.quote).unwrap(),
+                        &k.collateral,
+                        &k.roots,
+                        k.now,
+                    )
                 })
                 .unwrap()
         })

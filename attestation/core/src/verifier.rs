@@ -90,8 +90,8 @@ pub fn verify(
     now: OffsetDateTime,
 ) -> Result<VerifiedEvidence> {
     match (&evidence.evidence, collateral) {
-        (Evidence::Tdx(_), Collateral::Tdx(c)) => {
-            crate::tdx::verify(&evidence.bytes, c, &anchors.tdx, now)
+        (Evidence::Tdx(quote), Collateral::Tdx(c)) => {
+            crate::tdx::verify(quote, c, &anchors.tdx, now)
         }
         (Evidence::Snp(report), Collateral::Snp(certs)) => {
             // Like TDX's simulated root in the collateral: a chain that ends

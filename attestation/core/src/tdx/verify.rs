@@ -58,7 +58,13 @@ impl TdxRoots {
     }
 }
 
-/// Verifies `raw` (the exact quote bytes) against `collateral` at `now`.
+/// Verifies a parsed `quote` against `collateral` at `now`.
+///
+/// The quote is parsed once, at the edge ([`TdxQuote::parse`] or
+/// [`crate::evidence`]); dcap-qvl is handed its canonical serialisation
+/// ([`TdxQuote::to_bytes`], byte-identical to the parsed input), so TDX and
+/// SNP verification take the same shape: parsed evidence, collateral,
+/// roots, time.
 ///
 /// The anchor is chosen by the root certificate at the end of the quote's PCK
 /// chain: it must be byte-identical to one of `roots`, or to the simulated
@@ -66,13 +72,13 @@ impl TdxRoots {
 /// [`TrustAnchor::Simulated`]). Debug TDs verify (they are authentic) but are
 /// reported as such; [`crate::Policy::check`] rejects them.
 pub fn verify(
-    raw: &[u8],
+    quote: &TdxQuote,
     collateral: &TdxCollateral,
     roots: &TdxRoots,
     now: OffsetDateTime,
 ) -> Result<VerifiedEvidence> {
-    let quote = TdxQuote::parse(raw)?;
-    let (anchor, root_der) = choose_anchor(&quote, collateral, roots)?;
+    let raw = quote.to_bytes();
+    let (anchor, root_der) = choose_anchor(quote, collateral, roots)?;
     let collateral_expires = collateral.check_freshness(now)?;
     let now_secs = u64::try_from(now.unix_timestamp())
         .map_err(|_| Error::Encoding("verification time before 1970".into()))?;
@@ -80,7 +86,7 @@ pub fn verify(
     let td = quote.td_report();
     let report = match QuoteVerifier::new(root_der.to_vec())
         .allow_debug(true)
-        .verify(raw, &collateral.v3, now_secs)
+        .verify(&raw, &collateral.v3, now_secs)
     {
         Ok(r) => r,
         // dcap-qvl's errors are untyped text: name the failure by re-checking
@@ -92,11 +98,11 @@ pub fn verify(
                 .transpose()?
                 .unwrap_or_default();
             return Err(
-                match super::diagnose::diagnose(&quote, &chain, collateral, now, format!("{e:#}")) {
+                match super::diagnose::diagnose(quote, &chain, collateral, now, format!("{e:#}")) {
                     // An authentic quote from a platform older than every
                     // level Intel still lists: say which components are behind.
                     Error::Rejected(what) => {
-                        let pck = pck_extension(&quote)?;
+                        let pck = pck_extension(quote)?;
                         let notes = explain_tcb(&collateral.v3.tcb_info, &pck, &td.tee_tcb_svn);
                         Error::Rejected(format!("{what}: {}", notes.join("; ")))
                     }
@@ -107,7 +113,7 @@ pub fn verify(
     };
 
     let tcb_status = map_status(&report.status)?;
-    let pck = pck_extension(&quote)?;
+    let pck = pck_extension(quote)?;
     let tcb_notes = if tcb_status == TcbStatus::UpToDate {
         Vec::new()
     } else {
