@@ -24,6 +24,7 @@ pub mod fsutil;
 pub mod policy;
 pub mod provider;
 mod reader;
+pub mod runtime_events;
 pub mod sim;
 pub mod snp;
 pub mod tdx;
