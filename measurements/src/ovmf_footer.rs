@@ -140,16 +140,6 @@ impl<'a> ImageTail<'a> {
         self.len == 0
     }
 
-    /// The bytes at hand.
-    pub fn bytes(&self) -> &'a [u8] {
-        self.bytes
-    }
-
-    /// Whether the whole image is at hand.
-    pub fn is_whole(&self) -> bool {
-        self.base == 0
-    }
-
     fn local(&self, at: usize) -> Result<usize, FooterError> {
         at.checked_sub(self.base)
             .ok_or(FooterError::BeforeTail { offset: at })
