@@ -22,9 +22,9 @@
 use std::path::Path;
 
 use chrysalis_attestation::provider::EvidenceProvider;
+use chrysalis_attestation::runtime_events::{canonical_json, rtmr3_boot_events};
 use chrysalis_attestation::snp::SnpReport;
 use chrysalis_attestation::Tee;
-use chrysalis_measurements::tdx::rtmr::{canonical_json, rtmr3_boot_events};
 use sha2::{Digest, Sha256, Sha384};
 
 use crate::error::{Error, Result};
@@ -140,8 +140,8 @@ pub fn measure_boot(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use chrysalis_attestation::runtime_events::rtmr3_expected;
     use chrysalis_attestation::tdx::TdxQuote;
-    use chrysalis_measurements::tdx::rtmr::rtmr3_expected;
     use chrysalis_sim::SimProvider;
 
     /// The configuration alone, as the agent measures it at boot.

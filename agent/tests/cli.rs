@@ -240,7 +240,7 @@ fn start_up_refusals() {
 /// predicts accepts the agent, one pinning another configuration refuses it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runtime_config_is_measured_into_rtmr3_before_serving() {
-    use chrysalis_measurements::tdx::rtmr::{canonical_json, rtmr3_expected};
+    use chrysalis_attestation::runtime_events::{canonical_json, rtmr3_expected};
     let stub = Stub::start().await;
     let upstream = format!("http://{}", stub.addr);
     let dir = tempfile::tempdir().unwrap();

@@ -23,6 +23,7 @@ pub mod fsutil;
 pub mod policy;
 pub mod provider;
 mod reader;
+pub mod runtime_events;
 pub mod simulated;
 pub mod snp;
 pub mod tdx;

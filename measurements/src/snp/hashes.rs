@@ -6,31 +6,32 @@
 //! `guid[16] len:u16` then three entries `guid[16] len:u16 sha256[32]` for
 //! cmdline, initrd, kernel — 168 bytes, 176 padded.
 
-use super::ovmf::{guid_le, PAGE_SIZE};
+use super::ovmf::PAGE_SIZE;
+use crate::guid::Guid;
 
 /// `9438d606-4f22-4cc9-b479-a793d411fd21`: the table header.
-const TABLE_GUID: [u8; 16] = guid_le(
+const TABLE_GUID: Guid = Guid::from_fields(
     0x9438_d606,
     0x4f22,
     0x4cc9,
     [0xb4, 0x79, 0xa7, 0x93, 0xd4, 0x11, 0xfd, 0x21],
 );
 /// `97d02dd8-bd20-4c94-aa78-e7714d36ab2a`: the command-line entry.
-const CMDLINE_GUID: [u8; 16] = guid_le(
+const CMDLINE_GUID: Guid = Guid::from_fields(
     0x97d0_2dd8,
     0xbd20,
     0x4c94,
     [0xaa, 0x78, 0xe7, 0x71, 0x4d, 0x36, 0xab, 0x2a],
 );
 /// `44baf731-3a2f-4bd7-9af1-41e29169781d`: the initrd entry.
-const INITRD_GUID: [u8; 16] = guid_le(
+const INITRD_GUID: Guid = Guid::from_fields(
     0x44ba_f731,
     0x3a2f,
     0x4bd7,
     [0x9a, 0xf1, 0x41, 0xe2, 0x91, 0x69, 0x78, 0x1d],
 );
 /// `4de79437-abd2-427f-b835-d5b172d2045b`: the kernel entry.
-const KERNEL_GUID: [u8; 16] = guid_le(
+const KERNEL_GUID: Guid = Guid::from_fields(
     0x4de7_9437,
     0xabd2,
     0x427f,
@@ -61,7 +62,7 @@ impl KernelHashes {
     /// The padded table.
     pub fn table(&self) -> [u8; PADDED_TABLE_LEN] {
         let mut t = [0u8; PADDED_TABLE_LEN];
-        t[..16].copy_from_slice(&TABLE_GUID);
+        t[..16].copy_from_slice(TABLE_GUID.bytes());
         t[16..18].copy_from_slice(&(TABLE_LEN as u16).to_le_bytes());
         for (i, (guid, hash)) in [
             (CMDLINE_GUID, self.cmdline),
@@ -72,7 +73,7 @@ impl KernelHashes {
         .enumerate()
         {
             let at = 18 + i * ENTRY_LEN;
-            t[at..at + 16].copy_from_slice(guid);
+            t[at..at + 16].copy_from_slice(guid.bytes());
             t[at + 16..at + 18].copy_from_slice(&(ENTRY_LEN as u16).to_le_bytes());
             t[at + 18..at + 50].copy_from_slice(hash);
         }

@@ -18,7 +18,7 @@
 //!
 //! Checked against two real dstack event logs (2 GiB and 64 GiB guests).
 
-use super::tdvf::{SectionType, TdvfSection};
+use super::metadata::{SectionType, TdvfSection};
 
 /// Resource type of accepted RAM.
 pub const EFI_RESOURCE_SYSTEM_MEMORY: u8 = 0;

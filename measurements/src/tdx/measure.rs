@@ -1,17 +1,16 @@
 //! From a set of boot artifacts and a VM configuration to the expected TDX
 //! registers, with the model and inputs recorded next to the values.
 
-use std::fs::File;
-use std::io::{BufReader, Read};
 use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256, Sha384};
 
+use super::digest::{sha384, Digest384};
+use super::event::{replay_events, MeasuredEvent};
+use super::files::{read_file, sha256_file, sha384_file};
 use super::kernel::{KernelLoad, QEMU_ACPI_DATA_SIZE};
 use super::rtmr::{self, AcpiDigests, BootVariables, Rtmr0Inputs, SecureBootVariables};
 use super::tdvf::{PageAddOrder, Tdvf};
-use super::{replay_events, Digest384, MeasuredEvent};
 use crate::error::{Error, Result};
 
 /// The virtual machine monitor.
@@ -71,7 +70,7 @@ pub struct ArtifactDigest {
     /// Size in bytes.
     pub size: u64,
     /// SHA-256 of its content.
-    #[serde(with = "super::hex32")]
+    #[serde(with = "super::digest::hex32")]
     pub sha256: [u8; 32],
 }
 
@@ -79,7 +78,7 @@ pub struct ArtifactDigest {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TdxMeasurements {
     /// Expected MRTD.
-    #[serde(with = "super::hex48")]
+    #[serde(with = "super::digest::hex48")]
     pub mrtd: Digest384,
     /// Expected RTMR0..=RTMR3; `null` for a register that could not be
     /// computed from the inputs given (RTMR0 without ACPI tables, RTMR3
@@ -296,7 +295,7 @@ fn firmware_part(
 ) -> Result<(Digest384, Digest384, Digest384)> {
     let fw = Tdvf::load(path)?;
     let hob = fw.td_hob(memory)?;
-    Ok((fw.mrtd(order), fw.cfv_digest()?, super::sha384(&hob)))
+    Ok((fw.mrtd(order), fw.cfv_digest()?, sha384(&hob)))
 }
 
 fn kernel_part(inputs: &TdxInputs, initrd_size: Option<u64>) -> Result<Digest384> {
@@ -311,73 +310,6 @@ fn kernel_part(inputs: &TdxInputs, initrd_size: Option<u64>) -> Result<Digest384
         file: inputs.kernel.display().to_string(),
         what,
     })
-}
-
-/// Reads a whole file; a missing file is [`Error::MissingFile`] naming
-/// `what` it was supposed to be.
-pub(crate) fn read_file(path: &Path, what: &str) -> Result<Vec<u8>> {
-    std::fs::read(path).map_err(|source| io_error(path, what, source))
-}
-
-/// Reads a whole file of at most `max` bytes.
-pub(crate) fn read_file_limited(path: &Path, what: &str, max: u64) -> Result<Vec<u8>> {
-    let f = File::open(path).map_err(|source| io_error(path, what, source))?;
-    let mut out = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut out)
-        .map_err(|source| io_error(path, what, source))?;
-    if out.len() as u64 > max {
-        return Err(Error::BadArtifact {
-            file: path.display().to_string(),
-            what: format!("{what} is larger than {max} bytes"),
-        });
-    }
-    Ok(out)
-}
-
-fn io_error(path: &Path, what: &str, source: std::io::Error) -> Error {
-    if source.kind() == std::io::ErrorKind::NotFound {
-        Error::MissingFile {
-            what: what.into(),
-            path: path.to_path_buf(),
-        }
-    } else {
-        Error::Io {
-            path: path.to_path_buf(),
-            source,
-        }
-    }
-}
-
-fn stream<D: Digest>(path: &Path, what: &str) -> Result<(D, u64)> {
-    let f = File::open(path).map_err(|source| io_error(path, what, source))?;
-    let mut r = BufReader::with_capacity(1 << 20, f);
-    let mut h = D::new();
-    let mut buf = vec![0u8; 1 << 20];
-    let mut total = 0u64;
-    loop {
-        let n = r
-            .read(&mut buf)
-            .map_err(|source| io_error(path, what, source))?;
-        if n == 0 {
-            break;
-        }
-        h.update(&buf[..n]);
-        total += n as u64;
-    }
-    Ok((h, total))
-}
-
-/// SHA-256 and size of a file, read in 1 MiB blocks.
-pub fn sha256_file(path: &Path) -> Result<([u8; 32], u64)> {
-    let (h, n) = stream::<Sha256>(path, "file")?;
-    Ok((h.finalize().into(), n))
-}
-
-/// SHA-384 and size of a file (the initrd digest RTMR2 extends).
-pub fn sha384_file(path: &Path) -> Result<(Digest384, u64)> {
-    let (h, n) = stream::<Sha384>(path, "file")?;
-    Ok((h.finalize().into(), n))
 }
 
 /// SHA-256 of each (role, path), computed in parallel, in input order.
@@ -422,7 +354,7 @@ mod rtmr_array {
         let mut out = [None; 4];
         for (o, s) in out.iter_mut().zip(v) {
             *o = s
-                .map(|s| super::super::parse_hex48(&s))
+                .map(|s| crate::tdx::digest::parse_hex48(&s))
                 .transpose()
                 .map_err(D::Error::custom)?;
         }

@@ -18,7 +18,8 @@
 
 use sha2::Digest;
 
-use super::reader::{le16_at, le32_at};
+use super::digest::Digest384;
+use crate::reader::{le16_at, le32_at, Short};
 
 /// Index of the certificate table in the data directories.
 const DIR_SECURITY: u32 = 4;
@@ -45,7 +46,7 @@ pub struct PeLayout {
 
 /// Reads the layout of a PE image; the error says what is missing.
 pub fn layout(image: &[u8]) -> Result<PeLayout, String> {
-    let e = |x: super::reader::Short| x.to_string();
+    let e = |x: Short| x.to_string();
     if image.len() < 0x40 || &image[..2] != b"MZ" {
         return Err("not a PE image: no MZ (DOS) header".into());
     }
@@ -161,7 +162,7 @@ pub fn authenticode<D: Digest>(image: &[u8]) -> Result<Vec<u8>, String> {
 }
 
 /// The Authenticode SHA-384 of `image`.
-pub fn authenticode_sha384(image: &[u8]) -> Result<super::Digest384, String> {
+pub fn authenticode_sha384(image: &[u8]) -> Result<Digest384, String> {
     let v = authenticode::<sha2::Sha384>(image)?;
     let mut out = [0u8; 48];
     out.copy_from_slice(&v);

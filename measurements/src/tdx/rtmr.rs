@@ -14,11 +14,20 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use chrysalis_attestation::runtime_events;
+pub use chrysalis_attestation::runtime_events::{
+    canonical_json, chrysalis_event_digest, rtmr3_expected, CHRYSALIS_EVENT_TYPE,
+    RTMR3_BOOT_DONE_EVENT, RTMR3_CONFIG_EVENT, RTMR3_GPU_EVENT,
+};
+
+use super::digest::{parse_hex48, replay_digests, sha384, Digest384};
+use super::event::{MeasuredEvent, Register};
 use super::eventlog::event_type as ev;
-use super::guid::{Guid, EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE};
+use super::files::{read_file, read_file_limited};
 use super::kernel::{qemu_patch, KernelLoad};
-use super::{pe, sha384, Digest384, MeasuredEvent, Register};
+use super::pe;
 use crate::error::{Error, Result};
+use crate::guid::{Guid, EFI_GLOBAL_VARIABLE, EFI_IMAGE_SECURITY_DATABASE};
 
 /// EFI action measured before the kernel starts (RTMR1).
 pub const ACTION_CALLING_EFI_APP: &str = "Calling EFI Application from Boot Option";
@@ -33,7 +42,7 @@ pub const SEPARATOR_DATA: [u8; 4] = [0; 4];
 
 /// Replays events into one register, from zero.
 pub fn replay(events: &[MeasuredEvent]) -> Digest384 {
-    super::replay_digests(events.iter().map(|e| &e.digest))
+    replay_digests(events.iter().map(|e| &e.digest))
 }
 
 fn event(register: Register, event_type: u32, digest: Digest384, what: String) -> MeasuredEvent {
@@ -287,13 +296,13 @@ pub struct AcpiTables {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AcpiDigests {
     /// SHA-384 of `etc/table-loader`.
-    #[serde(with = "super::hex48")]
+    #[serde(with = "super::digest::hex48")]
     pub table_loader: Digest384,
     /// SHA-384 of `etc/acpi/rsdp`.
-    #[serde(with = "super::hex48")]
+    #[serde(with = "super::digest::hex48")]
     pub rsdp: Digest384,
     /// SHA-384 of `etc/acpi/tables`.
-    #[serde(with = "super::hex48")]
+    #[serde(with = "super::digest::hex48")]
     pub tables: Digest384,
 }
 
@@ -323,7 +332,7 @@ impl AcpiDigests {
     ///   "tables_sha384": …}`).
     pub fn load(path: &Path) -> Result<AcpiDigests> {
         if path.is_dir() {
-            let read = |name: &str| super::measure::read_file(&path.join(name), "ACPI table blob");
+            let read = |name: &str| read_file(&path.join(name), "ACPI table blob");
             let tables = AcpiTables {
                 table_loader: read("table-loader")?,
                 rsdp: read("rsdp")?,
@@ -331,7 +340,7 @@ impl AcpiDigests {
             };
             return Ok(tables.digests());
         }
-        let text = super::measure::read_file_limited(path, "ACPI tables JSON", MAX_ACPI_FILE)?;
+        let text = read_file_limited(path, "ACPI tables JSON", MAX_ACPI_FILE)?;
         AcpiDigests::from_json(&text).map_err(|what| Error::BadArtifact {
             file: path.display().to_string(),
             what,
@@ -348,7 +357,7 @@ impl AcpiDigests {
                 let s = d
                     .as_str()
                     .ok_or(format!("{name}_sha384 must be a hex string"))?;
-                return super::parse_hex48(s).map_err(|e| format!("{name}_sha384: {e}"));
+                return parse_hex48(s).map_err(|e| format!("{name}_sha384: {e}"));
             }
             let s = obj
                 .get(name)
@@ -453,28 +462,9 @@ pub fn rtmr0_events(inputs: &Rtmr0Inputs) -> Vec<MeasuredEvent> {
 
 // ---------------------------------------------------------------- RTMR3
 
-/// Event type the Chrysalis agent logs its RTMR3 events with. Not a TCG
-/// type: a verifier recomputes the digest from name and payload
-/// ([`chrysalis_event_digest`]) and never trusts a logged digest.
-pub const CHRYSALIS_EVENT_TYPE: u32 = 0x0800_C001;
-/// Name of the first RTMR3 event: the static configuration.
-pub const RTMR3_CONFIG_EVENT: &str = "config";
-/// Name of the last RTMR3 event: boot finished, nothing more is extended.
-pub const RTMR3_BOOT_DONE_EVENT: &str = "boot-done";
-
-/// The digest the Chrysalis agent extends for an event:
-/// `SHA-384("chrysalis:" ‖ name ‖ ":" ‖ payload)`.
-pub fn chrysalis_event_digest(name: &str, payload: &[u8]) -> Digest384 {
-    let mut buf = Vec::with_capacity(11 + name.len() + payload.len());
-    buf.extend_from_slice(b"chrysalis:");
-    buf.extend_from_slice(name.as_bytes());
-    buf.push(b':');
-    buf.extend_from_slice(payload);
-    sha384(&buf)
-}
-
-/// Name of the optional RTMR3 event for verified GPU evidence.
-pub const RTMR3_GPU_EVENT: &str = "gpu";
+// The names, digest rule and canonical JSON are the attestation core's
+// (`chrysalis_attestation::runtime_events`, re-exported above): the agent
+// extends exactly those events. Here they become [`MeasuredEvent`]s.
 
 /// The RTMR3 events the Chrysalis agent extends at boot, given the exact
 /// configuration bytes it received (canonical JSON, [`canonical_json`]):
@@ -490,89 +480,16 @@ pub fn rtmr3_events(config: &[u8]) -> Vec<MeasuredEvent> {
 /// The general form of the agent's boot events, in this order: `config`
 /// (when a runtime configuration was given), `gpu` (payload = the 48-byte
 /// SHA-384 of the verified GPU evidence bundle, the same digest the RA-TLS
-/// claims carry as `gpuEvidenceDigest`), then `boot-done`.
+/// claims carry as `gpuEvidenceDigest`), then `boot-done`
+/// ([`runtime_events::rtmr3_boot_events`] as [`MeasuredEvent`]s).
 pub fn rtmr3_boot_events(
     config: Option<&[u8]>,
     gpu_digest: Option<&[u8; 48]>,
 ) -> Vec<MeasuredEvent> {
-    let mut events = Vec::with_capacity(3);
-    if let Some(config) = config {
-        let cfg = sha384(config);
-        events.push(MeasuredEvent {
-            register: Register::Rtmr3,
-            event_type: CHRYSALIS_EVENT_TYPE,
-            digest: chrysalis_event_digest(RTMR3_CONFIG_EVENT, &cfg),
-            description: format!("chrysalis:config (SHA-384 {})", hex::encode(cfg)),
-        });
-    }
-    if let Some(g) = gpu_digest {
-        events.push(MeasuredEvent {
-            register: Register::Rtmr3,
-            event_type: CHRYSALIS_EVENT_TYPE,
-            digest: chrysalis_event_digest(RTMR3_GPU_EVENT, g),
-            description: format!("chrysalis:gpu (evidence SHA-384 {})", hex::encode(g)),
-        });
-    }
-    events.push(MeasuredEvent {
-        register: Register::Rtmr3,
-        event_type: CHRYSALIS_EVENT_TYPE,
-        digest: chrysalis_event_digest(RTMR3_BOOT_DONE_EVENT, &[]),
-        description: "chrysalis:boot-done".into(),
-    });
-    events
-}
-
-/// RTMR3 after the Chrysalis agent's boot events for `config`.
-pub fn rtmr3_expected(config: &[u8]) -> Digest384 {
-    replay(&rtmr3_events(config))
-}
-
-/// Canonical JSON bytes of a value: object keys sorted bytewise (UTF-8), no
-/// insignificant whitespace, `serde_json`'s string escaping and number
-/// formatting. Two hosts serialising the same configuration get the same
-/// bytes whatever order the keys arrived in.
-pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
-    let mut out = Vec::new();
-    write_canonical(value, &mut out);
-    out
-}
-
-fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
-    use serde_json::Value;
-    match v {
-        Value::Array(items) => {
-            out.push(b'[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(b']');
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_scalar(&Value::String(k.clone()), out);
-                out.push(b':');
-                write_canonical(&map[k], out);
-            }
-            out.push(b'}');
-        }
-        scalar => write_scalar(scalar, out),
-    }
-}
-
-fn write_scalar(v: &serde_json::Value, out: &mut Vec<u8>) {
-    // Serialising a scalar Value into a Vec cannot fail.
-    if serde_json::to_writer(&mut *out, v).is_err() {
-        out.extend_from_slice(b"null");
-    }
+    runtime_events::rtmr3_boot_events(config, gpu_digest)
+        .into_iter()
+        .map(MeasuredEvent::from)
+        .collect()
 }
 
 #[cfg(test)]
@@ -591,16 +508,6 @@ mod tests {
             sha384(&expect)
         );
         assert_eq!(measured_cmdline("a", false), "a");
-    }
-
-    #[test]
-    fn canonical_json_sorts_keys_recursively() {
-        let v: serde_json::Value =
-            serde_json::from_str(r#"{ "b": [1, {"z": 1, "a": "x\n"}], "a": null }"#).unwrap();
-        assert_eq!(
-            String::from_utf8(canonical_json(&v)).unwrap(),
-            r#"{"a":null,"b":[1,{"a":"x\n","z":1}]}"#
-        );
     }
 
     #[test]

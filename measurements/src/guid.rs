@@ -1,4 +1,4 @@
-//! EFI GUIDs in their mixed-endian wire form.
+//! EFI GUIDs in their mixed-endian wire form, shared by the TDX and SNP code.
 
 use std::fmt;
 

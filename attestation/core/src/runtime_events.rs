@@ -1,0 +1,259 @@
+//! The Chrysalis runtime events: what the agent extends into TDX RTMR3 at
+//! boot, and the register value a verifier expects from them.
+//!
+//! This is a wire format like the quote itself: the agent (which extends
+//! the events), the auditor's measurement tool (which predicts RTMR3) and
+//! any verifier must agree on it byte for byte, so it lives here, in the
+//! attestation core, and every side uses this one definition.
+//!
+//! # The events
+//!
+//! The agent extends, in this order and before it serves anything:
+//!
+//! 1. [`RTMR3_CONFIG_EVENT`] (`config`), when the host supplied a runtime
+//!    configuration: payload = SHA-384 of the configuration's
+//!    [canonical JSON](canonical_json) bytes (48 raw bytes);
+//! 2. [`RTMR3_GPU_EVENT`] (`gpu`), when GPU evidence was verified: payload =
+//!    the 48-byte SHA-384 of the GPU evidence bundle (the digest the RA-TLS
+//!    claims carry as `gpuEvidenceDigest`);
+//! 3. [`RTMR3_BOOT_DONE_EVENT`] (`boot-done`), empty payload. After it the
+//!    agent extends nothing more, so a quote whose RTMR3 equals the
+//!    prediction proves both the inputs and that boot completed.
+//!
+//! In an event log the events carry [`CHRYSALIS_EVENT_TYPE`], which is not a
+//! TCG type: a verifier recomputes each digest from name and payload and
+//! never trusts a logged digest.
+//!
+//! # Digest rule and byte order
+//!
+//! * Event digest ([`chrysalis_event_digest`]):
+//!   `SHA-384("chrysalis:" ‖ name ‖ ":" ‖ payload)`; name is ASCII, the
+//!   payload raw bytes (digests as their 48 bytes, not hex).
+//! * Register extension: `RTMR := SHA-384(RTMR ‖ digest)`, starting from 48
+//!   zero bytes ([`replay_rtmr3`]). Digests and registers are the raw 48
+//!   bytes SHA-384 outputs; there is no integer and so no endianness
+//!   anywhere in the rule. Hex (lowercase) is only a presentation.
+//!
+//! # Why canonical JSON
+//!
+//! The configuration is measured as bytes, but it is written and transported
+//! as JSON, where key order and whitespace are free. [`canonical_json`] fixes
+//! one byte form (keys sorted bytewise, no insignificant whitespace,
+//! `serde_json`'s escaping and number formatting), so that the host that
+//! launches the node, the agent that measures it and a client that checks a
+//! quote all hash the same bytes for the same configuration, whatever order
+//! the keys arrived in.
+
+use sha2::{Digest, Sha384};
+
+/// Event type the Chrysalis agent logs its RTMR3 events with. Not a TCG
+/// type: a verifier recomputes the digest from name and payload
+/// ([`chrysalis_event_digest`]) and never trusts a logged digest.
+pub const CHRYSALIS_EVENT_TYPE: u32 = 0x0800_C001;
+/// Name of the first RTMR3 event: the static configuration.
+pub const RTMR3_CONFIG_EVENT: &str = "config";
+/// Name of the optional RTMR3 event for verified GPU evidence.
+pub const RTMR3_GPU_EVENT: &str = "gpu";
+/// Name of the last RTMR3 event: boot finished, nothing more is extended.
+pub const RTMR3_BOOT_DONE_EVENT: &str = "boot-done";
+
+/// One runtime event the agent extends into RTMR3.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuntimeEvent {
+    /// Event name ([`RTMR3_CONFIG_EVENT`], [`RTMR3_GPU_EVENT`] or
+    /// [`RTMR3_BOOT_DONE_EVENT`]).
+    pub name: &'static str,
+    /// The payload measured with the name (48 raw bytes, or empty).
+    pub payload: Vec<u8>,
+    /// The digest extended: [`chrysalis_event_digest`] of name and payload.
+    pub digest: [u8; 48],
+    /// Readable description, e.g. `chrysalis:config (SHA-384 …)`.
+    pub description: String,
+}
+
+impl RuntimeEvent {
+    fn new(name: &'static str, payload: Vec<u8>, description: String) -> RuntimeEvent {
+        RuntimeEvent {
+            name,
+            digest: chrysalis_event_digest(name, &payload),
+            payload,
+            description,
+        }
+    }
+}
+
+/// The digest the Chrysalis agent extends for an event:
+/// `SHA-384("chrysalis:" ‖ name ‖ ":" ‖ payload)`.
+pub fn chrysalis_event_digest(name: &str, payload: &[u8]) -> [u8; 48] {
+    let mut buf = Vec::with_capacity(11 + name.len() + payload.len());
+    buf.extend_from_slice(b"chrysalis:");
+    buf.extend_from_slice(name.as_bytes());
+    buf.push(b':');
+    buf.extend_from_slice(payload);
+    Sha384::digest(&buf).into()
+}
+
+/// The RTMR3 events the Chrysalis agent extends at boot, given the exact
+/// configuration bytes it received (canonical JSON, [`canonical_json`]):
+///
+/// 1. `config`, payload = SHA-384(config) (48 raw bytes);
+/// 2. `boot-done`, empty payload — after it the agent extends nothing, so a
+///    quote with RTMR3 equal to [`rtmr3_expected`] proves both the
+///    configuration and that boot completed.
+pub fn rtmr3_events(config: &[u8]) -> Vec<RuntimeEvent> {
+    rtmr3_boot_events(Some(config), None)
+}
+
+/// The general form of the agent's boot events, in this order: `config`
+/// (when a runtime configuration was given), `gpu` (payload = the 48-byte
+/// SHA-384 of the verified GPU evidence bundle, the same digest the RA-TLS
+/// claims carry as `gpuEvidenceDigest`), then `boot-done`.
+pub fn rtmr3_boot_events(
+    config: Option<&[u8]>,
+    gpu_digest: Option<&[u8; 48]>,
+) -> Vec<RuntimeEvent> {
+    let mut events = Vec::with_capacity(3);
+    if let Some(config) = config {
+        let cfg: [u8; 48] = Sha384::digest(config).into();
+        events.push(RuntimeEvent::new(
+            RTMR3_CONFIG_EVENT,
+            cfg.to_vec(),
+            format!("chrysalis:config (SHA-384 {})", hex::encode(cfg)),
+        ));
+    }
+    if let Some(g) = gpu_digest {
+        events.push(RuntimeEvent::new(
+            RTMR3_GPU_EVENT,
+            g.to_vec(),
+            format!("chrysalis:gpu (evidence SHA-384 {})", hex::encode(g)),
+        ));
+    }
+    events.push(RuntimeEvent::new(
+        RTMR3_BOOT_DONE_EVENT,
+        Vec::new(),
+        "chrysalis:boot-done".into(),
+    ));
+    events
+}
+
+/// RTMR3 after extending `digests` in order, starting from 48 zero bytes:
+/// each step is `RTMR := SHA-384(RTMR ‖ digest)`.
+pub fn replay_rtmr3<'a>(digests: impl IntoIterator<Item = &'a [u8; 48]>) -> [u8; 48] {
+    let mut reg = [0u8; 48];
+    for d in digests {
+        let mut h = Sha384::new();
+        h.update(reg);
+        h.update(d);
+        reg = h.finalize().into();
+    }
+    reg
+}
+
+/// RTMR3 after the Chrysalis agent's boot events for `config`.
+pub fn rtmr3_expected(config: &[u8]) -> [u8; 48] {
+    replay_rtmr3(rtmr3_events(config).iter().map(|e| &e.digest))
+}
+
+/// Canonical JSON bytes of a value: object keys sorted bytewise (UTF-8), no
+/// insignificant whitespace, `serde_json`'s string escaping and number
+/// formatting. Two hosts serialising the same configuration get the same
+/// bytes whatever order the keys arrived in.
+pub fn canonical_json(value: &serde_json::Value) -> Vec<u8> {
+    let mut out = Vec::new();
+    write_canonical(value, &mut out);
+    out
+}
+
+fn write_canonical(v: &serde_json::Value, out: &mut Vec<u8>) {
+    use serde_json::Value;
+    match v {
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(b']');
+        }
+        Value::Object(map) => {
+            let mut keys: Vec<&String> = map.keys().collect();
+            keys.sort();
+            out.push(b'{');
+            for (i, k) in keys.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_scalar(&Value::String(k.clone()), out);
+                out.push(b':');
+                write_canonical(&map[k], out);
+            }
+            out.push(b'}');
+        }
+        scalar => write_scalar(scalar, out),
+    }
+}
+
+fn write_scalar(v: &serde_json::Value, out: &mut Vec<u8>) {
+    // Serialising a scalar Value into a Vec cannot fail.
+    if serde_json::to_writer(&mut *out, v).is_err() {
+        out.extend_from_slice(b"null");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sha384(data: &[u8]) -> [u8; 48] {
+        Sha384::digest(data).into()
+    }
+
+    #[test]
+    fn canonical_json_sorts_keys_recursively() {
+        let v: serde_json::Value =
+            serde_json::from_str(r#"{ "b": [1, {"z": 1, "a": "x\n"}], "a": null }"#).unwrap();
+        assert_eq!(
+            String::from_utf8(canonical_json(&v)).unwrap(),
+            r#"{"a":null,"b":[1,{"a":"x\n","z":1}]}"#
+        );
+    }
+
+    #[test]
+    fn rtmr3_rule() {
+        let cfg = b"{}";
+        let ev = rtmr3_events(cfg);
+        let mut first = b"chrysalis:config:".to_vec();
+        first.extend_from_slice(&sha384(cfg));
+        assert_eq!(ev[0].digest, sha384(&first));
+        assert_eq!(ev[1].digest, sha384(b"chrysalis:boot-done:"));
+        assert_eq!(
+            rtmr3_expected(cfg),
+            replay_rtmr3(ev.iter().map(|e| &e.digest))
+        );
+        assert_ne!(rtmr3_expected(cfg), rtmr3_expected(b"{\"a\":1}"));
+    }
+
+    #[test]
+    fn replay_is_hash_of_concatenation_from_zero() {
+        let d = sha384(b"x");
+        let mut cat = vec![0u8; 48];
+        cat.extend_from_slice(&d);
+        assert_eq!(replay_rtmr3([&d]), sha384(&cat));
+        assert_eq!(replay_rtmr3([]), [0u8; 48]);
+    }
+
+    #[test]
+    fn boot_events_order_and_payloads() {
+        let g = [7u8; 48];
+        let ev = rtmr3_boot_events(Some(b"{}"), Some(&g));
+        let names: Vec<&str> = ev.iter().map(|e| e.name).collect();
+        assert_eq!(names, ["config", "gpu", "boot-done"]);
+        assert_eq!(ev[1].payload, g.to_vec());
+        assert_eq!(ev[1].digest, chrysalis_event_digest("gpu", &g));
+        let only_done = rtmr3_boot_events(None, None);
+        assert_eq!(only_done.len(), 1);
+        assert_eq!(only_done[0].description, "chrysalis:boot-done");
+    }
+}
