@@ -14,8 +14,10 @@
 //!   (header, TD report body, QE report, signatures), with the platform's
 //!   fixed values and the collateral options beside them. Its public types
 //!   are re-exported at `chrysalis_sim::tdx::*`.
-//! * [`snp`]: a simulated AMD SEV-SNP chip: an ARK/ASK/VCEK hierarchy and
-//!   attestation reports signed by the VCEK.
+//! * [`snp`]: a simulated AMD SEV-SNP chip, split the same way: `snp::pki`
+//!   (the ARK/ASK/VCEK hierarchy with AMD's VCEK extensions) and
+//!   `snp::report` (version 3 reports, signed by the VCEK). Re-exported at
+//!   `chrysalis_sim::snp::*`.
 //! * [`SimProvider`] (this file): the `sim` [`EvidenceProvider`] over either,
 //!   with fixed, recognisable measurements ([`sim_measurement`]) and the
 //!   run-time state a real TEE keeps (RTMR3, SNP `HOST_DATA`).
