@@ -11,8 +11,12 @@
 //!   one file protocol for both TEEs. Preferred.
 //! * [`ioctl::SevGuestProvider`] and [`ioctl::TdxGuestProvider`]: the older
 //!   `/dev/sev-guest` and `/dev/tdx_guest` device ioctls, for kernels before
-//!   6.7. Every `unsafe` block of the project's guest code is in
-//!   [`ioctl::sys`], beside the kernel uapi layouts it passes.
+//!   6.7. Inside [`ioctl`], one room per interface: `snp` (reports and the
+//!   host's certificate table), `tdx` (TDREPORT and the GetQuote round trip
+//!   with its QGS framing) and `sys`, the kernel uapi `#[repr(C)]` layouts
+//!   with the ioctl calls that pass them. `sys` holds every `unsafe` block of
+//!   the project's guest code, each with its SAFETY argument, behind safe
+//!   functions; the rest of the crate is free of `unsafe`.
 //! * [`rtmr`]: extending RTMR3 (TDX) through the tsm-mr sysfs files.
 //!
 //! [`detect`] picks the first interface that works; it never picks the

@@ -4,6 +4,23 @@
 //! end on machines without a TEE. Its roots are generated fresh each time and
 //! are never pinned: evidence that chains to them verifies with
 //! [`chrysalis_attestation::TrustAnchor::Simulated`], which the default policy rejects.
+//!
+//! Rooms:
+//!
+//! * [`tdx`]: a simulated Intel TDX platform, split along the seams of what
+//!   Intel provides: `tdx::pki` (root CA, PCK Platform CA and PCK leaf with
+//!   the SGX extension, TCB signing certificate, CRLs), `tdx::collateral`
+//!   (TCB info and QE identity JSON, assembled and signed) and `tdx::quote`
+//!   (header, TD report body, QE report, signatures), with the platform's
+//!   fixed values and the collateral options beside them. Its public types
+//!   are re-exported at `chrysalis_sim::tdx::*`.
+//! * [`snp`]: a simulated AMD SEV-SNP chip, split the same way: `snp::pki`
+//!   (the ARK/ASK/VCEK hierarchy with AMD's VCEK extensions) and
+//!   `snp::report` (version 3 reports, signed by the VCEK). Re-exported at
+//!   `chrysalis_sim::snp::*`.
+//! * [`SimProvider`] (this file): the `sim` [`EvidenceProvider`] over either,
+//!   with fixed, recognisable measurements ([`sim_measurement`]) and the
+//!   run-time state a real TEE keeps (RTMR3, SNP `HOST_DATA`).
 
 /// Marker placed at the start of simulated evidence's free-form fields
 /// (TDX header user data, SNP chip id) so humans can spot it. Trust never

@@ -1,25 +1,10 @@
-//! Simulated SEV-SNP evidence: an AMD-shaped certificate hierarchy generated
-//! at run time, and reports signed by its VCEK.
-//!
-//! The hierarchy mirrors AMD's so that [`chrysalis_attestation::snp::verify()`] checks it with
-//! exactly the code that checks real evidence (the `sev` crate's RSASSA-PSS
-//! chain verification, the ECDSA report signature, the TCB and chip-id
-//! binding):
-//!
-//! * ARK `CN=ARK-Chrysalis-SIMULATED`, self-signed, RSA-2048, RSASSA-PSS
-//!   SHA-384 (AMD's are RSA-4096; 2048 keeps generation fast);
-//! * ASK `CN=SEV-Chrysalis-SIMULATED`, signed by the ARK the same way;
-//! * VCEK `CN=SEV-VCEK`, a P-384 key with AMD's TCB and `hwID` extensions,
-//!   signed by the ASK.
-//!
-//! Both CA subjects carry `O=Chrysalis SIMULATED (not AMD)`. Nothing here is
-//! pinned anywhere: evidence verifies only against
-//! [`SnpRoots::simulated`], and then with [`chrysalis_attestation::TrustAnchor::Simulated`].
+//! The simulated AMD key hierarchy: ARK and ASK (RSA, RSASSA-PSS SHA-384)
+//! and a VCEK (P-384) carrying AMD's TCB and `hwID` extensions, held by
+//! [`SimSnpAuthority`] with the VCEK's signing key.
 
 use std::str::FromStr;
 use std::time::SystemTime;
 
-use p384::ecdsa::signature::Signer;
 use rand_core::{OsRng, RngCore};
 use rsa::pkcs8::EncodePublicKey;
 use sha2::Sha384;
@@ -36,10 +21,6 @@ use x509_cert::time::{Time, Validity};
 
 use chrysalis_attestation::error::{Error, Result};
 use chrysalis_attestation::snp::certs::oid;
-use chrysalis_attestation::snp::report::{
-    CpuId, EcdsaSignature, FirmwareVersion, GuestPolicy, KeyInfo, PlatformInfo, SnpReport,
-    SIG_ALGO_ECDSA_P384_SHA384,
-};
 use chrysalis_attestation::snp::{SnpCertificates, SnpRoots, TcbLayout, TcbVersion};
 
 /// Subject CN of the simulated ARK.
@@ -49,7 +30,7 @@ pub const SIM_ASK_CN: &str = chrysalis_attestation::simulated::SIM_ASK_CN;
 /// Organisation of the simulated CAs.
 pub const SIM_ORG: &str = "Chrysalis SIMULATED (not AMD)";
 /// The chip id of simulated reports starts with these ASCII bytes (a
-/// [`super::SIM_MARKER`] extension, for humans; trust never depends on it).
+/// [`crate::SIM_MARKER`] extension, for humans; trust never depends on it).
 pub const SIM_CHIP_ID_PREFIX: &[u8] = b"CHRYSALIS-SIMULATED";
 
 /// RSA modulus size of the simulated CA keys, in bits.
@@ -64,9 +45,9 @@ pub struct SimSnpAuthority {
     ark_der: Vec<u8>,
     ask_der: Vec<u8>,
     vcek_der: Vec<u8>,
-    vcek_key: p384::ecdsa::SigningKey,
-    chip_id: [u8; 64],
-    tcb: TcbVersion,
+    pub(super) vcek_key: p384::ecdsa::SigningKey,
+    pub(super) chip_id: [u8; 64],
+    pub(super) tcb: TcbVersion,
 }
 
 impl std::fmt::Debug for SimSnpAuthority {
@@ -180,90 +161,6 @@ impl SimSnpAuthority {
             chip_id,
             tcb,
         })
-    }
-
-    /// A signed version 3 report, shaped like one from a Milan chip: guest
-    /// policy without debug (SMT allowed, ABI 0.0), VMPL 0, CPUID family 0x19
-    /// model 0x01, this authority's chip id and TCB.
-    pub fn report(
-        &self,
-        report_data: [u8; 64],
-        measurement: [u8; 48],
-        host_data: [u8; 32],
-    ) -> Vec<u8> {
-        let mut report = self.unsigned_report(report_data, measurement, host_data);
-        self.sign(&mut report);
-        report.to_bytes()
-    }
-
-    /// The report [`Self::report`] would sign, unsigned (zero signature), to
-    /// change fields before [`Self::sign`]ing it.
-    pub fn unsigned_report(
-        &self,
-        report_data: [u8; 64],
-        measurement: [u8; 48],
-        host_data: [u8; 32],
-    ) -> SnpReport {
-        let mut report_id = [0u8; 32];
-        OsRng.fill_bytes(&mut report_id);
-        let firmware = FirmwareVersion {
-            major: 1,
-            minor: 55,
-            build: 21,
-        };
-        SnpReport {
-            version: 3,
-            guest_svn: 0,
-            // Bit 17 must be one; bit 16 allows SMT; bit 19 (debug) clear.
-            policy: GuestPolicy(0x3_0000),
-            family_id: [0; 16],
-            image_id: [0; 16],
-            vmpl: 0,
-            sig_algo: SIG_ALGO_ECDSA_P384_SHA384,
-            current_tcb: self.tcb,
-            platform_info: PlatformInfo(0x1),
-            key_info: KeyInfo(0),
-            reserved_04c: [0; 4],
-            report_data,
-            measurement,
-            host_data,
-            id_key_digest: [0; 48],
-            author_key_digest: [0; 48],
-            report_id,
-            report_id_ma: [0xff; 32],
-            reported_tcb: self.tcb,
-            cpuid: Some(CpuId {
-                family: 0x19,
-                model: 0x01,
-                stepping: 0x01,
-            }),
-            reserved_188: [0; 3],
-            reserved_18b: [0; 21],
-            chip_id: self.chip_id,
-            committed_tcb: self.tcb,
-            current_version: firmware,
-            reserved_1eb: 0,
-            committed_version: firmware,
-            reserved_1ef: 0,
-            launch_tcb: self.tcb,
-            launch_mit_vector: None,
-            current_mit_vector: None,
-            reserved_1f8: [0; 16],
-            reserved_208: [0; 152],
-            signature: EcdsaSignature::from_p384_be(&[0; 48], &[0; 48]),
-        }
-    }
-
-    /// Signs `report` in place with the VCEK key: ECDSA P-384 over SHA-384
-    /// of bytes `0..0x2A0`, stored little-endian.
-    pub fn sign(&self, report: &mut SnpReport) {
-        let sig: p384::ecdsa::Signature = self.vcek_key.sign(&report.signed_bytes());
-        let (r, s) = sig.split_bytes();
-        let mut r_be = [0u8; 48];
-        let mut s_be = [0u8; 48];
-        r_be.copy_from_slice(&r);
-        s_be.copy_from_slice(&s);
-        report.signature = EcdsaSignature::from_p384_be(&r_be, &s_be);
     }
 
     /// The simulated VCEK, DER.
@@ -429,33 +326,5 @@ impl AsExtension for AmdExtension {
             critical: false,
             extn_value: x509_cert::der::asn1::OctetString::new(self.value.clone())?,
         })
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use chrysalis_attestation::snp::{verify, CertRole};
-    use chrysalis_attestation::TrustAnchor;
-
-    #[test]
-    fn simulated_evidence_verifies_as_simulated() {
-        let sim = SimSnpAuthority::generate().unwrap();
-        let bytes = sim.report([7; 64], [8; 48], [9; 32]);
-        let report = SnpReport::parse(&bytes).unwrap();
-        assert!(report.chip_id.starts_with(super::super::SIM_MARKER));
-        let now = OffsetDateTime::now_utc();
-        let v = verify(&report, &sim.certificates(), &sim.roots(), now).unwrap();
-        assert_eq!(v.anchor(), TrustAnchor::Simulated);
-        assert_eq!(v.report_data(), &[7; 64]);
-        assert!(!v.debug());
-
-        // The PEM chain sorts back into the same certificates.
-        let certs = SnpCertificates::from_files_bytes(vec![sim.chain_pem().into_bytes()]).unwrap();
-        assert_eq!(certs, sim.certificates());
-        assert_eq!(
-            chrysalis_attestation::snp::certs::cert_role(sim.ask_der()).unwrap(),
-            CertRole::Ask
-        );
     }
 }
