@@ -235,7 +235,7 @@ fn collateral_signature_problem(
     body: &str,
     signature: &[u8],
 ) -> Option<String> {
-    let chain = super::verify::pem_certificates(issuer_chain.as_bytes()).ok()?;
+    let chain = super::pem::pem_certificates(issuer_chain.as_bytes()).ok()?;
     let leaf = chain.first()?;
     let (_, cert) = x509_parser::certificate::X509Certificate::from_der(leaf).ok()?;
     let Ok(key) = VerifyingKey::from_sec1_bytes(cert.public_key().subject_public_key.as_ref())

@@ -9,6 +9,7 @@ pub use quote::{
 
 pub mod collateral;
 pub mod diagnose;
+pub mod pem;
 pub use collateral::TdxCollateral;
 
 pub mod verify;

@@ -12,6 +12,7 @@ use dcap_qvl::verify::QuoteVerifier;
 use time::OffsetDateTime;
 
 use super::collateral::TdxCollateral;
+pub use super::pem::pem_certificates;
 use super::quote::TdxQuote;
 use crate::error::{Error, Result};
 use crate::verified::{
@@ -173,25 +174,6 @@ fn choose_anchor<'a>(
             subject_of(last)
         ),
     ))
-}
-
-/// Splits PEM text into DER certificates.
-pub fn pem_certificates(pem: &[u8]) -> Result<Vec<Vec<u8>>> {
-    let mut out = Vec::new();
-    for item in x509_parser::pem::Pem::iter_from_buffer(pem) {
-        match item {
-            Ok(p) if p.label == "CERTIFICATE" => out.push(p.contents),
-            Ok(_) => {}
-            Err(x509_parser::error::PEMError::MissingHeader) if !out.is_empty() => break,
-            Err(e) => {
-                return Err(Error::verification(
-                    "PCK chain",
-                    format!("certification data is not a PEM chain: {e}"),
-                ))
-            }
-        }
-    }
-    Ok(out)
 }
 
 fn subject_of(der: &[u8]) -> String {
