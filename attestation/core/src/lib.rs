@@ -13,6 +13,19 @@
 //!
 //! [`VerifiedEvidence`] can only be built by the verifiers of this crate, so
 //! unverified bytes can never reach [`Policy::check`].
+//!
+//! The rooms: [`tdx`] and [`snp`] (one per TEE: wire format, collateral,
+//! verification), [`evidence`] and [`verifier`] (the TEE-neutral front
+//! door), [`policy`], [`verified`], [`error`] (one error type, one
+//! [`ErrorCategory`] for the whole workspace), [`runtime_events`] (the RTMR3
+//! runtime-event vocabulary the agent extends, `chrysalis-measurements`
+//! predicts and clients replay), [`provider`] (the guest evidence *trait*),
+//! [`simulated`] (how simulated roots are recognised).
+//!
+//! What this crate deliberately does not contain, so that a verifier links
+//! no guest or network code: the guest providers (crate
+//! `chrysalis-provider`), the simulated TEE (`chrysalis-sim`) and collateral
+//! fetching over HTTP (`chrysalis-fetch`).
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
