@@ -466,22 +466,14 @@ pub fn rtmr0_events(inputs: &Rtmr0Inputs) -> Vec<MeasuredEvent> {
 // (`chrysalis_attestation::runtime_events`, re-exported above): the agent
 // extends exactly those events. Here they become [`MeasuredEvent`]s.
 
-/// The RTMR3 events the Chrysalis agent extends at boot, given the exact
-/// configuration bytes it received (canonical JSON, [`canonical_json`]):
-///
-/// 1. `config`, payload = SHA-384(config) (48 raw bytes);
-/// 2. `boot-done`, empty payload — after it the agent extends nothing, so a
-///    quote with RTMR3 equal to [`rtmr3_expected`] proves both the
-///    configuration and that boot completed.
+/// [`runtime_events::rtmr3_events`] as [`MeasuredEvent`]s: `config`, then
+/// `boot-done`.
 pub fn rtmr3_events(config: &[u8]) -> Vec<MeasuredEvent> {
     rtmr3_boot_events(Some(config), None)
 }
 
-/// The general form of the agent's boot events, in this order: `config`
-/// (when a runtime configuration was given), `gpu` (payload = the 48-byte
-/// SHA-384 of the verified GPU evidence bundle, the same digest the RA-TLS
-/// claims carry as `gpuEvidenceDigest`), then `boot-done`
-/// ([`runtime_events::rtmr3_boot_events`] as [`MeasuredEvent`]s).
+/// [`runtime_events::rtmr3_boot_events`] as [`MeasuredEvent`]s: `config`
+/// (when given), `gpu` (when given), then `boot-done`.
 pub fn rtmr3_boot_events(
     config: Option<&[u8]>,
     gpu_digest: Option<&[u8; 48]>,
