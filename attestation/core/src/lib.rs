@@ -28,6 +28,7 @@ pub mod sim;
 pub mod snp;
 pub mod tdx;
 pub mod timefmt;
+pub mod ttl_cache;
 pub mod verified;
 pub mod verifier;
 

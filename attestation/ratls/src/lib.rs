@@ -37,10 +37,12 @@ pub mod cert;
 pub mod claims;
 pub mod cocoon;
 pub mod collateral;
+mod crypto;
 pub mod error;
 pub mod fresh;
 pub mod identity;
 pub mod oid;
+pub mod peer;
 pub mod tls;
 pub mod verify;
 pub mod x509;
@@ -58,8 +60,6 @@ pub use tls::{
     client_config, client_config_with, server_config, server_config_with, ClientOptions,
     RaTlsClientVerifier, RaTlsServerVerifier,
 };
-pub use verify::{
-    verify_certificate_der, CertificateInfo, CollateralSource, PeerFormat, VerifiedPeer,
-    VerifierConfig,
-};
+pub use peer::{CertificateInfo, CollateralSource, PeerFormat, VerifiedPeer};
+pub use verify::{verify_certificate_der, VerifierConfig};
 pub use x509::{CertKey, KeyType, SanEntry};
