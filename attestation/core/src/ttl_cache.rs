@@ -80,7 +80,7 @@ impl<K, V> std::fmt::Debug for BoundedTtlCache<K, V> {
     }
 }
 
-impl<K: Eq + Hash + Clone, V: Clone> BoundedTtlCache<K, V> {
+impl<K, V> BoundedTtlCache<K, V> {
     /// At most `capacity` entries (at least one), each for at most `ttl`.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         let capacity = capacity.max(1);
@@ -96,6 +96,44 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedTtlCache<K, V> {
         }
     }
 
+    /// Hit and miss counters and the number of entries.
+    pub fn stats(&self) -> CacheStats {
+        CacheStats {
+            hits: self.hits.load(Ordering::Relaxed),
+            misses: self.misses.load(Ordering::Relaxed),
+            entries: self.len(),
+        }
+    }
+
+    /// Number of entries held (expired ones included until evicted).
+    pub fn len(&self) -> usize {
+        self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
+    }
+
+    /// True when nothing is held.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Drops every entry (the counters are kept).
+    pub fn clear(&self) {
+        if let Ok(mut i) = self.inner.lock() {
+            i.map.clear();
+        }
+    }
+
+    /// The most entries held at once.
+    pub fn capacity(&self) -> usize {
+        self.capacity
+    }
+
+    /// How long an entry lives at most.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+}
+
+impl<K: Eq + Hash + Clone, V: Clone> BoundedTtlCache<K, V> {
     /// The value for `key` if it is valid at `now` (counted as a hit or a
     /// miss).
     pub fn get(&self, key: &K, now: OffsetDateTime) -> Option<V> {
@@ -150,42 +188,6 @@ impl<K: Eq + Hash + Clone, V: Clone> BoundedTtlCache<K, V> {
             },
         );
     }
-
-    /// Hit and miss counters and the number of entries.
-    pub fn stats(&self) -> CacheStats {
-        CacheStats {
-            hits: self.hits.load(Ordering::Relaxed),
-            misses: self.misses.load(Ordering::Relaxed),
-            entries: self.len(),
-        }
-    }
-
-    /// Number of entries held (expired ones included until evicted).
-    pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
-    }
-
-    /// True when nothing is held.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// Drops every entry (the counters are kept).
-    pub fn clear(&self) {
-        if let Ok(mut i) = self.inner.lock() {
-            i.map.clear();
-        }
-    }
-
-    /// The most entries held at once.
-    pub fn capacity(&self) -> usize {
-        self.capacity
-    }
-
-    /// How long an entry lives at most.
-    pub fn ttl(&self) -> Duration {
-        self.ttl
-    }
 }
 
 #[cfg(test)]
@@ -211,7 +213,11 @@ mod tests {
         assert_eq!(c.get(&1, t0()), None);
         c.insert(1, "one", t0(), None);
         assert_eq!(c.get(&1, t0()), Some("one"));
-        assert_eq!(c.get(&1, t0() + secs(60)), Some("one"), "the TTL is inclusive");
+        assert_eq!(
+            c.get(&1, t0() + secs(60)),
+            Some("one"),
+            "the TTL is inclusive"
+        );
         assert_eq!(c.get(&2, t0()), None);
         assert_eq!(
             c.stats(),

@@ -209,7 +209,6 @@ pub(crate) fn handshake_identity(
         })
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;

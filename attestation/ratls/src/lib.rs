@@ -56,10 +56,10 @@ pub use fresh::{
     fresh_evidence, fresh_evidence_at, parse_nonce_query, verify_fresh, FreshEvidence,
 };
 pub use identity::{IdentityOptions, RaTlsIdentity, ReloadableResolver};
+pub use peer::{CertificateInfo, CollateralSource, PeerFormat, VerifiedPeer};
 pub use tls::{
     client_config, client_config_with, server_config, server_config_with, ClientOptions,
     RaTlsClientVerifier, RaTlsServerVerifier,
 };
-pub use peer::{CertificateInfo, CollateralSource, PeerFormat, VerifiedPeer};
 pub use verify::{verify_certificate_der, VerifierConfig};
 pub use x509::{CertKey, KeyType, SanEntry};

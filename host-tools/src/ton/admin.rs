@@ -2,8 +2,8 @@
 //! `disallow-measurement`.
 
 use anyhow::{anyhow, Context};
-use chrysalis_ton::registry::{self, ImageMeasurement, Label, RegistryMessage, TeeType};
 use chrysalis_ton::coins::NANOTONS_PER_TON;
+use chrysalis_ton::registry::{self, ImageMeasurement, Label, RegistryMessage, TeeType};
 use serde_json::{json, Value};
 
 use super::args::{AllowArgs, DeployArgs, DisallowArgs};

@@ -34,7 +34,11 @@ fn image_measurement(ev: &att::VerifiedEvidence) -> (ImageMeasurement, TeeType) 
 
 /// Connects, verifies the evidence with the policy (exit 3/4 on failure)
 /// and, when asked, reads the first model of GET /v1/models.
-pub(super) fn attest(url: &str, policy: &PolicyOpts, want_model: bool) -> Result<Attested, Failure> {
+pub(super) fn attest(
+    url: &str,
+    policy: &PolicyOpts,
+    want_model: bool,
+) -> Result<Attested, Failure> {
     let cfg = Arc::new(client::verifier_config(policy)?);
     let (peer, model) = client::runtime().block_on(async {
         let (stream, peer) = client::connect(url, cfg).await?;

@@ -11,7 +11,6 @@ use super::args::ListArgs;
 use super::attested::attest;
 use super::input::{addr_text, parse_addr};
 use super::outcome::{fail, report, tf};
-use crate::client::Failure;
 use crate::exit;
 
 /// `chrysalis ton list`, with the exit code.

@@ -92,7 +92,7 @@ pub(super) fn run(w: WalletCommand) -> i32 {
     report(result, json_out)
 }
 
-fn wallet_written(kf: &KeyFile, out: &std::path::Path, json_out: bool) -> Result<Value, Failure> {
+fn wallet_written(kf: &KeyFile, out: &Path, json_out: bool) -> Result<Value, Failure> {
     let w = kf.wallet().map_err(tf)?;
     if !json_out {
         println!(

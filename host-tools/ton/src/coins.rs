@@ -150,7 +150,9 @@ mod tests {
 
     #[test]
     fn anything_but_digits_and_one_point_is_refused() {
-        for s in ["+1", "1e9", " 1", "1 ", "1,5", "1.2.3", "ten", "0x10", "1_000", "..", "١"] {
+        for s in [
+            "+1", "1e9", " 1", "1 ", "1,5", "1.2.3", "ten", "0x10", "1_000", "..", "١",
+        ] {
             assert_eq!(parse(s), Err(ParseCoinsError::NotDecimal), "{s:?}");
         }
     }
@@ -190,7 +192,16 @@ mod tests {
 
     #[test]
     fn display_reads_back() {
-        for n in [0, 1, 9, 10, 999_999_999, 1_000_000_000, 123_456_789_012, u64::MAX] {
+        for n in [
+            0,
+            1,
+            9,
+            10,
+            999_999_999,
+            1_000_000_000,
+            123_456_789_012,
+            u64::MAX,
+        ] {
             let c = Coins::from_nanotons(n);
             assert_eq!(c.to_string().parse::<Coins>(), Ok(c));
         }
