@@ -1,47 +1,30 @@
 //! A verification cache: repeat verifications of the same evidence with the
 //! same collateral cost a hash and a lookup instead of a dozen signature
 //! checks. Bounded in size (oldest entry evicted) and in time (an entry
-//! lives at most `ttl`, and never past its collateral's expiry).
+//! lives at most `ttl`, and never past its collateral's expiry); a typed
+//! wrapper of [`crate::ttl_cache::BoundedTtlCache`].
 
-use std::collections::HashMap;
-use std::sync::Mutex;
 use std::time::Duration;
 
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use crate::error::Result;
+use crate::ttl_cache::{BoundedTtlCache, CacheStats};
 use crate::verified::VerifiedEvidence;
-
-struct Entry {
-    evidence: VerifiedEvidence,
-    inserted: OffsetDateTime,
-    seq: u64,
-}
 
 /// A bounded, time-limited map from (evidence bytes, collateral) to the
 /// verification result. Only successful verifications are cached.
+#[derive(Debug)]
 pub struct VerificationCache {
-    inner: Mutex<Inner>,
-    capacity: usize,
-    ttl: Duration,
-}
-
-struct Inner {
-    map: HashMap<[u8; 32], Entry>,
-    seq: u64,
+    entries: BoundedTtlCache<[u8; 32], VerifiedEvidence>,
 }
 
 impl VerificationCache {
     /// A cache holding at most `capacity` results for at most `ttl` each.
     pub fn new(capacity: usize, ttl: Duration) -> Self {
         Self {
-            inner: Mutex::new(Inner {
-                map: HashMap::with_capacity(capacity.min(1024)),
-                seq: 0,
-            }),
-            capacity: capacity.max(1),
-            ttl,
+            entries: BoundedTtlCache::new(capacity, ttl),
         }
     }
 
@@ -73,43 +56,27 @@ impl VerificationCache {
 
     /// A still-valid cached result.
     pub fn lookup(&self, key: &[u8; 32], now: OffsetDateTime) -> Option<VerifiedEvidence> {
-        let inner = self.inner.lock().ok()?;
-        let e = inner.map.get(key)?;
-        let fresh = now >= e.inserted
-            && now - e.inserted <= self.ttl
-            && e.evidence.collateral_expires().is_none_or(|exp| now <= exp);
-        fresh.then(|| e.evidence.clone())
+        self.entries.get(key, now)
     }
 
+    /// Caches a success until the TTL or its collateral's expiry.
     fn insert(&self, key: [u8; 32], evidence: VerifiedEvidence, now: OffsetDateTime) {
-        let Ok(mut inner) = self.inner.lock() else {
-            return;
-        };
-        if inner.map.len() >= self.capacity && !inner.map.contains_key(&key) {
-            // Evict the oldest entry; O(n) but n is small and eviction is rare.
-            if let Some(oldest) = inner.map.iter().min_by_key(|(_, e)| e.seq).map(|(k, _)| *k) {
-                inner.map.remove(&oldest);
-            }
-        }
-        inner.seq += 1;
-        let seq = inner.seq;
-        inner.map.insert(
-            key,
-            Entry {
-                evidence,
-                inserted: now,
-                seq,
-            },
-        );
+        let limit = evidence.collateral_expires();
+        self.entries.insert(key, evidence, now, limit);
     }
 
     /// Number of cached results.
     pub fn len(&self) -> usize {
-        self.inner.lock().map(|i| i.map.len()).unwrap_or(0)
+        self.entries.len()
     }
 
     /// True when nothing is cached.
     pub fn is_empty(&self) -> bool {
-        self.len() == 0
+        self.entries.is_empty()
+    }
+
+    /// Hit and miss counters and the number of cached results.
+    pub fn stats(&self) -> CacheStats {
+        self.entries.stats()
     }
 }

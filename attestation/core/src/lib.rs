@@ -41,6 +41,7 @@ pub mod simulated;
 pub mod snp;
 pub mod tdx;
 pub mod timefmt;
+pub mod ttl_cache;
 pub mod verified;
 pub mod verifier;
 

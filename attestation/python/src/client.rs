@@ -22,7 +22,8 @@ use rustls::{ClientConfig, ClientConnection, StreamOwned};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
-use crate::identity::IdentityView;
+use crate::identity::{handshake_identity, IdentityView};
+use crate::session::TlsSession;
 use crate::target::Target;
 
 /// ALPN offered: HTTP/1.1 only (the Python transport speaks HTTP/1.1).
@@ -128,32 +129,14 @@ impl Client {
     }
 
     /// A sans-I/O session for `target`: the caller moves bytes between it
-    /// and a socket (see [`crate::session::TlsSession`]).
-    pub fn session(&self, target: &Target) -> Result<crate::session::TlsSession> {
+    /// and a socket (see [`TlsSession`]).
+    pub fn session(&self, target: &Target) -> Result<TlsSession> {
         let peer = target.authority();
         let (cfg, verifier) = self.tls()?;
         let conn = ClientConnection::new(cfg, target.server_name()?)
             .map_err(|e| Error::from_rustls(&peer, e))?;
-        Ok(crate::session::TlsSession::new(peer, conn, verifier))
+        Ok(TlsSession::new(peer, conn, verifier))
     }
-}
-
-/// The identity the verifier accepted during the handshake just completed.
-pub(crate) fn handshake_identity(
-    verifier: &RaTlsServerVerifier,
-    peer: &str,
-) -> Result<Arc<IdentityView>> {
-    // The verifier is this connection's own, so its last peer is this
-    // connection's; a handshake cannot complete without it.
-    verifier
-        .peer()
-        .map(|p| Arc::new(IdentityView::new(&p)))
-        .ok_or_else(|| Error::Verification {
-            peer: peer.to_string(),
-            category: chrysalis_ratls::ErrorCategory::Verification,
-            message: "the TLS handshake completed without a verified peer".into(),
-            reasons: Vec::new(),
-        })
 }
 
 /// A time limit for a sequence of steps.

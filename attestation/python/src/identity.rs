@@ -1,12 +1,16 @@
 //! What a verified peer proved, flattened for Python (`VerifiedIdentity`,
 //! its `to_dict()` and its JSON).
 
+use std::sync::Arc;
+
 use chrysalis_attestation::{timefmt::format_rfc3339, Identity, TrustAnchor};
-use chrysalis_ratls::{CollateralSource, PeerFormat, VerifiedPeer};
+use chrysalis_ratls::{CollateralSource, PeerFormat, RaTlsServerVerifier, VerifiedPeer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
 
 /// Whether GPU evidence is part of the identity.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -185,6 +189,24 @@ fn measurements(id: &Identity) -> Map<String, Value> {
         }
     }
     map
+}
+
+/// The identity the verifier accepted during the handshake just completed.
+pub(crate) fn handshake_identity(
+    verifier: &RaTlsServerVerifier,
+    peer: &str,
+) -> Result<Arc<IdentityView>> {
+    // The verifier is this connection's own, so its last peer is this
+    // connection's; a handshake cannot complete without it.
+    verifier
+        .peer()
+        .map(|p| Arc::new(IdentityView::new(&p)))
+        .ok_or_else(|| Error::Verification {
+            peer: peer.to_string(),
+            category: chrysalis_ratls::ErrorCategory::Verification,
+            message: "the TLS handshake completed without a verified peer".into(),
+            reasons: Vec::new(),
+        })
 }
 
 #[cfg(test)]

@@ -19,9 +19,8 @@ use std::sync::Arc;
 use chrysalis_ratls::RaTlsServerVerifier;
 use rustls::ClientConnection;
 
-use crate::client::handshake_identity;
 use crate::error::{Error, Result};
-use crate::identity::IdentityView;
+use crate::identity::{handshake_identity, IdentityView};
 
 /// Largest plaintext chunk [`TlsSession::read`] returns at once.
 pub const MAX_READ: usize = 1 << 20;

@@ -520,7 +520,7 @@ fn find_algorithm(
     sig: AlgorithmIdentifier,
 ) -> Result<&'static dyn SignatureVerificationAlgorithm> {
     let key_id = key.alg_id();
-    crate::tls::algorithms()
+    crate::crypto::algorithms()
         .all
         .iter()
         .copied()

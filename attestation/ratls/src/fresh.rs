@@ -18,7 +18,8 @@ use crate::claims::{Claims, ClaimsPurpose, MAX_NONCE_LEN};
 use crate::collateral::EmbeddedCollateral;
 use crate::error::{Error, Result};
 use crate::identity::{evidence_for, whole_seconds, RaTlsIdentity};
-use crate::verify::{check_tee, verify_fresh_parts, VerifiedPeer, VerifierConfig};
+use crate::peer::VerifiedPeer;
+use crate::verify::{check_tee, verify_fresh_parts, VerifierConfig};
 
 /// Largest fresh-evidence JSON accepted, in bytes.
 pub const MAX_FRESH_JSON_LEN: usize = 1 << 20;

@@ -37,10 +37,12 @@ pub mod cert;
 pub mod claims;
 pub mod cocoon;
 pub mod collateral;
+mod crypto;
 pub mod error;
 pub mod fresh;
 pub mod identity;
 pub mod oid;
+pub mod peer;
 pub mod tls;
 pub mod verify;
 pub mod x509;
@@ -54,12 +56,10 @@ pub use fresh::{
     fresh_evidence, fresh_evidence_at, parse_nonce_query, verify_fresh, FreshEvidence,
 };
 pub use identity::{IdentityOptions, RaTlsIdentity, ReloadableResolver};
+pub use peer::{CertificateInfo, CollateralSource, PeerFormat, VerifiedPeer};
 pub use tls::{
     client_config, client_config_with, server_config, server_config_with, ClientOptions,
     RaTlsClientVerifier, RaTlsServerVerifier,
 };
-pub use verify::{
-    verify_certificate_der, CertificateInfo, CollateralSource, PeerFormat, VerifiedPeer,
-    VerifierConfig,
-};
+pub use verify::{verify_certificate_der, VerifierConfig};
 pub use x509::{CertKey, KeyType, SanEntry};

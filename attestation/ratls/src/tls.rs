@@ -10,7 +10,6 @@ use std::sync::{Arc, Mutex};
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::Resumption;
-use rustls::crypto::{CryptoProvider, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, SubjectPublicKeyInfoDer, UnixTime};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::NoServerSessionStorage;
@@ -20,23 +19,16 @@ use rustls::{
 use time::OffsetDateTime;
 use x509_parser::nom::Parser;
 
+use crate::crypto::algorithms;
 use crate::error::{Error, Result};
 use crate::identity::{RaTlsIdentity, ReloadableResolver};
-use crate::verify::{verify_certificate_der, VerifiedPeer, VerifierConfig};
+use crate::peer::VerifiedPeer;
+use crate::verify::{verify_certificate_der, VerifierConfig};
 
 /// ALPN protocols offered by default: HTTP/2, then HTTP/1.1.
 pub const DEFAULT_ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 
-/// The ring crypto provider (no aws-lc anywhere).
-pub fn provider() -> Arc<CryptoProvider> {
-    Arc::new(rustls::crypto::ring::default_provider())
-}
-
-/// The signature algorithms of the ring provider.
-pub(crate) fn algorithms() -> &'static WebPkiSupportedAlgorithms {
-    static ALGS: std::sync::OnceLock<WebPkiSupportedAlgorithms> = std::sync::OnceLock::new();
-    ALGS.get_or_init(|| rustls::crypto::ring::default_provider().signature_verification_algorithms)
-}
+pub use crate::crypto::provider;
 
 /// Shared by both verifiers.
 #[derive(Debug)]

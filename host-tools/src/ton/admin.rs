@@ -1,0 +1,243 @@
+//! The registry's admin: `deploy-registry`, `allow-measurement`,
+//! `disallow-measurement`.
+
+use anyhow::{anyhow, Context};
+use chrysalis_ton::coins::NANOTONS_PER_TON;
+use chrysalis_ton::registry::{self, ImageMeasurement, Label, RegistryMessage, TeeType};
+use serde_json::{json, Value};
+
+use super::args::{AllowArgs, DeployArgs, DisallowArgs};
+use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
+use super::outcome::{fail, tf};
+use super::send::{check_outcome, expiry, prepare};
+use crate::client::Failure;
+use crate::exit;
+
+/// `chrysalis ton deploy-registry`.
+pub(super) fn deploy(d: DeployArgs) -> Result<Value, Failure> {
+    let wallet = load_wallet(&d.wallet)?;
+    let text = std::fs::read_to_string(&d.code).with_context(|| d.code.display().to_string())?;
+    let j: Value = serde_json::from_str(&text)
+        .map_err(|e| fail(exit::MALFORMED, anyhow!("{}: {e}", d.code.display())))?;
+    let b64 = j["codeBoc64"].as_str().ok_or_else(|| {
+        fail(
+            exit::MALFORMED,
+            anyhow!(
+                "{}: no codeBoc64 (the output of contract/compile.js)",
+                d.code.display()
+            ),
+        )
+    })?;
+    let code = tonlib_core::cell::BagOfCells::parse_base64(b64)
+        .and_then(|b| b.single_root())
+        .map_err(|e| fail(exit::MALFORMED, anyhow!("{}: {e}", d.code.display())))?;
+    let code = (*code).clone();
+    let min_stake = parse_coins("min-stake", &d.min_stake)?.nanotons();
+    let data = registry::initial_data(wallet.address(), min_stake, d.unstake_delay).map_err(tf)?;
+    let addr = registry::registry_address(&code, &data).map_err(tf)?;
+    let body = chrysalis_ton::wallet::empty_body().map_err(tf)?;
+    let p = prepare(
+        wallet,
+        addr.clone(),
+        body,
+        NANOTONS_PER_TON / 2,
+        false,
+        Some((code, data)),
+        d.seqno,
+        d.valid_until,
+        &d.api,
+    )?;
+    let extra =
+        json!({"min_stake_nanoton": min_stake.to_string(), "unstake_delay_s": d.unstake_delay});
+    if let Some(o) = p.run(
+        "deploy the registry",
+        extra.clone(),
+        d.dry_run,
+        d.json,
+        &d.api,
+    )? {
+        check_outcome(&o)?;
+        if !d.json {
+            println!("registry deployed at {}", addr_text(&addr));
+        }
+        let mut v = p.describe("deploy the registry", &extra)?;
+        v["confirmed"] = json!(true);
+        return Ok(v);
+    }
+    Ok(Value::Null)
+}
+
+/// `chrysalis ton allow-measurement`.
+pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
+    let wallet = load_wallet(&a.send.wallet)?;
+    let registry_addr = parse_addr(&a.send.registry)?;
+    let bad = |e: String| fail(exit::MALFORMED, anyhow!(e));
+    let (measurement, tee, release) = if let Some(path) = &a.measurements {
+        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        let m = chrysalis_measurements::manifest::MeasurementsManifest::from_json(&text)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let cfg = match (&a.config, m.configurations.len()) {
+            (Some(n), _) => m
+                .configurations
+                .iter()
+                .find(|c| &c.name == n)
+                .ok_or_else(|| bad(format!("{}: no configuration {n:?}", path.display())))?,
+            (None, 1) => &m.configurations[0],
+            (None, _) => {
+                let names: Vec<_> = m.configurations.iter().map(|c| c.name.as_str()).collect();
+                return Err(bad(format!(
+                    "{} has {} configurations; pick one with --config ({})",
+                    path.display(),
+                    names.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        let h48 = |field: &str, v: Option<&String>| -> Result<[u8; 48], Failure> {
+            let v = v.ok_or_else(|| {
+                bad(format!(
+                    "configuration {}: {field} is null; it cannot identify the image",
+                    cfg.name
+                ))
+            })?;
+            hex::decode(v)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| {
+                    bad(format!(
+                        "configuration {}: {field} is not 48 bytes of hex",
+                        cfg.name
+                    ))
+                })
+        };
+        let (meas, tee) = if let Some(t) = &cfg.tdx {
+            (
+                ImageMeasurement::tdx(
+                    &h48("mrtd", Some(&t.mrtd))?,
+                    &h48("rtmr1", t.rtmr1.as_ref())?,
+                    &h48("rtmr2", t.rtmr2.as_ref())?,
+                ),
+                TeeType::Tdx,
+            )
+        } else if let Some(s) = &cfg.snp {
+            (
+                ImageMeasurement::snp(&h48("measurement", Some(&s.measurement))?),
+                TeeType::Snp,
+            )
+        } else {
+            return Err(bad(format!(
+                "configuration {} has neither tdx nor snp values",
+                cfg.name
+            )));
+        };
+        let release = a
+            .release
+            .clone()
+            .or(m.image.clone())
+            .unwrap_or_else(|| cfg.name.clone());
+        (meas, tee, release)
+    } else {
+        let hexm = a.measurement.as_deref().ok_or_else(|| {
+            fail(
+                exit::IO,
+                anyhow!("give --measurements FILE or --measurement HEX --tee tdx|snp"),
+            )
+        })?;
+        let meas = ImageMeasurement::from_hex(hexm).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+        let tee = if a.tee.as_deref() == Some("snp") {
+            TeeType::Snp
+        } else {
+            TeeType::Tdx
+        };
+        (
+            meas,
+            tee,
+            a.release.clone().unwrap_or_else(|| "unnamed".into()),
+        )
+    };
+    let release = Label::parse("release", &release).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let vu = expiry(a.send.valid_until);
+    let msg = RegistryMessage::AddMeasurement {
+        query_id: u64::from(vu),
+        measurement,
+        tee,
+        release: release.clone(),
+    };
+    let body = msg.to_cell().map_err(tf)?;
+    let p = prepare(
+        wallet,
+        registry_addr,
+        body,
+        registry::MESSAGE_VALUE,
+        true,
+        None,
+        a.send.seqno,
+        Some(vu),
+        &a.send.api,
+    )?;
+    let extra =
+        json!({"measurement": measurement.to_hex(), "tee": tee, "release": release.as_str()});
+    if let Some(o) = p.run(
+        "allow a measurement",
+        extra.clone(),
+        a.send.dry_run,
+        a.send.json,
+        &a.send.api,
+    )? {
+        check_outcome(&o)?;
+        if !a.send.json {
+            println!(
+                "allowed {} ({:?}, {})",
+                measurement.to_hex(),
+                tee,
+                release.as_str()
+            );
+        }
+        let mut v = p.describe("allow a measurement", &extra)?;
+        v["confirmed"] = json!(true);
+        return Ok(v);
+    }
+    Ok(Value::Null)
+}
+
+/// `chrysalis ton disallow-measurement`.
+pub(super) fn disallow(d: DisallowArgs) -> Result<Value, Failure> {
+    let wallet = load_wallet(&d.send.wallet)?;
+    let registry_addr = parse_addr(&d.send.registry)?;
+    let measurement =
+        ImageMeasurement::from_hex(&d.measurement).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let vu = expiry(d.send.valid_until);
+    let msg = RegistryMessage::RemoveMeasurement {
+        query_id: u64::from(vu),
+        measurement,
+    };
+    let body = msg.to_cell().map_err(tf)?;
+    let p = prepare(
+        wallet,
+        registry_addr,
+        body,
+        registry::MESSAGE_VALUE,
+        true,
+        None,
+        d.send.seqno,
+        Some(vu),
+        &d.send.api,
+    )?;
+    let extra = json!({"measurement": measurement.to_hex()});
+    if let Some(o) = p.run(
+        "disallow a measurement",
+        extra.clone(),
+        d.send.dry_run,
+        d.send.json,
+        &d.send.api,
+    )? {
+        check_outcome(&o)?;
+        if !d.send.json {
+            println!("disallowed {}", measurement.to_hex());
+        }
+        let mut v = p.describe("disallow a measurement", &extra)?;
+        v["confirmed"] = json!(true);
+        return Ok(v);
+    }
+    Ok(Value::Null)
+}

@@ -1,0 +1,94 @@
+//! Connecting to a machine's agent and verifying its RA-TLS evidence with
+//! the policy: what `register`, `update` and `list --verify` put on or
+//! compare with the chain.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::anyhow;
+use chrysalis_attestation as att;
+use chrysalis_ton::registry::{ImageMeasurement, MachineId, TeeType};
+use serde_json::{json, Value};
+
+use super::outcome::fail;
+use crate::client::{self, Failure, PolicyOpts};
+use crate::exit;
+
+/// What `register`/`update`/`list --verify` learned from a verified agent.
+pub(super) struct Attested {
+    pub(super) peer: chrysalis_ratls::VerifiedPeer,
+    pub(super) measurement: ImageMeasurement,
+    pub(super) tee: TeeType,
+    pub(super) model: Option<String>,
+}
+
+fn image_measurement(ev: &att::VerifiedEvidence) -> (ImageMeasurement, TeeType) {
+    match ev.identity() {
+        att::Identity::Tdx(id) => (
+            ImageMeasurement::tdx(&id.mrtd, &id.rtmr[1], &id.rtmr[2]),
+            TeeType::Tdx,
+        ),
+        att::Identity::Snp(id) => (ImageMeasurement::snp(&id.measurement), TeeType::Snp),
+    }
+}
+
+/// Connects, verifies the evidence with the policy (exit 3/4 on failure)
+/// and, when asked, reads the first model of GET /v1/models.
+pub(super) fn attest(
+    url: &str,
+    policy: &PolicyOpts,
+    want_model: bool,
+) -> Result<Attested, Failure> {
+    let cfg = Arc::new(client::verifier_config(policy)?);
+    let (peer, model) = client::runtime().block_on(async {
+        let (stream, peer) = client::connect(url, cfg).await?;
+        let model = if want_model && peer.decision().accepted {
+            let req = hyper::Request::get("/v1/models")
+                .header("host", "chrysalis")
+                .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+                .map_err(anyhow::Error::from)?;
+            match tokio::time::timeout(Duration::from_secs(10), client::http_request(stream, req))
+                .await
+            {
+                Ok(Ok((200, body))) => serde_json::from_slice::<Value>(&body)
+                    .ok()
+                    .and_then(|v| v["data"][0]["id"].as_str().map(str::to_string)),
+                _ => None,
+            }
+        } else {
+            None
+        };
+        Ok::<_, Failure>((peer, model))
+    })?;
+    if !peer.decision().accepted {
+        let reasons = peer.decision().reasons.join("; ");
+        return Err(fail(
+            exit::REJECTED,
+            anyhow!("the agent's evidence is authentic but the policy rejects it ({reasons}); nothing was sent"),
+        ));
+    }
+    if peer.is_simulated() {
+        eprintln!("{}", "!".repeat(78));
+        eprintln!("!!! {}", att::policy::SIMULATED_WARNING);
+        eprintln!("!!! registering a SIMULATED machine (--allow-sim): it proves nothing");
+        eprintln!("{}", "!".repeat(78));
+    }
+    let (measurement, tee) = image_measurement(peer.evidence());
+    Ok(Attested {
+        peer,
+        measurement,
+        tee,
+        model,
+    })
+}
+
+/// The attested facts as JSON fields of a command's output.
+pub(super) fn attested_json(a: &Attested) -> Value {
+    json!({
+        "machine_id": MachineId::of_key(a.peer.spki_der()).to_hex(),
+        "measurement": a.measurement.to_hex(),
+        "tee": a.tee,
+        "simulated": a.peer.is_simulated(),
+        "warning": a.peer.is_simulated().then_some(att::policy::SIMULATED_WARNING),
+    })
+}

@@ -1,0 +1,55 @@
+//! Exit codes for `chrysalis-ton` errors, and how a command's result is
+//! printed (JSON or text, errors included).
+
+use serde_json::{json, Value};
+
+use crate::client::{self, Failure};
+use crate::exit;
+
+/// A failure with exit code `code`.
+pub(super) fn fail(code: i32, error: anyhow::Error) -> Failure {
+    Failure { code, error }
+}
+
+fn ton_code(e: &chrysalis_ton::Error) -> i32 {
+    use chrysalis_ton::Error as E;
+    match e {
+        E::Network { .. }
+        | E::RateLimited { .. }
+        | E::Api { .. }
+        | E::BadResponse { .. }
+        | E::NotConfirmed { .. }
+        | E::GetMethod { .. } => client::CONNECTION,
+        E::KeyFile { .. } | E::Io { .. } => exit::IO,
+        _ => exit::MALFORMED,
+    }
+}
+
+/// A `chrysalis-ton` error as a failure with its exit code.
+pub(super) fn tf(e: chrysalis_ton::Error) -> Failure {
+    fail(ton_code(&e), e.into())
+}
+
+/// Prints `result` (JSON or text) and returns the exit code.
+pub(super) fn report(result: Result<Value, Failure>, json_out: bool) -> i32 {
+    match result {
+        Ok(v) => {
+            // Null: the command printed its own output (dry runs).
+            if json_out && !v.is_null() {
+                println!("{v}");
+            }
+            exit::OK
+        }
+        Err(f) => {
+            if json_out {
+                println!(
+                    "{}",
+                    json!({"ok": false, "error": {"exit_code": f.code, "message": format!("{:#}", f.error)}})
+                );
+            } else {
+                eprintln!("error: {:#}", f.error);
+            }
+            f.code
+        }
+    }
+}
