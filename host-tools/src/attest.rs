@@ -1,5 +1,6 @@
 //! `chrysalis attest …`: show, verify, generate evidence; fetch collateral.
 
+use crate::client::Failure;
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
@@ -452,8 +453,8 @@ fn print_decision(ev: &VerifiedEvidence, d: &att::Decision) {
 
 fn generate(g: GenerateArgs) -> i32 {
     let json_out = g.json;
-    let result = (|| -> anyhow::Result<serde_json::Value> {
-        let rd = parse_report_data(&g.report_data)?;
+    let result = (|| -> Result<serde_json::Value, Failure> {
+        let rd = parse_report_data(&g.report_data).map_err(Failure::io)?;
         let (provider, sim): (
             Box<dyn att::provider::EvidenceProvider>,
             Option<chrysalis_sim::SimProvider>,
@@ -486,12 +487,13 @@ fn generate(g: GenerateArgs) -> i32 {
                 TeeArg::Tdx => Tee::Tdx,
                 TeeArg::Snp => Tee::Snp,
             };
-            anyhow::ensure!(
-                provider.tee() == want,
-                "--tee {want} requested but the {} provider produces {} evidence",
-                provider.name(),
-                provider.tee()
-            );
+            if provider.tee() != want {
+                return Err(Failure::io(anyhow::anyhow!(
+                    "--tee {want} requested but the {} provider produces {} evidence",
+                    provider.name(),
+                    provider.tee()
+                )));
+            }
         }
         let raw = provider.evidence(&rd)?;
         att::fsutil::write_atomic(&g.out, &raw.bytes)?;
@@ -542,17 +544,16 @@ fn generate(g: GenerateArgs) -> i32 {
             }
             exit::OK
         }
-        Err(e) => {
-            let code = e
-                .downcast_ref::<Error>()
-                .map(exit::code_for)
-                .unwrap_or(exit::IO);
+        Err(f) => {
             if json_out {
-                println!("{}", json!({"error": {"message": format!("{e:#}")}}));
+                println!(
+                    "{}",
+                    json!({"error": {"category": f.category.name(), "message": format!("{:#}", f.error)}})
+                );
             } else {
-                eprintln!("error: {e:#}");
+                eprintln!("error: {:#}", f.error);
             }
-            code
+            f.code()
         }
     }
 }

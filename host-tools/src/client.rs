@@ -18,13 +18,12 @@ use http_body_util::BodyExt;
 use serde_json::json;
 
 use att::verifier::{Anchors, Collateral};
-use att::{Identity, Policy, TcbStatus};
+use att::{ErrorCategory, Identity, Policy, TcbStatus};
 use ratls::{RaTlsServerVerifier, VerifiedPeer, VerifierConfig};
 
 use crate::exit;
+pub(crate) use crate::failure::Failure;
 
-/// Exit code when the connection itself fails.
-pub(crate) const CONNECTION: i32 = exit::CONNECTION;
 /// Connect + handshake timeout.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
 
@@ -90,13 +89,9 @@ struct GpuCheck {
 
 impl GpuCheck {
     fn from_args(a: &VerifyArgs) -> Result<Self, Failure> {
-        let gpu_err = |e: chrysalis_gpu::Error| Failure {
-            code: exit::code(e.category()),
-            error: e.into(),
-        };
         let (policy, policy_label, required) = match &a.gpu_policy {
             Some(p) => (
-                chrysalis_gpu::GpuPolicy::from_file(p).map_err(gpu_err)?,
+                chrysalis_gpu::GpuPolicy::from_file(p)?,
                 format!("policy {}", p.display()),
                 true,
             ),
@@ -109,8 +104,7 @@ impl GpuCheck {
         let collateral = chrysalis_gpu::verify::Collateral::from_rim_files(
             &a.gpu_rim,
             chrysalis_gpu::ocsp::OcspClient::new(a.gpu_ocsp_cache.clone(), a.gpu_offline),
-        )
-        .map_err(gpu_err)?;
+        )?;
         Ok(Self {
             policy,
             policy_label,
@@ -128,12 +122,12 @@ impl GpuCheck {
     ) -> Result<Option<chrysalis_gpu::verify::VerifiedGpuSet>, Failure> {
         let (Some(digest), Some(bundle)) = (peer.gpu_evidence_digest(), &fresh.gpu_evidence) else {
             if self.required {
-                return Err(Failure {
-                    code: exit::REJECTED,
-                    error: anyhow!(
+                return Err(Failure::new(
+                    ErrorCategory::Rejected,
+                    anyhow!(
                         "the GPU policy requires GPU evidence, but the node's certificate commits to none"
                     ),
-                });
+                ));
             }
             return Ok(None);
         };
@@ -145,10 +139,7 @@ impl GpuCheck {
             time::OffsetDateTime::now_utc(),
         )
         .map(Some)
-        .map_err(|e| Failure {
-            code: exit::code(e.category()),
-            error: anyhow!("GPU evidence: {e}"),
-        })
+        .map_err(|e| Failure::new(e.category(), anyhow!("GPU evidence: {e}")))
     }
 }
 
@@ -169,20 +160,6 @@ pub struct ChatArgs {
     max_tokens: u32,
 }
 
-/// A failure with the exit code it maps to.
-pub(crate) struct Failure {
-    pub(crate) code: i32,
-    pub(crate) error: anyhow::Error,
-}
-
-impl<E: Into<anyhow::Error>> From<E> for Failure {
-    fn from(e: E) -> Self {
-        let error = e.into();
-        let code = classify(&error);
-        Failure { code, error }
-    }
-}
-
 /// The message for a failure: the RA-TLS error's own words when the chain
 /// holds one (rustls wraps it as `InvalidCertificate(Other(..))`, whose
 /// display is a debug dump), prefixed by the context that led to it.
@@ -193,23 +170,6 @@ fn describe(e: &anyhow::Error) -> String {
         }
     }
     format!("error: {e:#}")
-}
-
-fn classify(e: &anyhow::Error) -> i32 {
-    for cause in e.chain() {
-        if let Some(r) = ratls::Error::find_in(cause) {
-            return exit::code(r.category());
-        }
-        if let Some(a) = cause.downcast_ref::<att::Error>() {
-            return exit::code_for(a);
-        }
-        if cause.downcast_ref::<std::io::Error>().is_some()
-            || cause.downcast_ref::<hyper::Error>().is_some()
-        {
-            return CONNECTION;
-        }
-    }
-    exit::IO
 }
 
 pub(crate) fn verifier_config(p: &PolicyOpts) -> Result<VerifierConfig, Failure> {
@@ -274,10 +234,7 @@ pub(crate) async fn connect(
     url: &str,
     cfg: Arc<VerifierConfig>,
 ) -> Result<(TlsStream, VerifiedPeer), Failure> {
-    let (host, port) = parse_url(url).map_err(|e| Failure {
-        code: exit::MALFORMED,
-        error: e,
-    })?;
+    let (host, port) = parse_url(url).map_err(|e| Failure::new(ErrorCategory::Malformed, e))?;
     let verifier = Arc::new(RaTlsServerVerifier::new(cfg));
     let tls = ratls::client_config_with(
         verifier.clone(),
@@ -287,30 +244,42 @@ pub(crate) async fn connect(
         },
     )?;
     let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let name = rustls::pki_types::ServerName::try_from(host.clone())
-        .map_err(|e| anyhow!("{host}: not a valid server name: {e}"))?;
+    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
+        Failure::new(
+            ErrorCategory::Malformed,
+            anyhow!("{host}: not a valid server name: {e}"),
+        )
+    })?;
     let fut = async {
         let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
             .await
-            .with_context(|| format!("connect to {host}:{port}"))?;
+            .map_err(|e| {
+                Failure::new(
+                    ErrorCategory::Connection,
+                    anyhow::Error::new(e).context(format!("connect to {host}:{port}")),
+                )
+            })?;
         let _ = tcp.set_nodelay(true);
         connector
             .connect(name, tcp)
             .await
-            .map_err(anyhow::Error::from)
+            .map_err(Failure::handshake)
     };
     let stream = match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
         Ok(r) => r?,
         Err(_) => {
-            return Err(Failure {
-                code: CONNECTION,
-                error: anyhow!("{host}:{port}: no TLS handshake within {CONNECT_TIMEOUT:?}"),
-            })
+            return Err(Failure::new(
+                ErrorCategory::Connection,
+                anyhow!("{host}:{port}: no TLS handshake within {CONNECT_TIMEOUT:?}"),
+            ))
         }
     };
-    let peer = verifier
-        .peer()
-        .ok_or_else(|| anyhow!("handshake completed without a verified peer"))?;
+    let peer = verifier.peer().ok_or_else(|| {
+        Failure::new(
+            ErrorCategory::Verification,
+            anyhow!("handshake completed without a verified peer"),
+        )
+    })?;
     Ok((stream, peer))
 }
 
@@ -328,7 +297,9 @@ pub fn run_verify(a: VerifyArgs) -> i32 {
         let cfg = Arc::new(verifier_config(&a.policy)?);
         let gpu = GpuCheck::from_args(&a)?;
         if let Some(path) = &a.cert {
-            let bytes = std::fs::read(path).with_context(|| path.display().to_string())?;
+            let bytes = std::fs::read(path)
+                .with_context(|| path.display().to_string())
+                .map_err(Failure::io)?;
             let der = ratls::cert::certificate_der_from_file_bytes(&bytes)?;
             let now = time::OffsetDateTime::now_utc();
             return Ok((
@@ -337,10 +308,10 @@ pub fn run_verify(a: VerifyArgs) -> i32 {
                 gpu.policy_label,
             ));
         }
-        let url = a.url.as_deref().ok_or_else(|| Failure {
-            code: exit::IO,
-            error: anyhow!("give https://HOST:PORT or --cert FILE"),
-        })?;
+        let url = a
+            .url
+            .as_deref()
+            .ok_or_else(|| Failure::io(anyhow!("give https://HOST:PORT or --cert FILE")))?;
         runtime().block_on(async {
             let (stream, peer) = connect(url, cfg.clone()).await?;
             let fresh = if a.nonce || a.gpu_policy.is_some() {
@@ -364,12 +335,12 @@ pub fn run_verify(a: VerifyArgs) -> i32 {
             if json_out {
                 println!(
                     "{}",
-                    json!({"accepted": false, "error": {"exit_code": f.code, "message": describe(&f.error)}})
+                    json!({"accepted": false, "error": {"exit_code": f.code(), "category": f.category.name(), "message": describe(&f.error)}})
                 );
             } else {
                 eprintln!("{}", describe(&f.error));
             }
-            f.code
+            f.code()
         }
     }
 }
@@ -383,22 +354,20 @@ async fn fresh_check(
     gpu: &GpuCheck,
 ) -> Result<(VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>), Failure> {
     let mut nonce = [0u8; 32];
-    getrandom_fill(&mut nonce)?;
+    getrandom_fill(&mut nonce).map_err(Failure::io)?;
     let (status, body) = http_request(
         stream,
-        hyper::Request::get(format!("/attestation?nonce={}", hex::encode(nonce)))
-            .header("host", "chrysalis")
-            .body(http_body_util::Full::new(hyper::body::Bytes::new()))?,
+        get_request(&format!("/attestation?nonce={}", hex::encode(nonce)))?,
     )
     .await?;
     if status != 200 {
-        return Err(Failure {
-            code: exit::VERIFICATION,
-            error: anyhow!(
+        return Err(Failure::new(
+            ErrorCategory::Verification,
+            anyhow!(
                 "fresh evidence request answered {status}: {}",
                 String::from_utf8_lossy(&body)
             ),
-        });
+        ));
     }
     let fresh = ratls::FreshEvidence::from_json(&String::from_utf8_lossy(&body))?;
     let verified = ratls::verify_fresh(
@@ -421,17 +390,37 @@ fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
         .map_err(|_| anyhow!("no secure random source"))
 }
 
+/// A GET request for `path` with an empty body.
+fn get_request(
+    path: &str,
+) -> Result<hyper::Request<http_body_util::Full<hyper::body::Bytes>>, Failure> {
+    hyper::Request::get(path)
+        .header("host", "chrysalis")
+        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+        .map_err(|e| Failure::new(ErrorCategory::Malformed, e))
+}
+
 /// One HTTP/1.1 request over the verified stream; returns status and body.
+/// Any HTTP failure is a connection failure.
 pub(crate) async fn http_request(
     stream: TlsStream,
     req: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
-) -> anyhow::Result<(u16, Vec<u8>)> {
+) -> Result<(u16, Vec<u8>), Failure> {
+    let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(conn_err)?;
     tokio::spawn(conn);
-    let resp = sender.send_request(req).await?;
+    let resp = sender.send_request(req).await.map_err(conn_err)?;
     let status = resp.status().as_u16();
-    let body = resp.into_body().collect().await?.to_bytes().to_vec();
+    let body = resp
+        .into_body()
+        .collect()
+        .await
+        .map_err(conn_err)?
+        .to_bytes()
+        .to_vec();
     Ok((status, body))
 }
 
@@ -553,7 +542,9 @@ pub fn run_chat(a: ChatArgs) -> i32 {
             Some(m) => m.clone(),
             None => {
                 let mut s = String::new();
-                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                    .context("reading the message from standard input")
+                    .map_err(Failure::io)?;
                 s
             }
         };
@@ -564,7 +555,7 @@ pub fn run_chat(a: ChatArgs) -> i32 {
         Ok(()) => exit::OK,
         Err(f) => {
             eprintln!("{}", describe(&f.error));
-            f.code
+            f.code()
         }
     }
 }
@@ -572,36 +563,42 @@ pub fn run_chat(a: ChatArgs) -> i32 {
 async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result<(), Failure> {
     let (stream, peer) = connect(&a.url, cfg.clone()).await?;
     if !peer.decision().accepted {
-        return Err(Failure {
-            code: exit::REJECTED,
-            error: anyhow!(
+        return Err(Failure::new(
+            ErrorCategory::Rejected,
+            anyhow!(
                 "server rejected by policy: {}",
                 peer.decision().reasons.join("; ")
             ),
-        });
+        ));
     }
     if peer.is_simulated() {
         eprintln!("!!! {} !!!", att::policy::SIMULATED_WARNING);
     }
+    let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
     let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream)).await?;
+        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
+            .await
+            .map_err(conn_err)?;
     tokio::spawn(conn);
     let model = match &a.model {
         Some(m) => m.clone(),
         None => {
             let resp = sender
-                .send_request(
-                    hyper::Request::get("/v1/models")
-                        .header("host", "chrysalis")
-                        .body(http_body_util::Full::new(hyper::body::Bytes::new()))?,
-                )
-                .await?;
-            let body = resp.into_body().collect().await?.to_bytes();
-            let v: serde_json::Value =
-                serde_json::from_slice(&body).context("GET /v1/models: not JSON")?;
+                .send_request(get_request("/v1/models")?)
+                .await
+                .map_err(conn_err)?;
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(conn_err)?
+                .to_bytes();
+            let v: serde_json::Value = serde_json::from_slice(&body)
+                .context("GET /v1/models: not JSON")
+                .map_err(Failure::io)?;
             v["data"][0]["id"]
                 .as_str()
-                .ok_or_else(|| anyhow!("GET /v1/models lists no model; pass --model"))?
+                .ok_or_else(|| Failure::io(anyhow!("GET /v1/models lists no model; pass --model")))?
                 .to_string()
         }
     };
@@ -619,26 +616,25 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
                 .header("accept", "text/event-stream")
                 .body(http_body_util::Full::new(hyper::body::Bytes::from(
                     body.to_string(),
-                )))?,
+                )))
+                .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?,
         )
-        .await?;
+        .await
+        .map_err(conn_err)?;
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
-        let b = body.collect().await?.to_bytes();
-        return Err(Failure {
-            code: exit::IO,
-            error: anyhow!(
-                "POST /v1/chat/completions answered {status}: {}",
-                String::from_utf8_lossy(&b)
-            ),
-        });
+        let b = body.collect().await.map_err(conn_err)?.to_bytes();
+        return Err(Failure::io(anyhow!(
+            "POST /v1/chat/completions answered {status}: {}",
+            String::from_utf8_lossy(&b)
+        )));
     }
     use std::io::Write;
     let mut pending = String::new();
     let mut out = std::io::stdout();
     while let Some(frame) = body.frame().await {
-        let frame = frame?;
+        let frame = frame.map_err(conn_err)?;
         let Some(chunk) = frame.data_ref() else {
             continue;
         };

@@ -324,7 +324,7 @@ pub fn kvm_works(qemu: &str, firmware: &Path) -> bool {
 }
 
 fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
-    let memory_mib = crate::measure::parse_memory(&a.memory)? >> 20;
+    let memory_mib = crate::measure::parse_memory(&a.memory).map_err(|f| f.error)? >> 20;
     if a.vcpus == 0 || memory_mib == 0 {
         bail!("--vcpus and --memory must be positive");
     }

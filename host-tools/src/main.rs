@@ -9,6 +9,7 @@
 mod attest;
 mod client;
 mod exit;
+mod failure;
 mod gpu;
 mod host;
 mod image;

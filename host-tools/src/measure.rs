@@ -3,7 +3,8 @@
 
 use std::path::{Path, PathBuf};
 
-use anyhow::{bail, Context, Result};
+use anyhow::anyhow;
+use chrysalis_attestation as att;
 use chrysalis_measurements as m;
 use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
@@ -11,6 +12,10 @@ use serde_json::json;
 use m::manifest::{Configuration, MeasurementsManifest, SnpExpected, TdxExpected, VmConfig};
 
 use crate::exit;
+use crate::failure::{Failure, IoContext};
+
+/// Results of this module's commands: typed failures until printed.
+type Result<T, E = Failure> = std::result::Result<T, E>;
 
 /// Default QEMU version assumed for TDX (selects the page-add order).
 const DEFAULT_QEMU_VERSION: &str = "9.2.0";
@@ -162,16 +167,9 @@ enum PolicyCommand {
     },
 }
 
-fn report(e: anyhow::Error) -> i32 {
-    eprintln!("error: {e:#}");
-    if e.downcast_ref::<m::Error>().is_some()
-        || e.downcast_ref::<chrysalis_attestation::Error>()
-            .is_some_and(|a| a.category() == chrysalis_attestation::ErrorCategory::Malformed)
-    {
-        exit::MALFORMED
-    } else {
-        exit::IO
-    }
+fn report(f: Failure) -> i32 {
+    eprintln!("error: {:#}", f.error);
+    f.code()
 }
 
 pub fn run(args: MeasureArgs) -> i32 {
@@ -212,13 +210,21 @@ pub fn run(args: MeasureArgs) -> i32 {
 pub fn run_policy(args: PolicyArgs) -> i32 {
     let r = (|| -> Result<()> {
         let PolicyCommand::FromMeasurements { file, out } = args.command;
-        let text = std::fs::read_to_string(&file).with_context(|| file.display().to_string())?;
-        let manifest = MeasurementsManifest::from_json(&text)
-            .map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+        let text = std::fs::read_to_string(&file).io_context(|| file.display().to_string())?;
+        let manifest = MeasurementsManifest::from_json(&text).map_err(|e| {
+            Failure::new(
+                att::ErrorCategory::Malformed,
+                anyhow!("{}: {e}", file.display()),
+            )
+        })?;
         let toml = manifest.to_policy_toml();
         // Never write a policy the verifier would not read back.
-        chrysalis_attestation::Policy::from_toml(&toml)
-            .context("generated policy does not parse")?;
+        chrysalis_attestation::Policy::from_toml(&toml).map_err(|e| {
+            Failure::new(
+                att::ErrorCategory::Io,
+                anyhow!("generated policy does not parse: {e}"),
+            )
+        })?;
         match out {
             Some(p) => chrysalis_attestation::fsutil::write_atomic(&p, toml.as_bytes())?,
             None => print!("{toml}"),
@@ -234,7 +240,7 @@ pub(crate) fn parse_memory(s: &str) -> Result<u64> {
     let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
     let n: u64 = num
         .parse()
-        .with_context(|| format!("--memory {s:?}: expected e.g. 2048, 2G, 64G"))?;
+        .io_context(|| format!("--memory {s:?}: expected e.g. 2048, 2G, 64G"))?;
     let shift = match unit
         .trim()
         .to_ascii_uppercase()
@@ -245,11 +251,15 @@ pub(crate) fn parse_memory(s: &str) -> Result<u64> {
         "K" => 10,
         "G" => 30,
         "T" => 40,
-        other => bail!("--memory {s:?}: unknown unit {other:?} (K, M, G, T)"),
+        other => {
+            return Err(Failure::io(anyhow!(
+                "--memory {s:?}: unknown unit {other:?} (K, M, G, T)"
+            )))
+        }
     };
     n.checked_shl(shift)
         .filter(|b| b >> shift == n)
-        .with_context(|| format!("--memory {s:?} is too large"))
+        .io_context(|| format!("--memory {s:?} is too large"))
 }
 
 fn choose_tee(a: &LaunchArgs) -> TeeArg {
@@ -267,7 +277,7 @@ fn tdx_inputs(a: &LaunchArgs, firmware: &Path) -> Result<m::tdx::TdxInputs> {
     let kernel = a
         .kernel
         .clone()
-        .context("TDX measurement needs --kernel (RTMR1 measures the kernel)")?;
+        .io_context(|| "TDX measurement needs --kernel (RTMR1 measures the kernel)".into())?;
     let vm = m::tdx::VmConfig {
         vcpus: a.vcpus,
         memory_bytes,
@@ -300,7 +310,7 @@ fn snp_input(a: &LaunchArgs, firmware: &Path) -> Result<m::snp::SnpMeasureInput>
             .or_else(|| g.strip_prefix("0X"))
             .unwrap_or(g);
         input.guest_features = u64::from_str_radix(g, 16)
-            .with_context(|| format!("--guest-features {g:?}: expected hex, e.g. 0x1"))?;
+            .io_context(|| format!("--guest-features {g:?}: expected hex, e.g. 0x1"))?;
     }
     if let Some(v) = &a.vmm {
         input.vmm = v.parse()?;
@@ -309,10 +319,9 @@ fn snp_input(a: &LaunchArgs, firmware: &Path) -> Result<m::snp::SnpMeasureInput>
 }
 
 fn launch(a: &LaunchArgs) -> Result<()> {
-    let firmware = a
-        .firmware
-        .clone()
-        .context("--firmware is required (or use a subcommand: image, replay, verity)")?;
+    let firmware = a.firmware.clone().io_context(|| {
+        "--firmware is required (or use a subcommand: image, replay, verity)".into()
+    })?;
     match choose_tee(a) {
         TeeArg::Snp => {
             let r = m::snp::snp_measure(&snp_input(a, &firmware)?)?;
@@ -383,7 +392,7 @@ fn replay(eventlog: &Path, quote: Option<&Path>, launch: &LaunchArgs) -> Result<
     if let Some(q) = quote {
         let d = chrysalis_attestation::verifier::read_evidence(q)?;
         let chrysalis_attestation::Evidence::Tdx(tq) = &d.evidence else {
-            bail!("{}: not a TDX quote", q.display());
+            return Err(Failure::io(anyhow!("{}: not a TDX quote", q.display())));
         };
         let quoted = tq.td_report().rtmr;
         let matches: Vec<bool> = (0..4).map(|i| quoted[i] == rtmrs[i]).collect();
@@ -420,7 +429,7 @@ fn replay(eventlog: &Path, quote: Option<&Path>, launch: &LaunchArgs) -> Result<
         }
     }
     if !ok {
-        bail!("event log does not match");
+        return Err(Failure::io(anyhow!("event log does not match")));
     }
     Ok(())
 }
@@ -458,12 +467,16 @@ fn parse_vm(spec: &str) -> Result<(u32, u64, u32)> {
     let (v, mem, g) = match parts.as_slice() {
         [v, mem] => (*v, *mem, "0"),
         [v, mem, g] => (*v, *mem, *g),
-        _ => bail!("--vm {spec:?}: expected VCPUS:MEMORY[:GPUS], e.g. 8:64G:1"),
+        _ => {
+            return Err(Failure::io(anyhow!(
+                "--vm {spec:?}: expected VCPUS:MEMORY[:GPUS], e.g. 8:64G:1"
+            )))
+        }
     };
     Ok((
-        v.parse().with_context(|| format!("--vm {spec:?}: vCPUs"))?,
+        v.parse().io_context(|| format!("--vm {spec:?}: vCPUs"))?,
         parse_memory(mem)?,
-        g.parse().with_context(|| format!("--vm {spec:?}: GPUs"))?,
+        g.parse().io_context(|| format!("--vm {spec:?}: GPUs"))?,
     ))
 }
 
@@ -479,16 +492,16 @@ pub(crate) fn image(
     let fw_tdx = file("firmware-tdx.fd");
     let fw_snp = file("firmware-snp.fd");
     if fw_tdx.is_none() && fw_snp.is_none() {
-        bail!(
+        return Err(Failure::io(anyhow!(
             "{}: no firmware-tdx.fd or firmware-snp.fd: not an image directory",
             dir.display()
-        );
+        )));
     }
-    let kernel = file("vmlinuz").with_context(|| format!("{}: vmlinuz missing", dir.display()))?;
+    let kernel = file("vmlinuz").io_context(|| format!("{}: vmlinuz missing", dir.display()))?;
     let initrd = file("initrd");
     let cmdline = match file("cmdline") {
         Some(p) => std::fs::read_to_string(&p)
-            .with_context(|| p.display().to_string())?
+            .io_context(|| p.display().to_string())?
             .trim_end_matches('\n')
             .to_string(),
         None => String::new(),
@@ -511,7 +524,10 @@ pub(crate) fn image(
     let verity_root_hash = match file("rootfs.img") {
         Some(root) => {
             let salt = match file("verity-salt") {
-                Some(p) => std::fs::read_to_string(&p)?.trim().to_string(),
+                Some(p) => std::fs::read_to_string(&p)
+                    .io_context(|| p.display().to_string())?
+                    .trim()
+                    .to_string(),
                 None => String::new(),
             };
             let params = m::verity::VerityParams::default().with_salt_hex(&salt)?;

@@ -319,7 +319,8 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
             &i.options.qemu_version,
             Some(release.to_string()),
             false,
-        )?;
+        )
+        .map_err(|f| f.error)?;
     } else {
         eprintln!("warning: no firmware (firmware-tdx.fd / firmware-snp.fd): measurements.json lists artifacts, root hash and cmdline but NO measured configurations");
         let mut artifacts = BTreeMap::new();

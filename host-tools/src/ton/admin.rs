@@ -2,6 +2,7 @@
 //! `disallow-measurement`.
 
 use anyhow::{anyhow, Context};
+use chrysalis_attestation::ErrorCategory;
 use chrysalis_ton::coins::NANOTONS_PER_TON;
 use chrysalis_ton::registry::{self, ImageMeasurement, Label, RegistryMessage, TeeType};
 use serde_json::{json, Value};
@@ -11,17 +12,22 @@ use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
 use super::outcome::{fail, tf};
 use super::send::{check_outcome, expiry, prepare};
 use crate::client::Failure;
-use crate::exit;
 
 /// `chrysalis ton deploy-registry`.
 pub(super) fn deploy(d: DeployArgs) -> Result<Value, Failure> {
     let wallet = load_wallet(&d.wallet)?;
-    let text = std::fs::read_to_string(&d.code).with_context(|| d.code.display().to_string())?;
-    let j: Value = serde_json::from_str(&text)
-        .map_err(|e| fail(exit::MALFORMED, anyhow!("{}: {e}", d.code.display())))?;
+    let text = std::fs::read_to_string(&d.code)
+        .with_context(|| d.code.display().to_string())
+        .map_err(Failure::io)?;
+    let j: Value = serde_json::from_str(&text).map_err(|e| {
+        fail(
+            ErrorCategory::Malformed,
+            anyhow!("{}: {e}", d.code.display()),
+        )
+    })?;
     let b64 = j["codeBoc64"].as_str().ok_or_else(|| {
         fail(
-            exit::MALFORMED,
+            ErrorCategory::Malformed,
             anyhow!(
                 "{}: no codeBoc64 (the output of contract/compile.js)",
                 d.code.display()
@@ -30,7 +36,12 @@ pub(super) fn deploy(d: DeployArgs) -> Result<Value, Failure> {
     })?;
     let code = tonlib_core::cell::BagOfCells::parse_base64(b64)
         .and_then(|b| b.single_root())
-        .map_err(|e| fail(exit::MALFORMED, anyhow!("{}: {e}", d.code.display())))?;
+        .map_err(|e| {
+            fail(
+                ErrorCategory::Malformed,
+                anyhow!("{}: {e}", d.code.display()),
+            )
+        })?;
     let code = (*code).clone();
     let min_stake = parse_coins("min-stake", &d.min_stake)?.nanotons();
     let data = registry::initial_data(wallet.address(), min_stake, d.unstake_delay).map_err(tf)?;
@@ -71,9 +82,11 @@ pub(super) fn deploy(d: DeployArgs) -> Result<Value, Failure> {
 pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
     let wallet = load_wallet(&a.send.wallet)?;
     let registry_addr = parse_addr(&a.send.registry)?;
-    let bad = |e: String| fail(exit::MALFORMED, anyhow!(e));
+    let bad = |e: String| fail(ErrorCategory::Malformed, anyhow!(e));
     let (measurement, tee, release) = if let Some(path) = &a.measurements {
-        let text = std::fs::read_to_string(path).with_context(|| path.display().to_string())?;
+        let text = std::fs::read_to_string(path)
+            .with_context(|| path.display().to_string())
+            .map_err(Failure::io)?;
         let m = chrysalis_measurements::manifest::MeasurementsManifest::from_json(&text)
             .map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let cfg = match (&a.config, m.configurations.len()) {
@@ -139,11 +152,12 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
     } else {
         let hexm = a.measurement.as_deref().ok_or_else(|| {
             fail(
-                exit::IO,
+                ErrorCategory::Io,
                 anyhow!("give --measurements FILE or --measurement HEX --tee tdx|snp"),
             )
         })?;
-        let meas = ImageMeasurement::from_hex(hexm).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+        let meas = ImageMeasurement::from_hex(hexm)
+            .map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
         let tee = if a.tee.as_deref() == Some("snp") {
             TeeType::Snp
         } else {
@@ -155,7 +169,8 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
             a.release.clone().unwrap_or_else(|| "unnamed".into()),
         )
     };
-    let release = Label::parse("release", &release).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let release =
+        Label::parse("release", &release).map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
     let vu = expiry(a.send.valid_until);
     let msg = RegistryMessage::AddMeasurement {
         query_id: u64::from(vu),
@@ -204,8 +219,8 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
 pub(super) fn disallow(d: DisallowArgs) -> Result<Value, Failure> {
     let wallet = load_wallet(&d.send.wallet)?;
     let registry_addr = parse_addr(&d.send.registry)?;
-    let measurement =
-        ImageMeasurement::from_hex(&d.measurement).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let measurement = ImageMeasurement::from_hex(&d.measurement)
+        .map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
     let vu = expiry(d.send.valid_until);
     let msg = RegistryMessage::RemoveMeasurement {
         query_id: u64::from(vu),

@@ -2,6 +2,7 @@
 //! the policy: what `register`, `update` and `list --verify` put on or
 //! compare with the chain.
 
+use chrysalis_attestation::ErrorCategory;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,7 +13,6 @@ use serde_json::{json, Value};
 
 use super::outcome::fail;
 use crate::client::{self, Failure, PolicyOpts};
-use crate::exit;
 
 /// What `register`/`update`/`list --verify` learned from a verified agent.
 pub(super) struct Attested {
@@ -46,7 +46,7 @@ pub(super) fn attest(
             let req = hyper::Request::get("/v1/models")
                 .header("host", "chrysalis")
                 .body(http_body_util::Full::new(hyper::body::Bytes::new()))
-                .map_err(anyhow::Error::from)?;
+                .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?;
             match tokio::time::timeout(Duration::from_secs(10), client::http_request(stream, req))
                 .await
             {
@@ -63,7 +63,7 @@ pub(super) fn attest(
     if !peer.decision().accepted {
         let reasons = peer.decision().reasons.join("; ");
         return Err(fail(
-            exit::REJECTED,
+            ErrorCategory::Rejected,
             anyhow!("the agent's evidence is authentic but the policy rejects it ({reasons}); nothing was sent"),
         ));
     }

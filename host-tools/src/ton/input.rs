@@ -1,5 +1,6 @@
 //! Reading command-line values: TON amounts, addresses, key files.
 
+use chrysalis_attestation::ErrorCategory;
 use std::path::Path;
 
 use anyhow::anyhow;
@@ -8,13 +9,12 @@ use chrysalis_ton::{Coins, TonAddress};
 
 use super::outcome::{fail, tf};
 use crate::client::Failure;
-use crate::exit;
 
 /// `--FIELD` as decimal TON ("1.5"); exit 2 when it is not one.
 pub(super) fn parse_coins(field: &str, s: &str) -> Result<Coins, Failure> {
     s.parse::<Coins>().map_err(|_| {
         fail(
-            exit::MALFORMED,
+            ErrorCategory::Malformed,
             anyhow!("--{field} {s:?}: expected TON like 10 or 0.5"),
         )
     })
@@ -23,7 +23,7 @@ pub(super) fn parse_coins(field: &str, s: &str) -> Result<Coins, Failure> {
 /// A TON address in any form `tonlib-core` reads; exit 2 otherwise.
 pub(super) fn parse_addr(s: &str) -> Result<TonAddress, Failure> {
     s.parse::<TonAddress>()
-        .map_err(|e| fail(exit::MALFORMED, anyhow!("address {s:?}: {e}")))
+        .map_err(|e| fail(ErrorCategory::Malformed, anyhow!("address {s:?}: {e}")))
 }
 
 /// The operator wallet of a key file.

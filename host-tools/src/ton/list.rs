@@ -2,6 +2,7 @@
 //! against their agents' evidence.
 
 use anyhow::anyhow;
+use chrysalis_attestation::ErrorCategory;
 use chrysalis_ton::api::StackValue;
 use chrysalis_ton::registry::Machine;
 use chrysalis_ton::Coins;
@@ -11,7 +12,6 @@ use super::args::ListArgs;
 use super::attested::attest;
 use super::input::{addr_text, parse_addr};
 use super::outcome::{fail, report, tf};
-use crate::exit;
 
 /// `chrysalis ton list`, with the exit code.
 pub(super) fn list(l: ListArgs) -> i32 {
@@ -85,7 +85,7 @@ pub(super) fn list(l: ListArgs) -> i32 {
                 );
             }
             return Err(fail(
-                exit::REJECTED,
+                ErrorCategory::Rejected,
                 anyhow!("some machines did not verify"),
             ));
         }

@@ -2,6 +2,7 @@
 //! `heartbeat`, `unregister`, `withdraw`.
 
 use anyhow::anyhow;
+use chrysalis_attestation::ErrorCategory;
 use chrysalis_ton::api::{StackArg, StackValue, TonApi};
 use chrysalis_ton::registry::{
     self, Endpoint, Label, Machine, MachineId, Register, RegistryMessage,
@@ -15,7 +16,6 @@ use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
 use super::outcome::{fail, report, tf};
 use super::send::{check_outcome, expiry, prepare};
 use crate::client::Failure;
-use crate::exit;
 
 fn endpoint_of(agent: &str, given: Option<&str>) -> Result<Endpoint, Failure> {
     let text = match given {
@@ -26,7 +26,7 @@ fn endpoint_of(agent: &str, given: Option<&str>) -> Result<Endpoint, Failure> {
             .unwrap_or(agent)
             .to_string(),
     };
-    Endpoint::parse(&text).map_err(|e| fail(exit::MALFORMED, e.into()))
+    Endpoint::parse(&text).map_err(|e| fail(ErrorCategory::Malformed, e.into()))
 }
 
 /// `chrysalis ton register`.
@@ -38,7 +38,7 @@ pub(super) fn register(r: RegisterArgs) -> Result<Value, Failure> {
     let price = parse_coins("price", &r.price)?.nanotons();
     let stake = parse_coins("stake", &r.stake)?.nanotons();
     if let Some(m) = &r.model {
-        Label::parse("model", m).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+        Label::parse("model", m).map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
     }
     let a = attest(&r.agent, &r.policy, r.model.is_none())?;
     let model_text = match (&r.model, &a.model) {
@@ -49,12 +49,13 @@ pub(super) fn register(r: RegisterArgs) -> Result<Value, Failure> {
             "unspecified".into()
         }
     };
-    let model = Label::parse("model", &model_text).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let model =
+        Label::parse("model", &model_text).map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
     let id = MachineId::of_key(a.peer.spki_der());
     if !r.send.dry_run {
         check_min_stake(&r.send.api, &registry_addr, stake)?;
         if get_machine(&r.send.api.client(), &registry_addr, id)?.is_some() {
-            return Err(fail(exit::REJECTED, anyhow!("machine {} (this agent's key) is already registered (already_registered); use `chrysalis ton update`; nothing was sent", id.to_hex())));
+            return Err(fail(ErrorCategory::Rejected, anyhow!("machine {} (this agent's key) is already registered (already_registered); use `chrysalis ton update`; nothing was sent", id.to_hex())));
         }
     }
     let vu = expiry(r.send.valid_until);
@@ -97,7 +98,7 @@ pub(super) fn register(r: RegisterArgs) -> Result<Value, Failure> {
     check_outcome(&outcome)?;
     // Confirm from the chain that the attested key and measurement are there.
     let m = get_machine(&r.send.api.client(), &registry_addr, id)?.ok_or_else(|| {
-        fail(exit::REJECTED, anyhow!("the transaction landed but machine {} is not in the registry: the registry refused it (measurement not allowed, stake too low, or already registered); the stake bounced back", id.to_hex()))
+        fail(ErrorCategory::Rejected, anyhow!("the transaction landed but machine {} is not in the registry: the registry refused it (measurement not allowed, stake too low, or already registered); the stake bounced back", id.to_hex()))
     })?;
     let sent_matches = m.operator == *p.wallet.address()
         && m.endpoint == endpoint.as_str()
@@ -106,7 +107,7 @@ pub(super) fn register(r: RegisterArgs) -> Result<Value, Failure> {
         && m.stake == stake;
     if !sent_matches {
         return Err(fail(
-            exit::REJECTED,
+            ErrorCategory::Rejected,
             anyhow!(
                 "machine {} on chain is not the registration just sent: the registry refused it",
                 id.to_hex()
@@ -115,7 +116,7 @@ pub(super) fn register(r: RegisterArgs) -> Result<Value, Failure> {
     }
     if m.measurement != a.measurement || m.public_key != a.peer.spki_der() {
         return Err(fail(
-            exit::VERIFICATION,
+            ErrorCategory::Verification,
             anyhow!(
                 "machine {} on chain does not hold the attested key and measurement",
                 id.to_hex()
@@ -150,7 +151,7 @@ fn check_min_stake(api: &ApiOpts, registry_addr: &TonAddress, stake: u64) -> Res
     if let Some(min) = cfg.get(1).and_then(StackValue::as_i64) {
         if (stake as i128) < min as i128 {
             return Err(fail(
-                exit::REJECTED,
+                ErrorCategory::Rejected,
                 anyhow!(
                     "--stake {} TON is below the registry's minimum {} TON; nothing was sent",
                     Coins::from_nanotons(stake),
@@ -184,7 +185,7 @@ fn get_machine(
 pub(super) fn update(u: UpdateArgs) -> Result<Value, Failure> {
     let wallet = load_wallet(&u.send.wallet)?;
     let registry_addr = parse_addr(&u.send.registry)?;
-    let id = MachineId::from_hex(&u.id).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let id = MachineId::from_hex(&u.id).map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
     let endpoint = endpoint_of(&u.agent, u.endpoint.as_deref())?;
     let price = parse_coins("price", &u.price)?.nanotons();
     let a = attest(&u.agent, &u.policy, u.model.is_none())?;
@@ -193,7 +194,8 @@ pub(super) fn update(u: UpdateArgs) -> Result<Value, Failure> {
         .clone()
         .or(a.model.clone())
         .unwrap_or_else(|| "unspecified".into());
-    let model = Label::parse("model", &model_text).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+    let model =
+        Label::parse("model", &model_text).map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
     let vu = expiry(u.send.valid_until);
     let msg = RegistryMessage::Update(chrysalis_ton::registry::Update {
         query_id: u64::from(vu),
@@ -241,7 +243,8 @@ pub(super) fn machine_op(m: MachineArgs, what: &str) -> i32 {
     let r = (|| {
         let wallet = load_wallet(&m.send.wallet)?;
         let registry_addr = parse_addr(&m.send.registry)?;
-        let id = MachineId::from_hex(&m.id).map_err(|e| fail(exit::MALFORMED, e.into()))?;
+        let id =
+            MachineId::from_hex(&m.id).map_err(|e| fail(ErrorCategory::Malformed, e.into()))?;
         let vu = expiry(m.send.valid_until);
         let q = u64::from(vu);
         let msg = match what {

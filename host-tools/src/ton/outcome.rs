@@ -1,17 +1,18 @@
-//! Exit codes for `chrysalis-ton` errors, and how a command's result is
+//! Categories of `chrysalis-ton` errors, and how a command's result is
 //! printed (JSON or text, errors included).
 
+use chrysalis_attestation::ErrorCategory;
 use serde_json::{json, Value};
 
-use crate::client::{self, Failure};
+use crate::client::Failure;
 use crate::exit;
 
-/// A failure with exit code `code`.
-pub(super) fn fail(code: i32, error: anyhow::Error) -> Failure {
-    Failure { code, error }
+/// A failure of the given category.
+pub(super) fn fail(category: ErrorCategory, error: anyhow::Error) -> Failure {
+    Failure::new(category, error)
 }
 
-fn ton_code(e: &chrysalis_ton::Error) -> i32 {
+fn ton_category(e: &chrysalis_ton::Error) -> ErrorCategory {
     use chrysalis_ton::Error as E;
     match e {
         E::Network { .. }
@@ -19,15 +20,15 @@ fn ton_code(e: &chrysalis_ton::Error) -> i32 {
         | E::Api { .. }
         | E::BadResponse { .. }
         | E::NotConfirmed { .. }
-        | E::GetMethod { .. } => client::CONNECTION,
-        E::KeyFile { .. } | E::Io { .. } => exit::IO,
-        _ => exit::MALFORMED,
+        | E::GetMethod { .. } => ErrorCategory::Connection,
+        E::KeyFile { .. } | E::Io { .. } => ErrorCategory::Io,
+        _ => ErrorCategory::Malformed,
     }
 }
 
 /// A `chrysalis-ton` error as a failure with its exit code.
 pub(super) fn tf(e: chrysalis_ton::Error) -> Failure {
-    fail(ton_code(&e), e.into())
+    fail(ton_category(&e), e.into())
 }
 
 /// Prints `result` (JSON or text) and returns the exit code.
@@ -44,12 +45,12 @@ pub(super) fn report(result: Result<Value, Failure>, json_out: bool) -> i32 {
             if json_out {
                 println!(
                     "{}",
-                    json!({"ok": false, "error": {"exit_code": f.code, "message": format!("{:#}", f.error)}})
+                    json!({"ok": false, "error": {"exit_code": f.code(), "message": format!("{:#}", f.error)}})
                 );
             } else {
                 eprintln!("error: {:#}", f.error);
             }
-            f.code
+            f.code()
         }
     }
 }

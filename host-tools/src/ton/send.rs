@@ -1,6 +1,7 @@
 //! Signing a message to the registry, and printing it (dry run) or sending
 //! it and waiting for its transaction and the registry's exit code.
 
+use chrysalis_attestation::ErrorCategory;
 use std::time::Duration;
 
 use anyhow::anyhow;
@@ -14,7 +15,6 @@ use super::args::ApiOpts;
 use super::input::addr_text;
 use super::outcome::{fail, tf};
 use crate::client::Failure;
-use crate::exit;
 
 fn now_unix() -> u64 {
     std::time::SystemTime::now()
@@ -153,7 +153,7 @@ fn refused(code: i64) -> Failure {
         .map(|(n, m)| format!("{n}: {m}"))
         .unwrap_or_else(|| "not a registry exit code (see README)".into());
     fail(
-        exit::REJECTED,
+        ErrorCategory::Rejected,
         anyhow!("the registry refused the message with exit code {code} ({what}); the value bounced back to your wallet minus fees"),
     )
 }

@@ -41,12 +41,14 @@ pub(super) fn run(w: WalletCommand) -> i32 {
             (|| {
                 let kind: WalletKind = wallet_version.parse().map_err(tf)?;
                 let text = match &mnemonic_file {
-                    Some(p) => {
-                        std::fs::read_to_string(p).with_context(|| p.display().to_string())?
-                    }
+                    Some(p) => std::fs::read_to_string(p)
+                        .with_context(|| p.display().to_string())
+                        .map_err(Failure::io)?,
                     None => {
                         let mut s = String::new();
-                        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)?;
+                        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
+                            .context("reading standard input")
+                            .map_err(Failure::io)?;
                         s
                     }
                 };
