@@ -182,4 +182,3 @@ async fn attestation(
         ),
     }
 }
-

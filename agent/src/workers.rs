@@ -122,4 +122,3 @@ impl Drop for Workers {
         self.stop.send_replace(true);
     }
 }
-

@@ -11,7 +11,6 @@ use super::values::{parse_addr, parse_duration, parse_tee};
 use crate::error::{Error, Result};
 
 impl Config {
-
     /// Applies a parsed configuration file on top of `self`.
     pub fn apply_file(&mut self, f: FileConfig) -> Result<()> {
         if let Some(p) = f.provider {
@@ -113,7 +112,6 @@ impl Config {
         }
         Ok(())
     }
-}
 }
 
 fn set<T>(slot: &mut T, v: Option<T>) {

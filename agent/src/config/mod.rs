@@ -25,6 +25,4 @@ pub use settings::{
     DEFAULT_UPSTREAM,
 };
 pub use upstream::Upstream;
-pub use values::{
-    format_duration, parse_addr, parse_duration, parse_tee, LogFormat, ProviderKind,
-};
+pub use values::{format_duration, parse_addr, parse_duration, parse_tee, LogFormat, ProviderKind};

@@ -5,7 +5,6 @@ use super::values::format_duration;
 use crate::error::{Error, Result};
 
 impl Config {
-
     /// Checks the rules that span several fields.
     pub fn validate(&self) -> Result<()> {
         if !self.metrics_listen.ip().is_loopback() && !self.allow_remote_metrics {
