@@ -10,8 +10,11 @@
 //! 4. [`respond`]: the engine's response head passed on and its body
 //!    streamed through ([`ProxyBody`]), never buffered.
 //!
-//! Each step answers a failure with its OpenAI-shaped error; nothing of a
-//! request or response body reaches a log line or a metric label.
+//! Each step answers a failure with its OpenAI-shaped error, sent with
+//! [`early_answer`] when the request body was not read to its end (so it
+//! reaches the client on both protocols); nothing of a request or response
+//! body reaches a log line or a metric label. The query string is not
+//! forwarded: the OpenAI API defines none on these routes.
 
 use std::pin::Pin;
 use std::time::Instant;
@@ -26,7 +29,7 @@ use hyper::body::Incoming;
 use tokio::time::Sleep;
 
 use crate::api_error::ApiError;
-use crate::body::{AgentBody, ProxyBody, Tracker};
+use crate::body::{early_answer, AgentBody, ConnActivity, ProxyBody, Tracker};
 use crate::config::Limits;
 use crate::metrics::UpstreamErrorKind;
 use crate::readiness::{Input, InputState};
@@ -46,18 +49,21 @@ pub async fn forward(
     mut tracker: Tracker,
     req: Request<Incoming>,
     start: Instant,
+    conn: &ConnActivity,
 ) -> Response<AgentBody> {
     if let Err(e) = admit(shared, &mut tracker) {
-        return fail(tracker, e);
+        return early_answer(tracker, e, req.into_body(), conn);
     }
     let limits = &shared.limits;
     let deadline = tokio::time::Instant::from_std(start) + limits.request_timeout;
     let mut timer: Timer = Box::pin(tokio::time::sleep_until(deadline));
-    let (parts, body) = req.into_parts();
-    let body = match read_body(limits, &parts, body, &mut timer).await {
+    let (parts, mut incoming) = req.into_parts();
+    let body = match read_body(limits, &parts, &mut incoming, &mut timer).await {
         Ok(b) => b,
-        Err(e) => return fail(tracker, e),
+        // The unread rest of the body stays until the answer is out.
+        Err(e) => return early_answer(tracker, e, incoming, conn),
     };
+    drop(incoming);
     let (resp, conn) = match send(shared, parts, body, &mut timer).await {
         Ok(x) => x,
         Err(e) => return fail(tracker, e),
@@ -95,7 +101,7 @@ fn admit(shared: &Shared, tracker: &mut Tracker) -> Result<(), ApiError> {
 async fn read_body(
     limits: &Limits,
     parts: &Parts,
-    body: Incoming,
+    body: &mut Incoming,
     timer: &mut Timer,
 ) -> Result<Bytes, ApiError> {
     if let Some(len) = parts
@@ -160,11 +166,15 @@ async fn send(
     body: Bytes,
     timer: &mut Timer,
 ) -> Result<(Response<Incoming>, Pooled), ApiError> {
-    let pq = parts
-        .uri
-        .path_and_query()
-        .cloned()
-        .unwrap_or_else(|| PathAndQuery::from_static("/"));
+    // The OpenAI API defines no query parameters on the forwarded routes:
+    // a query string is not passed on (its path is, unchanged).
+    let pq = match parts.uri.path_and_query() {
+        Some(pq) if pq.query().is_none() => pq.clone(),
+        Some(pq) => {
+            PathAndQuery::try_from(pq.path()).unwrap_or_else(|_| PathAndQuery::from_static("/"))
+        }
+        None => PathAndQuery::from_static("/"),
+    };
     strip_hop_by_hop(&mut parts.headers);
     // The body is complete: its length is re-derived, and a 100-continue
     // expectation was already met towards the client.

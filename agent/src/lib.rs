@@ -12,7 +12,9 @@
 //!   events chunk by chunk and cancelling the engine's work when a client
 //!   goes away ([`forward`], [`body`]);
 //! * answers `GET /attestation?nonce=HEX` with fresh evidence bound to the
-//!   nonce and to the connection's certificate key;
+//!   nonce and to the connection's certificate key, and
+//!   `/attestation/batch?nonce=HEX` and `/attestation/latest` with one quote
+//!   per window for every client ([`fresh`], [`attestation`]);
 //! * enforces limits with OpenAI-shaped JSON errors ([`api_error`]);
 //! * exposes `/healthz`, `/readyz` ([`readiness`]) and Prometheus metrics
 //!   ([`metrics`]) on a loopback-only listener;
@@ -27,8 +29,9 @@
 //!   connections, connection limits, idle timeouts and draining; it hands
 //!   each connection to a [`workers`] thread and each request to
 //!   [`service`];
-//! * [`service`]: one request — routing ([`route`]) to the attestation,
-//!   health and readiness endpoints, or to [`forward`];
+//! * [`service`]: one request — routing ([`route`]) to [`attestation`]
+//!   (fresh evidence, windows of [`fresh`]), health and readiness, or to
+//!   [`forward`];
 //! * [`forward`]: admit, read the body, send to the engine, respond; the
 //!   engine's connections live in [`upstream`], response bodies in
 //!   [`body`] (with token counting by [`usage`]);
@@ -39,7 +42,8 @@
 //! * [`h1_errors`]: HTTP/1.1 head errors answered as JSON;
 //! * [`config`]: typed, validated configuration (defaults, TOML file,
 //!   cross-field rules); [`cli`]: the command line merged over it;
-//! * [`identity`]: RA-TLS identities and their renewal; [`gpu`]: the boot
+//! * [`identity`]: RA-TLS identities and their renewal;
+//!   [`quote_latency`]: `--sim-quote-latency`; [`gpu`]: the boot
 //!   GPU check; [`runtime_config`], [`model_volume`]: the host-supplied
 //!   configuration and the model volume it names;
 //! * [`engine`]: the engine probe and supervisor; [`readiness`],
@@ -52,17 +56,20 @@
 #![warn(missing_docs)]
 
 pub mod api_error;
+pub mod attestation;
 pub mod body;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
 pub mod forward;
+pub mod fresh;
 pub mod gpu;
 pub mod h1_errors;
 pub mod identity;
 pub mod metrics;
 pub mod model_volume;
+pub mod quote_latency;
 pub mod readiness;
 pub mod route;
 pub mod runtime_config;
@@ -195,6 +202,11 @@ impl Agent {
                 id
             }
         };
+        // The first evidence window is quoted now, before clients ask for
+        // `/attestation/latest` (see [`fresh`]).
+        if let Some(source) = &first.attestation {
+            shared.fresh.batcher(source);
+        }
         let identities = Arc::new(IdentityStore::new(first));
         if let IdentitySource::RaTls(m) = identity {
             tasks.push(tokio::spawn(identity::renewal_loop(

@@ -35,10 +35,7 @@ pub enum Phase {
 /// Binds a listening socket with a deep accept backlog (bursts of
 /// thousands of connections must not be refused by the kernel).
 pub fn bind(addr: SocketAddr) -> Result<TcpListener> {
-    let err = |e: std::io::Error| Error::Io {
-        what: format!("listening on {addr}"),
-        source: e,
-    };
+    let err = |e: std::io::Error| Error::listen(addr, &e);
     let socket = if addr.is_ipv4() {
         TcpSocket::new_v4()
     } else {
@@ -325,7 +322,7 @@ async fn https_connection(
             .max_header_size(limits.max_header_bytes)
             .max_headers(limits.max_headers)
             .max_buf_size(limits.max_header_bytes + 1);
-        let io = RewriteParseErrors::new(tls, limits.max_header_bytes);
+        let io = RewriteParseErrors::new(tls, limits.max_header_bytes).with_activity(activity);
         let conn = b.serve_connection(TokioIo::new(io), svc);
         drive(conn, phase, None, |c| c.graceful_shutdown()).await;
     }

@@ -1,5 +1,8 @@
-//! Request handling: routing to the attestation, health and readiness
-//! endpoints, and to [`crate::forward`] for the engine's API.
+//! Request handling: routing to the attestation ([`crate::attestation`]),
+//! health and readiness endpoints, and to [`crate::forward`] for the
+//! engine's API. Early refusals (404, 405, 400 for a bad model id) go out
+//! with [`early_answer`], so that they reach the client on HTTP/2 and
+//! HTTP/1.1 even while it is still sending a body.
 //!
 //! Request bodies are read completely (bounded by `max_body_bytes`) before
 //! they are forwarded, so an oversized body is answered with 413 and never
@@ -16,10 +19,12 @@ use http::{Request, Response, StatusCode};
 use hyper::body::Incoming;
 
 use crate::api_error::ApiError;
-use crate::body::{AgentBody, ConnActivity, Tracker};
+use crate::attestation::attestation;
+use crate::body::{early_answer, AgentBody, ConnActivity, Tracker};
 use crate::forward::forward;
 use crate::identity::ServedIdentity;
 use crate::readiness::Readiness;
+use crate::route::check_models_path;
 pub use crate::route::Route;
 pub use crate::shared::Shared;
 
@@ -63,21 +68,28 @@ pub async fn handle(
         start,
         conn.activity.begin(),
     );
+    let activity = &conn.activity;
     if route == Route::Other || route == Route::Metrics {
         let e = ApiError::not_found(req.uri().path().len());
-        return Ok(error_response(tracker, e));
+        return Ok(early_answer(tracker, e, req.into_body(), activity));
     }
     if !route.accepts(req.method()) {
-        return Ok(error_response(
-            tracker,
-            ApiError::method_not_allowed(route.allowed()),
-        ));
+        let e = ApiError::method_not_allowed(route.allowed());
+        return Ok(early_answer(tracker, e, req.into_body(), activity));
+    }
+    if route == Route::Models {
+        if let Err(why) = check_models_path(req.uri().path()) {
+            let e = ApiError::invalid_model_id(why);
+            return Ok(early_answer(tracker, e, req.into_body(), activity));
+        }
     }
     Ok(match route {
         Route::Healthz => health(tracker),
         Route::Readyz => ready(tracker, &shared.readiness),
-        Route::Attestation => attestation(&shared, &conn, tracker, &req).await,
-        _ => forward(&shared, route, tracker, req, start).await,
+        Route::Attestation => {
+            attestation(&shared, conn.identity.as_ref(), activity, tracker, req).await
+        }
+        _ => forward(&shared, route, tracker, req, start, activity).await,
     })
 }
 
@@ -137,48 +149,4 @@ fn ready(tracker: Tracker, readiness: &Readiness) -> Response<AgentBody> {
     tracker.complete(status.as_u16());
     let body = serde_json::to_string(&report).unwrap_or_default();
     json_response(status, body)
-}
-
-async fn attestation(
-    shared: &Shared,
-    conn: &ConnCtx,
-    mut tracker: Tracker,
-    req: &Request<Incoming>,
-) -> Response<AgentBody> {
-    let nonce = match chrysalis_ratls::parse_nonce_query(req.uri().query().unwrap_or("")) {
-        Ok(n) => n,
-        Err(e) => return error_response(tracker, ApiError::bad_nonce(e.to_string())),
-    };
-    let Some(source) = conn.identity.as_ref().and_then(|i| i.attestation.clone()) else {
-        return error_response(
-            tracker,
-            ApiError::attestation_unavailable(
-                "this connection's certificate carries no evidence provider",
-            ),
-        );
-    };
-    // Evidence generation asks the TEE: it counts against the same
-    // concurrency limit as inference.
-    let Ok(permit) = shared.permits.clone().try_acquire_owned() else {
-        let e = ApiError::overloaded(
-            shared.limits.max_concurrent_requests,
-            shared.limits.retry_after_secs,
-        );
-        return error_response(tracker, e);
-    };
-    tracker.hold(permit);
-    match tokio::task::spawn_blocking(move || source.fresh_evidence_json(&nonce)).await {
-        Ok(Ok(json)) => {
-            tracker.complete(200);
-            json_response(StatusCode::OK, json)
-        }
-        Ok(Err(why)) => {
-            tracing::error!("fresh evidence failed: {why}");
-            error_response(tracker, ApiError::attestation_failed(why))
-        }
-        Err(e) => error_response(
-            tracker,
-            ApiError::attestation_failed(format!("evidence task failed: {e}")),
-        ),
-    }
 }

@@ -11,6 +11,7 @@ use http_body_util::Full;
 use tokio::sync::Semaphore;
 
 use crate::config::{Limits, Upstream};
+use crate::fresh::{FreshHub, FreshSettings};
 use crate::metrics::Metrics;
 use crate::readiness::Readiness;
 use crate::upstream::UpstreamPool;
@@ -26,6 +27,13 @@ pub struct Shared {
     pub pool: Arc<UpstreamPool>,
     /// Concurrency permits (`max_concurrent_requests`).
     pub permits: Arc<Semaphore>,
+    /// Attestation permits (`max_attestation_requests`), separate from the
+    /// inference permits.
+    pub attestation_permits: Arc<Semaphore>,
+    /// Per-request quotes at once (`max_fresh_quotes`).
+    pub quote_permits: Arc<Semaphore>,
+    /// Evidence windows per identity.
+    pub fresh: FreshHub,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Readiness.
@@ -63,6 +71,13 @@ impl Shared {
                 workers,
             )),
             permits: Arc::new(Semaphore::new(limits.max_concurrent_requests)),
+            attestation_permits: Arc::new(Semaphore::new(limits.max_attestation_requests)),
+            quote_permits: Arc::new(Semaphore::new(limits.max_fresh_quotes)),
+            fresh: FreshHub::new(FreshSettings {
+                interval: limits.fresh_interval,
+                max_batch: limits.max_batch_nonces,
+                wait: limits.request_timeout,
+            }),
             limits,
             upstream,
             upstream_host,

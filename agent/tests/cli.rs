@@ -235,6 +235,49 @@ fn start_up_refusals() {
     assert!(err.contains(&addr), "{err}");
 }
 
+/// A busy port is one line naming the address and the cause once, in
+/// text and in JSON log format.
+#[test]
+fn busy_port_is_one_line_with_the_cause_once() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let want = format!("cannot listen on {addr}: address already in use");
+    for (listen, metrics) in [
+        (addr.as_str(), "127.0.0.1:0"),
+        ("127.0.0.1:0", addr.as_str()),
+    ] {
+        let (code, err) = run_to_exit(&[
+            "--provider",
+            "sim",
+            "--listen",
+            listen,
+            "--metrics-listen",
+            metrics,
+        ]);
+        assert_eq!(code, 1, "{err}");
+        let hits: Vec<&str> = err.lines().filter(|l| l.contains(&addr)).collect();
+        assert_eq!(hits, [format!("chrysalis-agent: {want}")], "{err}");
+        assert_eq!(err.matches("already in use").count(), 1, "{err}");
+        assert!(!err.contains("os error"), "{err}");
+    }
+    let (code, err) = run_to_exit(&[
+        "--provider",
+        "sim",
+        "--listen",
+        &addr,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let hits: Vec<&str> = err.lines().filter(|l| l.contains(&addr)).collect();
+    assert_eq!(hits.len(), 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(hits[0]).unwrap();
+    assert_eq!(v["level"], "ERROR", "{v}");
+    assert_eq!(v["message"], want.as_str(), "{v}");
+}
+
 /// The runtime configuration is measured before the first certificate: a
 /// client policy pinning RTMR3 to what `chrysalis measure --config`
 /// predicts accepts the agent, one pinning another configuration refuses it.

@@ -18,6 +18,9 @@ impl Config {
                 .parse()
                 .map_err(|e| Error::Config(format!("provider: {e}")))?;
         }
+        if let Some(d) = f.sim_quote_latency {
+            self.sim_quote_latency = dur("sim_quote_latency", &d)?;
+        }
         if let Some(t) = f.sim_tee {
             self.sim_tee = parse_tee(&t).map_err(|e| Error::Config(format!("sim_tee: {e}")))?;
         }
@@ -58,6 +61,14 @@ impl Config {
             set(&mut t.max_concurrent_requests, l.max_concurrent_requests);
             set(&mut t.max_connections, l.max_connections);
             set(&mut t.retry_after_secs, l.retry_after_secs);
+            set(&mut t.max_attestation_requests, l.max_attestation_requests);
+            set(&mut t.max_fresh_quotes, l.max_fresh_quotes);
+            set(&mut t.max_batch_nonces, l.max_batch_nonces);
+            set_dur(
+                &mut t.fresh_interval,
+                "limits.fresh_interval",
+                l.fresh_interval,
+            )?;
             set_dur(&mut t.idle_timeout, "limits.idle_timeout", l.idle_timeout)?;
             set_dur(
                 &mut t.request_timeout,
@@ -139,6 +150,8 @@ pub struct FileConfig {
     pub provider: Option<String>,
     /// `tdx` or `snp` (sim only).
     pub sim_tee: Option<String>,
+    /// Extra time per simulated quote (sim only).
+    pub sim_quote_latency: Option<String>,
     /// HTTPS listener `ADDR:PORT`.
     pub listen: Option<String>,
     /// `http://ADDR:PORT` (loopback).
@@ -176,6 +189,10 @@ pub struct FileLimits {
     pub max_concurrent_requests: Option<usize>,
     pub max_connections: Option<usize>,
     pub retry_after_secs: Option<u32>,
+    pub max_attestation_requests: Option<usize>,
+    pub max_fresh_quotes: Option<usize>,
+    pub max_batch_nonces: Option<usize>,
+    pub fresh_interval: Option<String>,
     pub idle_timeout: Option<String>,
     pub request_timeout: Option<String>,
     pub handshake_timeout: Option<String>,

@@ -37,6 +37,17 @@ pub struct Limits {
     pub upstream_connect_timeout: Duration,
     /// Seconds announced in `Retry-After` with 503.
     pub retry_after_secs: u32,
+    /// `/attestation…` requests handled at once, a bound of their own
+    /// (503 + Retry-After beyond); they never take inference permits.
+    pub max_attestation_requests: usize,
+    /// Per-request quotes (`/attestation?nonce=`) taken at once (503 +
+    /// Retry-After beyond).
+    pub max_fresh_quotes: usize,
+    /// Client nonces one evidence window takes (`/attestation/batch`).
+    pub max_batch_nonces: usize,
+    /// While clients ask for `/attestation/latest`, a window is quoted this
+    /// often; the evidence served is never older than twice this.
+    pub fresh_interval: Duration,
 }
 
 impl Default for Limits {
@@ -52,6 +63,10 @@ impl Default for Limits {
             handshake_timeout: Duration::from_secs(10),
             upstream_connect_timeout: Duration::from_secs(5),
             retry_after_secs: 1,
+            max_attestation_requests: 256,
+            max_fresh_quotes: 2,
+            max_batch_nonces: 4096,
+            fresh_interval: Duration::from_secs(5),
         }
     }
 }
@@ -115,6 +130,9 @@ pub struct Config {
     pub provider: ProviderKind,
     /// TEE the simulator pretends to be (`sim` only).
     pub sim_tee: Tee,
+    /// Extra time each simulated quote takes, one at a time (`sim` only;
+    /// see [`crate::quote_latency`]).
+    pub sim_quote_latency: Duration,
     /// HTTPS listener.
     pub listen: SocketAddr,
     /// The engine.
@@ -155,6 +173,7 @@ impl Config {
         Self {
             provider,
             sim_tee: Tee::Tdx,
+            sim_quote_latency: Duration::ZERO,
             listen: DEFAULT_LISTEN.parse().expect("constant address"),
             upstream: Upstream::parse(DEFAULT_UPSTREAM).expect("constant upstream"),
             metrics_listen: DEFAULT_METRICS_LISTEN.parse().expect("constant address"),

@@ -1,7 +1,7 @@
 //! The rules that span several fields of a [`Config`], checked once
 //! before the agent starts.
 use super::settings::Config;
-use super::values::format_duration;
+use super::values::{format_duration, ProviderKind};
 use crate::error::{Error, Result};
 
 impl Config {
@@ -21,6 +21,12 @@ impl Config {
             ("limits.max_concurrent_requests", l.max_concurrent_requests),
             ("limits.max_connections", l.max_connections),
             ("limits.max_headers", l.max_headers),
+            (
+                "limits.max_attestation_requests",
+                l.max_attestation_requests,
+            ),
+            ("limits.max_fresh_quotes", l.max_fresh_quotes),
+            ("limits.max_batch_nonces", l.max_batch_nonces),
         ] {
             if v == 0 {
                 return Err(Error::Config(format!("{name} must be at least 1")));
@@ -41,6 +47,7 @@ impl Config {
                 "limits.upstream_connect_timeout",
                 l.upstream_connect_timeout,
             ),
+            ("limits.fresh_interval", l.fresh_interval),
             ("tls.cert_validity", self.tls.cert_validity),
             ("engine.probe_interval", self.engine.probe_interval),
             ("engine.ready_timeout", self.engine.ready_timeout),
@@ -60,6 +67,11 @@ impl Config {
         if self.engine.backoff_max < self.engine.backoff_initial {
             return Err(Error::Config(
                 "engine.backoff_max must be at least engine.backoff_initial".into(),
+            ));
+        }
+        if !self.sim_quote_latency.is_zero() && self.provider != ProviderKind::Sim {
+            return Err(Error::Config(
+                "sim_quote_latency (--sim-quote-latency) is for --provider sim only".into(),
             ));
         }
         if let Some(cmd) = &self.engine.cmd {
