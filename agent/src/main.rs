@@ -64,9 +64,10 @@ fn main() {
     if let Err(e) = runtime.block_on(run(config, runtime_config)) {
         // One line, the cause once: a JSON log line for log collectors, or
         // a plain line for people.
+        let line = one_line(&e);
         match log_format {
-            LogFormat::Json => tracing::error!("{e:#}"),
-            LogFormat::Text => eprintln!("chrysalis-agent: {e:#}"),
+            LogFormat::Json => tracing::error!("{line}"),
+            LogFormat::Text => eprintln!("chrysalis-agent: {line}"),
         }
         std::process::exit(1);
     }
@@ -148,6 +149,23 @@ async fn run(
         "drained; exiting"
     );
     Ok(())
+}
+
+/// The error and its causes on one line, each cause once (errors that
+/// already quote their cause are not followed by it again).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_logging(format: LogFormat) {

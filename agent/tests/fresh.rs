@@ -198,7 +198,7 @@ async fn attestation_has_its_own_bounds() {
     wait_ready(&agent).await;
     let cfg = dev_policy();
     // The one inference slot, held by a gated stream.
-    let mut a = Client::h1(agent.https_addr()).await;
+    let (mut a, _) = ra_tls_client(agent.https_addr(), &cfg).await;
     let mut r = req(
         "POST",
         "/v1/chat/completions",
@@ -207,7 +207,8 @@ async fn attestation_has_its_own_bounds() {
     r.headers_mut().insert("x-stub-gated", "1".parse().unwrap());
     r.headers_mut()
         .insert("x-stub-chunks", "1".parse().unwrap());
-    let resp = a.send(r).await.unwrap();
+    a.ready().await.unwrap();
+    let resp = a.send_request(r).await.unwrap();
     assert_eq!(resp.status(), 200);
     let mut stream = resp.into_body();
     // Attestation still answers.
@@ -240,9 +241,10 @@ async fn attestation_has_its_own_bounds() {
     assert_eq!(headers["retry-after"], "3");
     assert_eq!(error_code(&body), "attestation_overloaded");
     // Inference is limited by its own slot only: busy with the stream.
-    let mut b = Client::h2(agent.https_addr()).await;
+    let (mut b, _) = ra_tls_client(agent.https_addr(), &cfg).await;
+    b.ready().await.unwrap();
     let resp = b
-        .send(req("POST", "/v1/chat/completions", "{}"))
+        .send_request(req("POST", "/v1/chat/completions", "{}"))
         .await
         .unwrap();
     assert_eq!(resp.status(), 503);
