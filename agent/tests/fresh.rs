@@ -56,12 +56,14 @@ async fn batched_nonces_share_one_quote_per_window() {
     .unwrap();
     wait_ready(&agent).await;
     let cfg = dev_policy();
-    let t0 = Instant::now();
+    // Every client connects first; then all ask at once.
+    let go = Arc::new(tokio::sync::Barrier::new(25));
     let mut tasks = Vec::new();
     for i in 0..24u8 {
-        let (addr, cfg) = (agent.https_addr(), cfg.clone());
+        let (addr, cfg, go) = (agent.https_addr(), cfg.clone(), go.clone());
         tasks.push(tokio::spawn(async move {
             let (mut send, spki) = ra_tls_client(addr, &cfg).await;
+            go.wait().await;
             let nonce = [i; 16];
             let (status, headers, body) = get(
                 &mut send,
@@ -109,6 +111,8 @@ async fn batched_nonces_share_one_quote_per_window() {
             ans.window.sequence
         }));
     }
+    go.wait().await;
+    let t0 = Instant::now();
     let mut windows = Vec::new();
     for t in tasks {
         windows.push(t.await.unwrap());
@@ -215,31 +219,39 @@ async fn attestation_has_its_own_bounds() {
     let (mut send, _) = ra_tls_client(agent.https_addr(), &cfg).await;
     let (status, _, body) = get(&mut send, "/attestation/latest").await;
     assert_eq!(status, 200, "{body}");
-    // Two slow per-request quotes: the second is refused at once (quote
-    // bound 1), with Retry-After.
-    let addr = agent.https_addr();
-    let cfg2 = cfg.clone();
-    let slow = tokio::spawn(async move {
-        let (mut s, _) = ra_tls_client(addr, &cfg2).await;
-        get(&mut s, "/attestation?nonce=01").await.0
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, headers, body) = get(&mut send, "/attestation?nonce=02").await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(headers["retry-after"], "3");
-    assert_eq!(error_code(&body), "attestation_overloaded");
-    // A batch request waits for a window too: now 2 attestation requests
-    // run, the bound; a third is refused.
-    let cfg3 = cfg.clone();
-    let waiting = tokio::spawn(async move {
-        let (mut s, _) = ra_tls_client(addr, &cfg3).await;
-        get(&mut s, "/attestation/batch?nonce=03").await.0
-    });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let (status, headers, body) = get(&mut send, "/attestation/latest").await;
-    assert_eq!(status, 503, "{body}");
-    assert_eq!(headers["retry-after"], "3");
-    assert_eq!(error_code(&body), "attestation_overloaded");
+    // Connections made first, so that the requests below run at once.
+    let mut c: Vec<_> = Vec::new();
+    for _ in 0..3 {
+        c.push(ra_tls_client(agent.https_addr(), &cfg).await.0);
+    }
+    let [c1, c2, c3] = &mut c[..] else {
+        unreachable!()
+    };
+    // Two slow per-request quotes at once: one is refused (quote bound 1),
+    // with Retry-After.
+    let (r1, r2) = tokio::join!(
+        get(c1, "/attestation?nonce=01"),
+        get(c2, "/attestation?nonce=02")
+    );
+    let mut statuses = [r1.0, r2.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 503], "{} {}", r1.2, r2.2);
+    let refused = if r1.0 == 503 { &r1 } else { &r2 };
+    assert_eq!(refused.1["retry-after"], "3");
+    assert_eq!(error_code(&refused.2), "attestation_overloaded");
+    // Three batch requests at once, each waiting for a window: two run
+    // (the attestation bound), the third is refused.
+    let (r1, r2, r3) = tokio::join!(
+        get(c1, "/attestation/batch?nonce=03"),
+        get(c2, "/attestation/batch?nonce=04"),
+        get(c3, "/attestation/batch?nonce=05")
+    );
+    let mut statuses = [r1.0, r2.0, r3.0];
+    statuses.sort_unstable();
+    assert_eq!(statuses, [200, 200, 503]);
+    let refused = [&r1, &r2, &r3].into_iter().find(|r| r.0 == 503).unwrap();
+    assert_eq!(refused.1["retry-after"], "3");
+    assert_eq!(error_code(&refused.2), "attestation_overloaded");
     // Inference is limited by its own slot only: busy with the stream.
     let (mut b, _) = ra_tls_client(agent.https_addr(), &cfg).await;
     b.ready().await.unwrap();
@@ -253,8 +265,6 @@ async fn attestation_has_its_own_bounds() {
     while let Some(c) = next_chunk(&mut stream).await {
         c.unwrap();
     }
-    assert_eq!(within("slow quote", slow).await.unwrap(), 200);
-    assert_eq!(within("batch", waiting).await.unwrap(), 200);
     // Bad nonces are 400 on both nonce routes; no nonce on latest is fine.
     for p in [
         "/attestation/batch?nonce=zz",
