@@ -4,11 +4,12 @@
 //! On TDX hardware a configfs-tsm quote takes about a second and quotes are
 //! serialised per guest (and across the guests of a host). [`SlowQuotes`]
 //! wraps any [`EvidenceProvider`] so that each evidence request waits for
-//! the previous one, sleeps `latency`, then asks the wrapped provider: the
-//! simulator then behaves like the hardware for tests and benchmarks of
-//! fresh evidence.
+//! the ones before it (first come, first served, like the host's quote
+//! queue), sleeps `latency`, then asks the wrapped provider: the simulator
+//! then behaves like the hardware for tests and benchmarks of fresh
+//! evidence.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Duration;
 
 use chrysalis_attestation::provider::{EvidenceProvider, RawEvidence};
@@ -18,7 +19,21 @@ use chrysalis_attestation::Tee;
 pub struct SlowQuotes {
     inner: Arc<dyn EvidenceProvider>,
     latency: Duration,
-    one_at_a_time: Mutex<()>,
+    /// (next ticket, ticket being served): a first-come-first-served queue.
+    queue: Mutex<(u64, u64)>,
+    turn: Condvar,
+}
+
+/// Ends a turn in the queue, even if the wrapped provider panics.
+struct Turn<'a>(&'a SlowQuotes);
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut q = self.0.queue.lock().unwrap_or_else(|p| p.into_inner());
+        q.1 += 1;
+        drop(q);
+        self.0.turn.notify_all();
+    }
 }
 
 impl std::fmt::Debug for SlowQuotes {
@@ -37,7 +52,8 @@ impl SlowQuotes {
         Self {
             inner,
             latency,
-            one_at_a_time: Mutex::new(()),
+            queue: Mutex::new((0, 0)),
+            turn: Condvar::new(),
         }
     }
 }
@@ -52,7 +68,14 @@ impl EvidenceProvider for SlowQuotes {
     }
 
     fn evidence(&self, report_data: &[u8; 64]) -> chrysalis_attestation::Result<RawEvidence> {
-        let _one = self.one_at_a_time.lock().unwrap_or_else(|p| p.into_inner());
+        let mut q = self.queue.lock().unwrap_or_else(|p| p.into_inner());
+        let ticket = q.0;
+        q.0 += 1;
+        while q.1 != ticket {
+            q = self.turn.wait(q).unwrap_or_else(|p| p.into_inner());
+        }
+        drop(q);
+        let _turn = Turn(self);
         std::thread::sleep(self.latency);
         self.inner.evidence(report_data)
     }
