@@ -597,8 +597,11 @@ impl Batcher {
                 }
             }
             sequence += 1;
-            if let Some(root) = self.quote_window(sequence, previous_root).await {
-                previous_root = root;
+            match self.quote_window(sequence, previous_root).await {
+                Some(root) => previous_root = root,
+                // The TEE failed (the requests waiting were told): not
+                // again at once.
+                None => tokio::time::sleep(Duration::from_secs(1)).await,
             }
         }
     }
