@@ -17,8 +17,9 @@
 //!   `--sim-quote-latency 1s`; inference (16 connections) alone, then
 //!   with 200 clients hammering `/attestation` (half `batch?nonce=`, half
 //!   the per-quote `?nonce=`, each honouring `Retry-After`), interleaved
-//!   rounds; meanwhile new clients (fresh RA-TLS verifier, new connection)
-//!   fetch `/attestation/latest`: time to evidence, its age, verified;
+//!   rounds; then, still hammered, new clients (fresh RA-TLS verifier, new
+//!   connection) fetch `/attestation/latest`: time to evidence, its age,
+//!   verified;
 //! * default: `latency throughput stream`; `all` adds `idle` and `attest`.
 //!
 //! `BENCH_BASELINE_AGENT=PATH` adds rows for another agent binary (e.g.
@@ -1029,7 +1030,7 @@ const HAMMER_CLIENTS: usize = 200;
 /// Inference connections measured in the `attest` scenario.
 const ATTEST_CONNS: usize = 16;
 /// Rounds of the `attest` scenario (each: alone, then hammered).
-const ATTEST_ROUNDS: usize = 3;
+const ATTEST_ROUNDS: usize = 5;
 /// The documented bound N of `/attestation/latest` with the default
 /// refresh interval (5 s): 2 × 5 s.
 const FRESH_BOUND: Duration = Duration::from_secs(10);
@@ -1213,19 +1214,19 @@ async fn attest_scenario(engine: SocketAddr) {
         // Let the hammering reach its steady state (every client waiting
         // for a window or a Retry-After).
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let end = Instant::now() + Duration::from_secs(5);
-        let (s, c) = tokio::join!(
+        loaded.push(
             load(
                 &infer,
                 ATTEST_CONNS,
                 false,
                 Duration::from_secs(1),
-                Duration::from_secs(4)
-            ),
-            new_clients(addr, end)
+                Duration::from_secs(4),
+            )
+            .await,
         );
-        loaded.push(s);
-        clients.extend(c);
+        // New clients while the hammering goes on (not during the
+        // inference measurement: their handshakes would count against it).
+        clients.extend(new_clients(addr, Instant::now() + Duration::from_secs(4)).await);
         stop.store(true, Relaxed);
         for h in hammers {
             let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
