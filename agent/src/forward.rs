@@ -1,13 +1,13 @@
 //! Forwarding one API request to the engine, in four steps:
 //!
-//! 1. [`admit`]: the GPU gate and a concurrency permit;
-//! 2. [`read_body`]: the request body read completely (bounded by
+//! 1. `admit`: the GPU gate and a concurrency permit;
+//! 2. `read_body`: the request body read completely (bounded by
 //!    `max_body_bytes` and the request timeout) and checked to be JSON, so
 //!    an oversized or malformed body is answered here and never half-sent
 //!    to the engine;
-//! 3. [`send`]: the request, hop-by-hop headers stripped, sent on a pooled
+//! 3. `send`: the request, hop-by-hop headers stripped, sent on a pooled
 //!    engine connection;
-//! 4. [`respond`]: the engine's response head passed on and its body
+//! 4. `respond`: the engine's response head passed on and its body
 //!    streamed through ([`ProxyBody`]), never buffered.
 //!
 //! Each step answers a failure with its OpenAI-shaped error, sent with

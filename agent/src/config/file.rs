@@ -178,7 +178,7 @@ pub struct FileConfig {
     pub engine: Option<FileEngine>,
 }
 
-/// `[limits]` of the file (see [`Limits`]).
+/// `[limits]` of the file (see [`Limits`](super::settings::Limits)).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
@@ -199,7 +199,7 @@ pub struct FileLimits {
     pub upstream_connect_timeout: Option<String>,
 }
 
-/// `[tls]` of the file (see [`TlsSettings`]).
+/// `[tls]` of the file (see [`TlsSettings`](super::settings::TlsSettings)).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]
@@ -268,7 +268,7 @@ impl FileGpu {
     }
 }
 
-/// `[engine]` of the file (see [`EngineSettings`]).
+/// `[engine]` of the file (see [`EngineSettings`](super::settings::EngineSettings)).
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 #[allow(missing_docs)]

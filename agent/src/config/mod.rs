@@ -10,7 +10,7 @@
 //! * [`values`]: small typed values and their text forms (provider, log
 //!   format, addresses, TEEs, durations);
 //! * [`upstream`]: the engine's loopback address;
-//! * [`file`]: the TOML file and how it overrides the defaults;
+//! * [`file`](mod@file): the TOML file and how it overrides the defaults;
 //! * [`validate`]: the cross-field rules.
 
 pub mod file;
