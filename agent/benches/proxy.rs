@@ -991,6 +991,9 @@ async fn run(scenarios: &[&str]) {
         println!("| server | RSS idle MiB | RSS loaded MiB | per connection KiB | opened | slowloris open | new clients served | new p50 ms | new p99 ms |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         let mut runs = vec![("agent", agent_addr, ra_tls(b"http/1.1"), agent_pid)];
+        if let Some((_, addr, pid)) = &baseline {
+            runs.push(("baseline agent", *addr, ra_tls(b"http/1.1"), *pid));
+        }
         if let Some((_, addr, pid)) = &nginx {
             runs.push(("nginx", *addr, plain_tls(b"http/1.1"), *pid));
         }
