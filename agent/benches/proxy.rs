@@ -13,7 +13,17 @@
 //! * `idle`       — 10,000 idle TLS connections + slowloris clients, then
 //!   fresh clients: RSS idle and per connection, whether new clients are
 //!   served (agent and nginx);
-//! * default: `latency throughput stream`; `all` adds `idle`.
+//! * `attest`     — fresh evidence under load: an agent with
+//!   `--sim-quote-latency 1s`; inference (16 connections) alone, then
+//!   with 200 clients hammering `/attestation` (half `batch?nonce=`, half
+//!   the per-quote `?nonce=`, each honouring `Retry-After`), interleaved
+//!   rounds; then, still hammered, new clients (fresh RA-TLS verifier, new
+//!   connection) fetch `/attestation/latest`: time to evidence, its age,
+//!   verified;
+//! * default: `latency throughput stream`; `all` adds `idle` and `attest`.
+//!
+//! `BENCH_BASELINE_AGENT=PATH` adds rows for another agent binary (e.g.
+//! one built from an earlier commit) to the same rounds.
 //!
 //! The stub engine runs in its own process (this binary, `stub PORT`),
 //! the agent is the release binary with `--provider sim`, nginx the Debian
@@ -72,7 +82,7 @@ fn main() {
         scenarios = vec!["latency", "throughput", "stream"];
     }
     if scenarios == ["all"] {
-        scenarios = vec!["latency", "throughput", "stream", "idle"];
+        scenarios = vec!["latency", "throughput", "stream", "idle", "attest"];
     }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -239,8 +249,21 @@ fn start_stub() -> (Proc, SocketAddr) {
 }
 
 async fn start_agent(upstream: SocketAddr) -> (Proc, SocketAddr, u32) {
+    start_agent_with(
+        Path::new(env!("CARGO_BIN_EXE_chrysalis-agent")),
+        upstream,
+        &[],
+    )
+    .await
+}
+
+async fn start_agent_with(
+    bin: &Path,
+    upstream: SocketAddr,
+    extra: &[&str],
+) -> (Proc, SocketAddr, u32) {
     let (port, mport) = (free_port(), free_port());
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_chrysalis-agent"));
+    let mut cmd = Command::new(bin);
     cmd.args([
         "--provider",
         "sim",
@@ -255,6 +278,7 @@ async fn start_agent(upstream: SocketAddr) -> (Proc, SocketAddr, u32) {
         "--max-concurrent-requests",
         "4096",
     ])
+    .args(extra)
     .env("RUST_LOG", "warn")
     .stdin(Stdio::null())
     .stderr(Stdio::null());
@@ -778,6 +802,10 @@ async fn run(scenarios: &[&str]) {
     let (_stub, engine) = start_stub();
     wait_port(engine, "stub engine").await;
     let (_agent, agent_addr, agent_pid) = start_agent(engine).await;
+    let baseline = match std::env::var_os("BENCH_BASELINE_AGENT") {
+        Some(bin) => Some(start_agent_with(Path::new(&bin), engine, &[]).await),
+        None => None,
+    };
     let nginx = start_nginx(engine, dir.path()).await;
     if nginx.is_none() {
         eprintln!("nginx not found (apt-get install nginx-light): its rows are skipped");
@@ -796,6 +824,16 @@ async fn run(scenarios: &[&str]) {
             },
         ),
     ];
+    if let Some((_, addr, _)) = &baseline {
+        targets.push((
+            "baseline agent (TLS 1.3, HTTP/1.1)",
+            Target::Tls {
+                addr: *addr,
+                cfg: ra_tls(b"http/1.1"),
+                h2: false,
+            },
+        ));
+    }
     if let Some((_, addr, _)) = &nginx {
         targets.push((
             "nginx (TLS 1.3, HTTP/1.1)",
@@ -814,6 +852,16 @@ async fn run(scenarios: &[&str]) {
             h2: true,
         },
     ));
+    if let Some((_, addr, _)) = &baseline {
+        targets.push((
+            "baseline agent (TLS 1.3, HTTP/2)",
+            Target::Tls {
+                addr: *addr,
+                cfg: ra_tls(b"h2"),
+                h2: true,
+            },
+        ));
+    }
     if let Some((_, addr, _)) = &nginx {
         targets.push((
             "nginx (TLS 1.3, HTTP/2)",
@@ -886,13 +934,22 @@ async fn run(scenarios: &[&str]) {
         };
         match *name {
             "latency" => println!(
-                "latency: agent adds {:.3} ms at p50 over direct (goal <= 0.2 ms){}",
+                "latency: agent adds {:.3} ms at p50 over direct (goal <= 0.2 ms){}{}",
                 agent.p50_ms - direct.p50_ms,
                 get("nginx (TLS 1.3, HTTP/1.1)")
                     .map(|n| format!("; nginx adds {:.3} ms", n.p50_ms - direct.p50_ms))
+                    .unwrap_or_default(),
+                get("baseline agent (TLS 1.3, HTTP/1.1)")
+                    .map(|b| format!("; baseline agent adds {:.3} ms", b.p50_ms - direct.p50_ms))
                     .unwrap_or_default()
             ),
             "throughput" => {
+                if let Some(b) = get("baseline agent (TLS 1.3, HTTP/1.1)") {
+                    println!(
+                        "throughput: agent / baseline agent = {:.2} over HTTP/1.1",
+                        agent.rps / b.rps
+                    );
+                }
                 if let Some(n) = get("nginx (TLS 1.3, HTTP/1.1)") {
                     println!(
                         "throughput: agent / nginx = {:.2} over HTTP/1.1 (goal >= 1.0){}",
@@ -908,8 +965,14 @@ async fn run(scenarios: &[&str]) {
                 }
             }
             "stream" => println!(
-                "stream: agent / direct tokens/s = {:.3} (goal >= 0.99){}",
+                "stream: agent / direct tokens/s = {:.3} (goal >= 0.99){}{}",
                 agent.tokens_per_s / direct.tokens_per_s,
+                get("baseline agent (TLS 1.3, HTTP/1.1)")
+                    .map(|b| format!(
+                        "; baseline agent / direct = {:.3}",
+                        b.tokens_per_s / direct.tokens_per_s
+                    ))
+                    .unwrap_or_default(),
                 get("nginx (TLS 1.3, HTTP/1.1)")
                     .map(|n| format!(
                         "; nginx / direct = {:.3}",
@@ -928,6 +991,9 @@ async fn run(scenarios: &[&str]) {
         println!("| server | RSS idle MiB | RSS loaded MiB | per connection KiB | opened | slowloris open | new clients served | new p50 ms | new p99 ms |");
         println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
         let mut runs = vec![("agent", agent_addr, ra_tls(b"http/1.1"), agent_pid)];
+        if let Some((_, addr, pid)) = &baseline {
+            runs.push(("baseline agent", *addr, ra_tls(b"http/1.1"), *pid));
+        }
         if let Some((_, addr, pid)) = &nginx {
             runs.push(("nginx", *addr, plain_tls(b"http/1.1"), *pid));
         }
@@ -953,5 +1019,258 @@ async fn run(scenarios: &[&str]) {
             tokio::time::sleep(Duration::from_secs(2)).await;
         }
     }
+    if scenarios.contains(&"attest") {
+        attest_scenario(engine).await;
+    }
     drop(nginx);
+    drop(baseline);
+}
+
+// ------------------------------------------------------- fresh evidence
+
+/// Clients hammering `/attestation` in the `attest` scenario.
+const HAMMER_CLIENTS: usize = 200;
+/// Inference connections measured in the `attest` scenario.
+const ATTEST_CONNS: usize = 16;
+/// Rounds of the `attest` scenario (each: alone, then hammered).
+const ATTEST_ROUNDS: usize = 5;
+/// The documented bound N of `/attestation/latest` with the default
+/// refresh interval (5 s): 2 × 5 s.
+const FRESH_BOUND: Duration = Duration::from_secs(10);
+
+#[derive(Default)]
+struct Hammered {
+    answers: std::sync::atomic::AtomicU64,
+    refused: std::sync::atomic::AtomicU64,
+    failed: std::sync::atomic::AtomicU64,
+    max_window: std::sync::atomic::AtomicU64,
+}
+
+fn nonce_hex() -> String {
+    use rand_core::RngCore;
+    let mut n = [0u8; 32];
+    rand_core::OsRng.fill_bytes(&mut n);
+    hex::encode(n)
+}
+
+/// One hammering client until `stop`: back to back, half of them
+/// `batch?nonce=`, half the per-quote `?nonce=`, sleeping `Retry-After`
+/// when refused.
+async fn hammer(
+    addr: SocketAddr,
+    batch: bool,
+    stats: Arc<Hammered>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let t = Target::Tls {
+        addr,
+        cfg: ra_tls(b"h2"),
+        h2: true,
+    };
+    let Ok(mut c) = connect(&t).await else {
+        stats.failed.fetch_add(1, Relaxed);
+        return;
+    };
+    while !stop.load(Relaxed) {
+        let path = if batch {
+            format!("https://localhost/attestation/batch?nonce={}", nonce_hex())
+        } else {
+            format!("https://localhost/attestation?nonce={}", nonce_hex())
+        };
+        let r = Request::get(path).body(Full::new(Bytes::new())).unwrap();
+        let resp = match c.send(r).await {
+            Ok(r) => r,
+            Err(_) => {
+                stats.failed.fetch_add(1, Relaxed);
+                match connect(&t).await {
+                    Ok(n) => c = n,
+                    Err(_) => return,
+                }
+                continue;
+            }
+        };
+        let status = resp.status();
+        let retry = resp
+            .headers()
+            .get("retry-after")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        let Ok(body) = resp.into_body().collect().await else {
+            stats.failed.fetch_add(1, Relaxed);
+            continue;
+        };
+        if status == 200 {
+            stats.answers.fetch_add(1, Relaxed);
+            if batch {
+                if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&body.to_bytes()) {
+                    let seq = v["window"]["sequence"].as_u64().unwrap_or(0);
+                    stats.max_window.fetch_max(seq, Relaxed);
+                }
+            }
+        } else if status == 503 {
+            stats.refused.fetch_add(1, Relaxed);
+            tokio::time::sleep(Duration::from_secs(retry.unwrap_or(1))).await;
+        } else {
+            stats.failed.fetch_add(1, Relaxed);
+        }
+    }
+}
+
+/// New clients until `end`, one every 100 ms: a fresh RA-TLS verifier, a
+/// new connection, `GET /attestation/latest`. Returns (time to the
+/// evidence µs, age of the evidence s, verified) per client.
+async fn new_clients(addr: SocketAddr, end: Instant) -> Vec<(u32, i64, bool)> {
+    let cfg = Arc::new(chrysalis_ratls::VerifierConfig::new(
+        chrysalis_attestation::Policy::default().allow_simulated(true),
+    ));
+    let mut out = Vec::new();
+    while Instant::now() < end {
+        let t0 = Instant::now();
+        let v = Arc::new(chrysalis_ratls::RaTlsServerVerifier::new(cfg.clone()));
+        let opts = chrysalis_ratls::ClientOptions {
+            alpn: vec![b"h2".to_vec()],
+            ..Default::default()
+        };
+        let tls = Arc::new(chrysalis_ratls::client_config_with(v.clone(), &opts).unwrap());
+        let got = async {
+            let io = TokioIo::new(tls_stream(addr, &tls).await.ok()?);
+            let (mut s, conn) = hyper::client::conn::http2::handshake(TokioExecutor::new(), io)
+                .await
+                .ok()?;
+            tokio::spawn(conn);
+            let r = Request::get("https://localhost/attestation/latest")
+                .body(Full::new(Bytes::new()))
+                .unwrap();
+            let resp = s.send_request(r).await.ok()?;
+            if resp.status() != 200 {
+                return None;
+            }
+            Some(resp.into_body().collect().await.ok()?.to_bytes())
+        }
+        .await;
+        let took = t0.elapsed().as_micros() as u32;
+        let (age, ok) = match (got, v.peer()) {
+            (Some(body), Some(peer)) => {
+                let now = time::OffsetDateTime::now_utc();
+                let text = String::from_utf8_lossy(&body);
+                match chrysalis_agent::fresh::BatchedEvidence::from_json(&text) {
+                    Ok(ans) => {
+                        let age = chrysalis_ratls::Claims::from_der(&ans.fresh.claims)
+                            .map(|c| (now - c.created_at).whole_seconds())
+                            .unwrap_or(i64::MAX);
+                        let ok = chrysalis_agent::fresh::verify_batched(
+                            &ans,
+                            peer.spki_der(),
+                            None,
+                            None,
+                            FRESH_BOUND,
+                            &cfg,
+                            now,
+                        )
+                        .is_ok();
+                        (age, ok)
+                    }
+                    Err(_) => (i64::MAX, false),
+                }
+            }
+            _ => (i64::MAX, false),
+        };
+        out.push((took, age, ok));
+        tokio::time::sleep(Duration::from_millis(100).saturating_sub(t0.elapsed())).await;
+    }
+    out
+}
+
+async fn attest_scenario(engine: SocketAddr) {
+    use std::sync::atomic::Ordering::Relaxed;
+    let (_agent, addr, _) = start_agent_with(
+        Path::new(env!("CARGO_BIN_EXE_chrysalis-agent")),
+        engine,
+        &["--sim-quote-latency", "1s"],
+    )
+    .await;
+    let infer = Target::Tls {
+        addr,
+        cfg: ra_tls(b"http/1.1"),
+        h2: false,
+    };
+    // The first window (one quote) before measuring.
+    let _ = new_clients(addr, Instant::now()).await;
+    let (mut alone, mut loaded, mut clients) = (Vec::new(), Vec::new(), Vec::new());
+    let stats = Arc::new(Hammered::default());
+    for _ in 0..ATTEST_ROUNDS {
+        alone.push(
+            load(
+                &infer,
+                ATTEST_CONNS,
+                false,
+                Duration::from_secs(1),
+                Duration::from_secs(4),
+            )
+            .await,
+        );
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let hammers: Vec<_> = (0..HAMMER_CLIENTS)
+            .map(|i| tokio::spawn(hammer(addr, i % 2 == 0, stats.clone(), stop.clone())))
+            .collect();
+        // Let the hammering reach its steady state (every client waiting
+        // for a window or a Retry-After).
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        loaded.push(
+            load(
+                &infer,
+                ATTEST_CONNS,
+                false,
+                Duration::from_secs(1),
+                Duration::from_secs(4),
+            )
+            .await,
+        );
+        // New clients while the hammering goes on (not during the
+        // inference measurement: their handshakes would count against it).
+        clients.extend(new_clients(addr, Instant::now() + Duration::from_secs(4)).await);
+        stop.store(true, Relaxed);
+        for h in hammers {
+            let _ = tokio::time::timeout(Duration::from_secs(10), h).await;
+        }
+    }
+    let (a, l) = (median(alone), median(loaded));
+    println!(
+        "\n## Fresh evidence under load: quote latency 1 s (--sim-quote-latency), {HAMMER_CLIENTS} clients hammering /attestation\n"
+    );
+    println!("| inference ({ATTEST_CONNS} conn, HTTP/1.1) | req/s | p50 ms | p99 ms | errors |");
+    println!("|---|---:|---:|---:|---:|");
+    for (label, s) in [("alone", &a), ("with the hammering", &l)] {
+        println!(
+            "| {label} | {:.0} | {:.3} | {:.3} | {} |",
+            s.rps, s.p50_ms, s.p99_ms, s.errors
+        );
+    }
+    println!(
+        "\ninference with / without the hammering: throughput {:.3}, p50 {:.3}, p99 {:.3} (goal: each within 5 %)",
+        l.rps / a.rps,
+        l.p50_ms / a.p50_ms,
+        l.p99_ms / a.p99_ms
+    );
+    let mut took: Vec<u32> = clients.iter().map(|c| c.0).collect();
+    let max_age = clients.iter().map(|c| c.1).max().unwrap_or(i64::MAX);
+    let verified = clients.iter().filter(|c| c.2).count();
+    println!(
+        "new clients (fresh verifier + connection + GET /attestation/latest): {} clients, evidence p50 {:.2} ms, p99 {:.2} ms (goal p99 < 50 ms); oldest evidence {} s (bound N = {} s); verified {}/{}",
+        clients.len(),
+        pct(&mut took, 0.5),
+        pct(&mut took, 0.99),
+        max_age,
+        FRESH_BOUND.as_secs(),
+        verified,
+        clients.len()
+    );
+    println!(
+        "hammering clients: {} answers, {} refused with 503 + Retry-After, {} failed; batch windows quoted: {}",
+        stats.answers.load(Relaxed),
+        stats.refused.load(Relaxed),
+        stats.failed.load(Relaxed),
+        stats.max_window.load(Relaxed)
+    );
 }

@@ -197,6 +197,41 @@ impl ApiError {
         )
     }
 
+    /// 503: too many attestation requests at once (their own bound, not
+    /// the inference permits).
+    pub fn attestation_overloaded(limit: usize, retry_after: u32) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SERVER,
+            "attestation_overloaded",
+            format!("more than {limit} attestation requests at once; retry after {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 503: the next evidence window is full.
+    pub fn attestation_busy(detail: &str, retry_after: u32) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            SERVER,
+            "attestation_overloaded",
+            format!("{detail}; retry after {retry_after} s"),
+        );
+        e.retry_after = Some(retry_after);
+        e
+    }
+
+    /// 400: `/v1/models/{id}` with an id that is not one plain segment.
+    pub fn invalid_model_id(why: &'static str) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            INVALID,
+            "invalid_model_id",
+            why.to_string(),
+        )
+    }
+
     /// 500: the TEE did not produce evidence.
     pub fn attestation_failed(detail: String) -> Self {
         Self::new(

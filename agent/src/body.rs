@@ -9,7 +9,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -48,6 +48,10 @@ impl std::error::Error for StreamError {}
 pub enum AgentBody {
     /// A complete body (JSON answers, metrics, errors).
     Full(Option<Bytes>),
+    /// A complete error answer sent before the request body was read to
+    /// its end (see [`early_answer`]): the request body is kept, unread,
+    /// until this answer has been handed to the connection.
+    Early(Option<Bytes>, UnreadRequest),
     /// The engine's body, streamed through.
     Proxy(ProxyBody),
 }
@@ -77,23 +81,96 @@ impl Body for AgentBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
         match self.get_mut() {
-            Self::Full(b) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
+            Self::Full(b) | Self::Early(b, _) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::Proxy(p) => Pin::new(p).poll_frame(cx),
         }
     }
 
     fn is_end_stream(&self) -> bool {
         match self {
-            Self::Full(b) => b.is_none(),
+            Self::Full(b) | Self::Early(b, _) => b.is_none(),
             Self::Proxy(p) => p.is_end_stream(),
         }
     }
 
     fn size_hint(&self) -> SizeHint {
         match self {
-            Self::Full(None) => SizeHint::with_exact(0),
-            Self::Full(Some(b)) => SizeHint::with_exact(b.len() as u64),
+            Self::Full(None) | Self::Early(None, _) => SizeHint::with_exact(0),
+            Self::Full(Some(b)) | Self::Early(Some(b), _) => SizeHint::with_exact(b.len() as u64),
             Self::Proxy(p) => p.size_hint(),
+        }
+    }
+}
+
+/// An error answer that may come before the request body was read to its
+/// end (limits, routing, admission).
+///
+/// Dropping an unread request body early makes HTTP/2 reset the stream
+/// with CANCEL, which discards the answer still queued on it: the client
+/// would see no response at all. So the unread body travels with the
+/// answer ([`AgentBody::Early`]) until the answer's last frame was queued,
+/// then is drained for a while ([`UnreadRequest`]). On HTTP/1.1 the
+/// connection is also marked for a lingering close
+/// ([`ConnActivity::request_linger`]), so a client still sending reads the
+/// answer instead of a reset.
+pub fn early_answer(
+    tracker: Tracker,
+    error: ApiError,
+    request: Incoming,
+    conn: &ConnActivity,
+) -> http::Response<AgentBody> {
+    tracker.complete(error.status.as_u16());
+    let mut r: http::Response<AgentBody> = error.into_response();
+    if !request.is_end_stream() {
+        conn.request_linger();
+        if let AgentBody::Full(b) = r.body_mut() {
+            let bytes = b.take();
+            *r.body_mut() = AgentBody::Early(bytes, UnreadRequest(Some(request)));
+        }
+    }
+    r
+}
+
+/// A lingering close or drain ends when the client sent nothing for this
+/// long.
+pub const LINGER_IDLE: Duration = Duration::from_secs(1);
+/// A lingering close or drain ends after this long in any case.
+pub const LINGER_MAX: Duration = Duration::from_secs(5);
+/// A lingering close or drain ends after discarding this many bytes.
+pub const LINGER_MAX_BYTES: usize = 64 << 20;
+
+/// The unread rest of a request body answered early. Dropped (after the
+/// answer's last frame), it is read and discarded in the background up to
+/// [`LINGER_IDLE`] / [`LINGER_MAX`] / [`LINGER_MAX_BYTES`]: the client
+/// finishes sending and the stream ends cleanly (HTTP/2 without a reset
+/// that clients such as curl report as a failed upload; HTTP/1.1 even
+/// keeping the connection). Beyond the bounds it is dropped: HTTP/2 resets
+/// the stream with NO_ERROR after the complete answer, HTTP/1.1 closes
+/// lingering.
+#[derive(Debug)]
+pub struct UnreadRequest(Option<Incoming>);
+
+impl Drop for UnreadRequest {
+    fn drop(&mut self) {
+        let Some(body) = self.0.take() else { return };
+        if body.is_end_stream() {
+            return;
+        }
+        if let Ok(rt) = tokio::runtime::Handle::try_current() {
+            rt.spawn(drain(body));
+        }
+    }
+}
+
+async fn drain(mut body: Incoming) {
+    use http_body_util::BodyExt;
+    let until = tokio::time::Instant::now() + LINGER_MAX;
+    let mut read = 0usize;
+    while read < LINGER_MAX_BYTES {
+        let idle = tokio::time::Instant::now() + LINGER_IDLE;
+        match tokio::time::timeout_at(idle.min(until), body.frame()).await {
+            Ok(Some(Ok(f))) => read += f.data_ref().map_or(0, |d| d.len()),
+            _ => return,
         }
     }
 }
@@ -105,6 +182,7 @@ pub struct ConnActivity {
     origin: Instant,
     active: AtomicUsize,
     last_ms: AtomicU64,
+    linger: AtomicBool,
 }
 
 impl Default for ConnActivity {
@@ -113,6 +191,7 @@ impl Default for ConnActivity {
             origin: Instant::now(),
             active: AtomicUsize::new(0),
             last_ms: AtomicU64::new(0),
+            linger: AtomicBool::new(false),
         }
     }
 }
@@ -128,6 +207,18 @@ impl ConnActivity {
     fn touch(&self) {
         let ms = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// An answer went out before its request body was read: an HTTP/1.1
+    /// connection closes with a lingering close (see
+    /// [`crate::h1_errors::RewriteParseErrors`]).
+    pub fn request_linger(&self) {
+        self.linger.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`ConnActivity::request_linger`] was called.
+    pub fn wants_linger(&self) -> bool {
+        self.linger.load(Ordering::Relaxed)
     }
 
     /// How long the connection has been without a running request; `None`

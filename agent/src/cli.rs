@@ -19,7 +19,8 @@ use crate::error::{Error, Result};
 /// Serves HTTPS (TLS 1.3, HTTP/2 and HTTP/1.1) with a certificate that
 /// carries TEE evidence, forwards /v1/chat/completions, /v1/completions,
 /// /v1/embeddings and /v1/models to the engine, answers
-/// GET /attestation?nonce=HEX with fresh evidence, and exposes /healthz,
+/// GET /attestation?nonce=HEX, /attestation/batch?nonce=HEX and
+/// /attestation/latest with fresh evidence, and exposes /healthz,
 /// /readyz and /metrics. Logs one line containing `ready` once evidence and
 /// engine are ready.
 #[derive(Debug, Parser)]
@@ -53,6 +54,14 @@ pub struct Cli {
     /// TEE simulated by --provider sim [default: tdx].
     #[arg(long, value_name = "tdx|snp")]
     pub sim_tee: Option<String>,
+    /// With --provider sim: each quote takes this much longer, one at a
+    /// time, like a TDX quote through configfs-tsm (about 1s) [default: 0].
+    #[arg(long, value_name = "DURATION")]
+    pub sim_quote_latency: Option<String>,
+    /// /attestation/latest: a new evidence window this often while clients
+    /// ask; evidence served is at most twice this old [default: 5s].
+    #[arg(long, value_name = "DURATION")]
+    pub fresh_interval: Option<String>,
     /// Start and supervise the engine with this shell command (restarted
     /// with exponential backoff when it exits).
     #[arg(long, value_name = "COMMAND")]
@@ -191,6 +200,12 @@ impl Cli {
         if let Some(v) = &self.request_timeout {
             l.request_timeout = dur("--request-timeout", v)?;
         }
+        if let Some(v) = &self.fresh_interval {
+            l.fresh_interval = dur("--fresh-interval", v)?;
+        }
+        if let Some(v) = &self.sim_quote_latency {
+            cfg.sim_quote_latency = dur("--sim-quote-latency", v)?;
+        }
         if let Some(v) = &self.drain_timeout {
             cfg.drain_timeout = dur("--drain-timeout", v)?;
         }
@@ -309,6 +324,21 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("--idle-timeout"), "{e}");
+        let e = cfg(&["--provider", "tsm", "--sim-quote-latency", "1s"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--sim-quote-latency"), "{e}");
+        let c = cfg(&[
+            "--provider",
+            "sim",
+            "--sim-quote-latency",
+            "1s",
+            "--fresh-interval",
+            "2s",
+        ])
+        .unwrap();
+        assert_eq!(c.sim_quote_latency, std::time::Duration::from_secs(1));
+        assert_eq!(c.limits.fresh_interval, std::time::Duration::from_secs(2));
     }
 
     #[test]

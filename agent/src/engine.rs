@@ -16,7 +16,7 @@ use tokio::sync::watch;
 use crate::config::{format_duration, EngineSettings};
 use crate::metrics::Metrics;
 use crate::readiness::{Input, InputState};
-use crate::service::Shared;
+use crate::shared::Shared;
 use crate::upstream::UpstreamError;
 
 /// How often a not-yet-answering engine is probed.

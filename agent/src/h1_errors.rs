@@ -9,14 +9,29 @@
 //! and an OpenAI-shaped JSON error. Every other write passes through
 //! untouched, and the service itself never produces such a response (its
 //! errors always carry a JSON body).
+//!
+//! It also closes such connections *lingering*: after an error answer sent
+//! before the request was read completely (a rewritten parse error, or the
+//! service's early answer, see [`crate::body::early_answer`]), closing the
+//! socket at once would reset it while the client is still sending, and the
+//! reset destroys the answer in the client's receive buffer. Instead the
+//! write side is shut (TLS close_notify, then FIN) and what the client
+//! still sends is read and discarded until it closes, goes quiet for
+//! [`LINGER_IDLE`], or [`LINGER_MAX`] / [`LINGER_MAX_BYTES`] are reached.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::task::{ready, Context, Poll};
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::time::Sleep;
 
 use crate::api_error::ApiError;
+use crate::body::{ConnActivity, LINGER_IDLE, LINGER_MAX, LINGER_MAX_BYTES};
 
 /// See the module documentation.
 #[derive(Debug)]
@@ -25,6 +40,20 @@ pub struct RewriteParseErrors<T> {
     max_header_bytes: usize,
     pending: Vec<u8>,
     written: usize,
+    /// A parse error was answered.
+    rewrote: bool,
+    /// The connection's requests, which may ask for a lingering close.
+    activity: Option<Arc<ConnActivity>>,
+    /// State of a lingering close in progress.
+    linger: Option<Box<Linger>>,
+}
+
+#[derive(Debug)]
+struct Linger {
+    write_shut: bool,
+    until: Instant,
+    idle: Pin<Box<Sleep>>,
+    discarded: usize,
 }
 
 impl<T> RewriteParseErrors<T> {
@@ -35,7 +64,21 @@ impl<T> RewriteParseErrors<T> {
             max_header_bytes,
             pending: Vec::new(),
             written: 0,
+            rewrote: false,
+            activity: None,
+            linger: None,
         }
+    }
+
+    /// Closes lingering also when `activity` asks for it (an early answer
+    /// of the service).
+    pub fn with_activity(mut self, activity: Arc<ConnActivity>) -> Self {
+        self.activity = Some(activity);
+        self
+    }
+
+    fn should_linger(&self) -> bool {
+        self.rewrote || self.activity.as_ref().is_some_and(|a| a.wants_linger())
     }
 
     /// The wrapped stream.
@@ -95,7 +138,7 @@ impl<T: AsyncRead + Unpin> AsyncRead for RewriteParseErrors<T> {
     }
 }
 
-impl<T: AsyncWrite + Unpin> AsyncWrite for RewriteParseErrors<T> {
+impl<T: AsyncRead + AsyncWrite + Unpin> AsyncWrite for RewriteParseErrors<T> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -108,6 +151,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RewriteParseErrors<T> {
         if buf.starts_with(b"HTTP/1.1 4") {
             if let Some(r) = replacement(buf, this.max_header_bytes) {
                 this.pending = r;
+                this.rewrote = true;
                 // The original bytes count as written; the replacement is
                 // flushed now or by the next flush/shutdown.
                 if let Poll::Ready(Err(e)) = this.poll_pending(cx) {
@@ -150,7 +194,58 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for RewriteParseErrors<T> {
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
         ready!(this.poll_pending(cx))?;
-        Pin::new(&mut this.inner).poll_shutdown(cx)
+        if !this.should_linger() {
+            return Pin::new(&mut this.inner).poll_shutdown(cx);
+        }
+        this.poll_linger(cx)
+    }
+}
+
+impl<T: AsyncRead + AsyncWrite + Unpin> RewriteParseErrors<T> {
+    /// The lingering close: shut the write side, then read and discard
+    /// until the client closes, goes quiet, or a bound is reached.
+    /// Always ends `Ok`: the answer is out, whatever the client does.
+    fn poll_linger(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let l = self.linger.get_or_insert_with(|| {
+            Box::new(Linger {
+                write_shut: false,
+                until: Instant::now() + LINGER_MAX,
+                idle: Box::pin(tokio::time::sleep(LINGER_IDLE)),
+                discarded: 0,
+            })
+        });
+        if !l.write_shut {
+            if ready!(Pin::new(&mut self.inner).poll_shutdown(cx)).is_err() {
+                return Poll::Ready(Ok(()));
+            }
+            l.write_shut = true;
+            l.idle
+                .as_mut()
+                .reset(tokio::time::Instant::now() + LINGER_IDLE);
+        }
+        let mut scratch = [0u8; 4096];
+        loop {
+            if Instant::now() >= l.until || l.discarded >= LINGER_MAX_BYTES {
+                return Poll::Ready(Ok(()));
+            }
+            let mut rb = ReadBuf::new(&mut scratch);
+            match Pin::new(&mut self.inner).poll_read(cx, &mut rb) {
+                Poll::Ready(Ok(())) if !rb.filled().is_empty() => {
+                    l.discarded += rb.filled().len();
+                    l.idle
+                        .as_mut()
+                        .reset(tokio::time::Instant::now() + LINGER_IDLE);
+                }
+                // The client closed (or broke) its side: done.
+                Poll::Ready(_) => return Poll::Ready(Ok(())),
+                Poll::Pending => {
+                    return match l.idle.as_mut().poll(cx) {
+                        Poll::Ready(()) => Poll::Ready(Ok(())),
+                        Poll::Pending => Poll::Pending,
+                    };
+                }
+            }
+        }
     }
 }
 

@@ -10,14 +10,45 @@
 //! * serves HTTPS — TLS 1.3 only, HTTP/2 and HTTP/1.1 by ALPN — and
 //!   forwards the engine's OpenAI-compatible API, streaming server-sent
 //!   events chunk by chunk and cancelling the engine's work when a client
-//!   goes away ([`service`], [`body`]);
+//!   goes away ([`forward`], [`body`]);
 //! * answers `GET /attestation?nonce=HEX` with fresh evidence bound to the
-//!   nonce and to the connection's certificate key;
+//!   nonce and to the connection's certificate key, and
+//!   `/attestation/batch?nonce=HEX` and `/attestation/latest` with one quote
+//!   per window for every client ([`fresh`], [`attestation`]);
 //! * enforces limits with OpenAI-shaped JSON errors ([`api_error`]);
 //! * exposes `/healthz`, `/readyz` ([`readiness`]) and Prometheus metrics
 //!   ([`metrics`]) on a loopback-only listener;
 //! * optionally supervises the engine process ([`engine`]);
 //! * drains on SIGTERM ([`Agent::shutdown`]).
+//!
+//! ## Modules
+//!
+//! Data flows one way, from the listeners down to the engine:
+//!
+//! * [`server`]: the listeners — TLS handshakes, HTTP/2 or HTTP/1.1
+//!   connections, connection limits, idle timeouts and draining; it hands
+//!   each connection to a [`workers`] thread and each request to
+//!   [`service`];
+//! * [`service`]: one request — routing ([`route`]) to [`attestation`]
+//!   (fresh evidence, windows of [`fresh`]), health and readiness, or to
+//!   [`forward`];
+//! * [`forward`]: admit, read the body, send to the engine, respond; the
+//!   engine's connections live in [`upstream`], response bodies in
+//!   [`body`] (with token counting by [`usage`]);
+//! * [`shared`]: the state every request sees (limits, engine pool,
+//!   permits, metrics, readiness);
+//! * [`workers`]: the worker threads (a leaf: [`server`] and [`upstream`]
+//!   both use it);
+//! * [`h1_errors`]: HTTP/1.1 head errors answered as JSON;
+//! * [`config`]: typed, validated configuration (defaults, TOML file,
+//!   cross-field rules); [`cli`]: the command line merged over it;
+//! * [`identity`]: RA-TLS identities and their renewal;
+//!   [`quote_latency`]: `--sim-quote-latency`; [`gpu`]: the boot
+//!   GPU check; [`runtime_config`], [`model_volume`]: the host-supplied
+//!   configuration and the model volume it names;
+//! * [`engine`]: the engine probe and supervisor; [`readiness`],
+//!   [`metrics`]: what the metrics listener reports; [`error`]: the
+//!   crate's error type.
 //!
 //! The binary `chrysalis-agent` ([`cli`]) wires these together; tests
 //! drive [`Agent::start`] directly with any [`ServedIdentity`].
@@ -25,22 +56,29 @@
 #![warn(missing_docs)]
 
 pub mod api_error;
+pub mod attestation;
 pub mod body;
 pub mod cli;
 pub mod config;
 pub mod engine;
 pub mod error;
+pub mod forward;
+pub mod fresh;
 pub mod gpu;
 pub mod h1_errors;
 pub mod identity;
 pub mod metrics;
 pub mod model_volume;
+pub mod quote_latency;
 pub mod readiness;
+pub mod route;
 pub mod runtime_config;
 pub mod server;
 pub mod service;
+pub mod shared;
 pub mod upstream;
 pub mod usage;
+pub mod workers;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -58,7 +96,7 @@ pub use server::DrainReport;
 use crate::metrics::Metrics;
 use crate::readiness::InputState as S;
 use crate::server::Listener;
-use crate::service::Shared;
+use crate::shared::Shared;
 
 /// Where the HTTPS identity comes from.
 pub enum IdentitySource {
@@ -86,7 +124,7 @@ pub struct Agent {
     identities: Arc<IdentityStore>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
-    workers: Arc<server::Workers>,
+    workers: Arc<workers::Workers>,
 }
 
 impl std::fmt::Debug for Agent {
@@ -107,7 +145,7 @@ impl Agent {
         config.validate()?;
         let metrics = Arc::new(Metrics::new());
         let readiness = Arc::new(Readiness::new(metrics.clone()));
-        let workers = Arc::new(server::Workers::start(config.worker_threads())?);
+        let workers = Arc::new(workers::Workers::start(config.worker_threads())?);
         let mut shared = Shared::new(
             config.limits.clone(),
             config.upstream.clone(),
@@ -164,6 +202,11 @@ impl Agent {
                 id
             }
         };
+        // The first evidence window is quoted now, before clients ask for
+        // `/attestation/latest` (see [`fresh`]).
+        if let Some(source) = &first.attestation {
+            shared.fresh.batcher(source);
+        }
         let identities = Arc::new(IdentityStore::new(first));
         if let IdentitySource::RaTls(m) = identity {
             tasks.push(tokio::spawn(identity::renewal_loop(

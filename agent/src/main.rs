@@ -60,9 +60,15 @@ fn main() {
             std::process::exit(1);
         }
     };
+    let log_format = config.log_format;
     if let Err(e) = runtime.block_on(run(config, runtime_config)) {
-        tracing::error!("{e:#}");
-        eprintln!("chrysalis-agent: {e:#}");
+        // One line, the cause once: a JSON log line for log collectors, or
+        // a plain line for people.
+        let line = one_line(&e);
+        match log_format {
+            LogFormat::Json => tracing::error!("{line}"),
+            LogFormat::Text => eprintln!("chrysalis-agent: {line}"),
+        }
         std::process::exit(1);
     }
 }
@@ -82,6 +88,19 @@ async fn run(
         tokio::task::spawn_blocking(move || open_provider(kind, tee, sim_host_data))
             .await
             .context("opening the evidence provider")??;
+    let provider: Arc<dyn chrysalis_attestation::provider::EvidenceProvider> =
+        if config.sim_quote_latency.is_zero() {
+            provider
+        } else {
+            tracing::info!(
+                latency = %format_duration(config.sim_quote_latency),
+                "simulated quotes take extra time, one at a time"
+            );
+            Arc::new(chrysalis_agent::quote_latency::SlowQuotes::new(
+                provider,
+                config.sim_quote_latency,
+            ))
+        };
     tracing::info!(provider = provider.name(), tee = %provider.tee(), "evidence provider opened");
     // GPU attestation, then the boot measurements, both before the first
     // certificate: all served evidence carries them.
@@ -130,6 +149,23 @@ async fn run(
         "drained; exiting"
     );
     Ok(())
+}
+
+/// The error and its causes on one line, each cause once (errors that
+/// already quote their cause are not followed by it again).
+fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if line.contains(&text) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&text);
+    }
+    line
 }
 
 fn init_logging(format: LogFormat) {

@@ -71,7 +71,7 @@ impl UpstreamPool {
 
     fn slot(&self) -> &Mutex<Vec<SendRequest<Full<Bytes>>>> {
         let last = self.idle.len() - 1;
-        let i = crate::server::worker_index().map_or(last, |w| w.min(last));
+        let i = crate::workers::worker_index().map_or(last, |w| w.min(last));
         &self.idle[i]
     }
 

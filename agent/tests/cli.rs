@@ -146,6 +146,79 @@ async fn sim_agent_logs_ready_serves_and_drains_on_sigterm() {
     );
 }
 
+/// `--sim-quote-latency`: each simulated quote takes that long (a
+/// per-request quote shows it), while `/attestation/latest` answers every
+/// client from its window.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sim_quote_latency_slows_quotes_not_latest() {
+    let stub = Stub::start().await;
+    let upstream = format!("http://{}", stub.addr);
+    let (mut child, rx) = spawn(&[
+        "--provider",
+        "sim",
+        "--sim-quote-latency",
+        "400ms",
+        "--listen",
+        "127.0.0.1:0",
+        "--upstream",
+        &upstream,
+        "--metrics-listen",
+        "127.0.0.1:0",
+    ]);
+    // The receiver stays alive: the agent's stderr must not break.
+    let (lines, rx) = within(
+        "ready line",
+        tokio::task::spawn_blocking(move || (lines_until(&rx, "ready"), rx)),
+    )
+    .await
+    .unwrap();
+    let addr = https_addr(lines.last().unwrap());
+    let cfg = std::sync::Arc::new(chrysalis_ratls::VerifierConfig::new(
+        chrysalis_attestation::Policy::default().allow_simulated(true),
+    ));
+    let (mut c, spki) = ra_tls_client(addr, &cfg).await;
+    c.ready().await.unwrap();
+    let t0 = std::time::Instant::now();
+    let resp = c
+        .send_request(req("GET", "/attestation?nonce=0102", ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    text(resp).await;
+    let took = t0.elapsed();
+    assert!(took >= Duration::from_millis(400), "{took:?}");
+    c.ready().await.unwrap();
+    let resp = c
+        .send_request(req("GET", "/attestation/latest", ""))
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body = text(resp).await;
+    let ans = chrysalis_agent::fresh::BatchedEvidence::from_json(&body).unwrap();
+    chrysalis_agent::fresh::verify_batched(
+        &ans,
+        &spki,
+        None,
+        None,
+        Duration::from_secs(10),
+        &cfg,
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap();
+    drop(c);
+    sigterm(&child);
+    let (status, rest) = within(
+        "exit",
+        tokio::task::spawn_blocking(move || {
+            let status = wait_exit(&mut child);
+            (status, rx.iter().collect::<Vec<String>>())
+        }),
+    )
+    .await
+    .unwrap();
+    assert!(status.success(), "{status:?}\n{}", rest.join("\n"));
+}
+
 #[test]
 fn json_logs_are_one_object_per_line() {
     // No engine: the agent runs but never becomes ready; its log lines up
@@ -233,6 +306,49 @@ fn start_up_refusals() {
     ]);
     assert_eq!(code, 1, "{err}");
     assert!(err.contains(&addr), "{err}");
+}
+
+/// A busy port is one line naming the address and the cause once, in
+/// text and in JSON log format.
+#[test]
+fn busy_port_is_one_line_with_the_cause_once() {
+    let busy = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = busy.local_addr().unwrap().to_string();
+    let want = format!("cannot listen on {addr}: address already in use");
+    for (listen, metrics) in [
+        (addr.as_str(), "127.0.0.1:0"),
+        ("127.0.0.1:0", addr.as_str()),
+    ] {
+        let (code, err) = run_to_exit(&[
+            "--provider",
+            "sim",
+            "--listen",
+            listen,
+            "--metrics-listen",
+            metrics,
+        ]);
+        assert_eq!(code, 1, "{err}");
+        let hits: Vec<&str> = err.lines().filter(|l| l.contains(&addr)).collect();
+        assert_eq!(hits, [format!("chrysalis-agent: {want}")], "{err}");
+        assert_eq!(err.matches("already in use").count(), 1, "{err}");
+        assert!(!err.contains("os error"), "{err}");
+    }
+    let (code, err) = run_to_exit(&[
+        "--provider",
+        "sim",
+        "--listen",
+        &addr,
+        "--metrics-listen",
+        "127.0.0.1:0",
+        "--log-format",
+        "json",
+    ]);
+    assert_eq!(code, 1, "{err}");
+    let hits: Vec<&str> = err.lines().filter(|l| l.contains(&addr)).collect();
+    assert_eq!(hits.len(), 1, "{err}");
+    let v: serde_json::Value = serde_json::from_str(hits[0]).unwrap();
+    assert_eq!(v["level"], "ERROR", "{v}");
+    assert_eq!(v["message"], want.as_str(), "{v}");
 }
 
 /// The runtime configuration is measured before the first certificate: a
