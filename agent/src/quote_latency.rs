@@ -92,7 +92,7 @@ mod tests {
 
     #[test]
     fn quotes_take_the_latency_one_at_a_time() {
-        let sim = chrysalis_attestation::sim::SimProvider::new(Tee::Tdx).unwrap();
+        let sim = chrysalis_sim::SimProvider::new(Tee::Tdx).unwrap();
         let slow = Arc::new(SlowQuotes::new(Arc::new(sim), Duration::from_millis(150)));
         assert_eq!(slow.name(), "sim");
         assert_eq!(slow.tee(), Tee::Tdx);
