@@ -35,6 +35,8 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
+use crate::snp::report::GuestPolicy;
+use crate::tdx::quote::td_attributes;
 use crate::timefmt::human_duration;
 use crate::verified::{Identity, SnpIdentity, TcbStatus, TdxIdentity, VerifiedEvidence};
 
@@ -87,7 +89,15 @@ pub struct TdxRules {
     pub min_tee_tcb_svn: Option<String>,
 }
 
-/// One accepted combination of TDX registers (hex); absent fields are not checked.
+/// One accepted combination of TDX registers (hex, in report byte order).
+///
+/// An absent register is not checked, except the three host- or
+/// owner-chosen identities `mrconfigid`, `mrowner` and `mrownerconfig`:
+/// those must be all-zero unless the set pins them (a Chrysalis TD never
+/// sets them, and an unchecked non-zero value would let the host tag a TD
+/// with anything). `td_attributes` and `xfam` (8 bytes each, report byte
+/// order, i.e. little-endian: SEPT_VE_DISABLE alone is
+/// `"0000001000000000"`) are compared exactly when given.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TdxMeasurementSet {
@@ -104,23 +114,79 @@ pub struct TdxMeasurementSet {
     pub rtmr2: Option<String>,
     /// Expected RTMR3.
     pub rtmr3: Option<String>,
-    /// Expected MRCONFIGID.
+    /// Expected MRCONFIGID; absent: must be all-zero.
     pub mrconfigid: Option<String>,
+    /// Expected MROWNER; absent: must be all-zero.
+    #[serde(default)]
+    pub mrowner: Option<String>,
+    /// Expected MROWNERCONFIG; absent: must be all-zero.
+    #[serde(default)]
+    pub mrownerconfig: Option<String>,
+    /// Expected TD attributes (8 bytes, report byte order); absent: not
+    /// pinned (the verifier still refuses debug/TUD bits and a clear
+    /// SEPT_VE_DISABLE).
+    #[serde(default)]
+    pub td_attributes: Option<String>,
+    /// Expected XFAM (8 bytes, report byte order); absent: not pinned.
+    #[serde(default)]
+    pub xfam: Option<String>,
 }
 
-/// SNP-specific rules.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// SNP-specific rules. The guest policy, VMPL and ID-block fields are chosen
+/// by whoever launches the guest (the host), so each has a strict default.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SnpRules {
     /// Accepted launch identities; the evidence must match one of them.
     #[serde(default)]
     pub measurements: Vec<SnpMeasurementSet>,
-    /// Minimum reported TCB per component.
+    /// Minimum reported TCB per component, on top of the per-product floor
+    /// the verifier ships ([`crate::snp::floor`]), which sets the TCB
+    /// status.
     #[serde(default)]
     pub min_tcb: Option<SnpMinTcb>,
-    /// Highest VMPL accepted (0 is the most privileged). Default: any.
-    #[serde(default)]
+    /// Highest VMPL accepted (0 is the most privileged). Default 0: a report
+    /// requested from a less privileged VMPL comes from software below an
+    /// SVSM/paravisor the policy has not vetted. Set 3 to accept any.
+    #[serde(default = "default_max_vmpl")]
     pub max_vmpl: Option<u32>,
+    /// Accept a guest policy with MIGRATE_MA (bit 18) set, i.e. a guest that
+    /// may be associated with a migration agent that can export its
+    /// memory. Default false.
+    #[serde(default)]
+    pub allow_migrate_ma: bool,
+    /// Accept a guest policy with SMT (bit 16) set, i.e. a guest that may
+    /// run on a host with simultaneous multithreading enabled (sibling-thread
+    /// side channels, AMD-SB-3027). Default true (most hosts enable SMT);
+    /// false requires the guest to have been launched with SMT forbidden.
+    #[serde(default = "default_true")]
+    pub allow_smt: bool,
+    /// Minimum firmware ABI version the guest policy must require
+    /// (`"major.minor"`, compared with guest policy bits 15:0). Default:
+    /// not checked.
+    #[serde(default)]
+    pub min_abi: Option<String>,
+}
+
+fn default_max_vmpl() -> Option<u32> {
+    Some(0)
+}
+
+fn default_true() -> bool {
+    true
+}
+
+impl Default for SnpRules {
+    fn default() -> Self {
+        Self {
+            measurements: Vec::new(),
+            min_tcb: None,
+            max_vmpl: default_max_vmpl(),
+            allow_migrate_ma: false,
+            allow_smt: true,
+            min_abi: None,
+        }
+    }
 }
 
 /// One accepted SNP launch identity (hex); absent fields are not checked.
@@ -138,6 +204,15 @@ pub struct SnpMeasurementSet {
     pub family_id: Option<String>,
     /// Expected image id (16 bytes).
     pub image_id: Option<String>,
+    /// Expected ID_KEY_DIGEST (48 bytes): SHA-384 of the key that signed
+    /// the ID block. Family and image ids mean something only when pinned
+    /// with this: anyone can sign an ID block with their own key.
+    #[serde(default)]
+    pub id_key_digest: Option<String>,
+    /// Expected AUTHOR_KEY_DIGEST (48 bytes); requires the report to have
+    /// an author key (AUTHOR_KEY_EN).
+    #[serde(default)]
+    pub author_key_digest: Option<String>,
 }
 
 /// Minimum SNP TCB component versions.
@@ -235,6 +310,11 @@ impl Policy {
                     decode_exact::<48>(v, &format!("tdx.measurements[{i}].{field}"))?;
                 }
             }
+            for (field, v) in [("td_attributes", &m.td_attributes), ("xfam", &m.xfam)] {
+                if let Some(v) = v {
+                    decode_exact::<8>(v, &format!("tdx.measurements[{i}].{field}"))?;
+                }
+            }
         }
         for (i, m) in self.snp.measurements.iter().enumerate() {
             let ctx = |f: &str| format!("snp.measurements[{i}].{f}");
@@ -250,6 +330,15 @@ impl Policy {
             if let Some(v) = &m.image_id {
                 decode_exact::<16>(v, &ctx("image_id"))?;
             }
+            if let Some(v) = &m.id_key_digest {
+                decode_exact::<48>(v, &ctx("id_key_digest"))?;
+            }
+            if let Some(v) = &m.author_key_digest {
+                decode_exact::<48>(v, &ctx("author_key_digest"))?;
+            }
+        }
+        if let Some(v) = &self.snp.min_abi {
+            parse_abi(v)?;
         }
         if self.accepted_tcb_status.is_empty() {
             return Err(Error::InvalidPolicy(
@@ -291,9 +380,12 @@ impl Policy {
             }
         }
         if ev.debug() && !self.allow_debug {
-            reasons.push(match ev.tee() {
-                crate::Tee::Tdx => "TD is a debug TD (TD attributes DEBUG bit set): the host can read its memory".into(),
-                crate::Tee::Snp => "guest policy allows debugging (SNP policy DEBUG bit 19 set): the host can read its memory".into(),
+            reasons.push(match ev.identity() {
+                Identity::Tdx(id) => format!(
+                    "TD is a debug TD: TD attributes TUD byte {:#04x} is non-zero (bits 7:0; bit 0 is DEBUG, the others are debug-class TD-under-debug bits): the host can inspect the TD",
+                    id.td_attributes[0]
+                ),
+                Identity::Snp(_) => "guest policy allows debugging (SNP policy DEBUG bit 19 set): the host can read its memory".into(),
             });
         }
         if !self.accepted_tcb_status.contains(&ev.tcb_status()) {
@@ -336,6 +428,11 @@ impl Policy {
             ));
         }
 
+        if ctx.expected_report_data.is_some() && self.report_data.is_some() {
+            reasons.push(
+                "the policy sets report_data, but this caller binds report_data itself (RA-TLS: SHA-512 of the certificate's claims); remove report_data from the policy".into(),
+            );
+        }
         let expected_rd = ctx.expected_report_data.or_else(|| {
             self.report_data
                 .as_deref()
@@ -394,6 +491,14 @@ impl Policy {
         if !self.snp.measurements.is_empty() && self.tdx.measurements.is_empty() {
             reasons.push("policy lists only SNP measurements but the evidence is TDX".into());
         }
+        // dcap-qvl refuses such quotes too; checked here again so that the
+        // rule does not depend on another crate's defaults.
+        if !td_attributes::sept_ve_disable(&id.td_attributes) {
+            reasons.push(format!(
+                "TD attributes {}: SEPT_VE_DISABLE (bit 28) is clear, so the host can inject #VE on pending private pages",
+                hex::encode(id.td_attributes)
+            ));
+        }
         if let Some(min) = self
             .tdx
             .min_tee_tcb_svn
@@ -408,39 +513,28 @@ impl Policy {
                 }
             }
         }
+        let actual = tdx_registers(id);
         if self.tdx.measurements.is_empty() {
+            // No set pins them, so the host-chosen identities must be zero.
+            for (field, have) in actual
+                .iter()
+                .filter(|(f, _)| ZERO_UNLESS_PINNED.contains(f))
+            {
+                if **have != [0u8; 48] {
+                    reasons.push(format!(
+                        "{} is {}: it must be all-zero unless the policy pins it (a Chrysalis TD never sets it; the host or TD owner chose this value)",
+                        field.to_uppercase(),
+                        hex::encode(have)
+                    ));
+                }
+            }
             return;
         }
-        let actual = [
-            ("mrtd", &id.mrtd),
-            ("rtmr0", &id.rtmr[0]),
-            ("rtmr1", &id.rtmr[1]),
-            ("rtmr2", &id.rtmr[2]),
-            ("rtmr3", &id.rtmr[3]),
-            ("mrconfigid", &id.mrconfigid),
-        ];
         let mismatches: Vec<Vec<String>> = self
             .tdx
             .measurements
             .iter()
-            .map(|set| {
-                tdx_fields(set)
-                    .into_iter()
-                    .zip(actual.iter())
-                    .filter_map(|((field, want), (_, have))| {
-                        let want = decode_exact::<48>(want.as_deref()?, field).ok()?;
-                        (want != **have).then(|| {
-                            format!(
-                                "{} is {} but {} expects {}",
-                                field.to_uppercase(),
-                                hex::encode(have),
-                                set.name.as_deref().unwrap_or("the policy"),
-                                hex::encode(want)
-                            )
-                        })
-                    })
-                    .collect()
-            })
+            .map(|set| tdx_set_mismatches(set, id, &actual))
             .collect();
         push_closest(mismatches, "TDX", reasons);
     }
@@ -452,8 +546,30 @@ impl Policy {
         if let Some(max) = self.snp.max_vmpl {
             if id.vmpl > max {
                 reasons.push(format!(
-                    "report requested at VMPL {}, policy allows at most {max}",
+                    "report requested at VMPL {}, policy allows at most {max} (snp.max_vmpl)",
                     id.vmpl
+                ));
+            }
+        }
+        let guest = GuestPolicy(id.policy);
+        if guest.migrate_ma() && !self.snp.allow_migrate_ma {
+            reasons.push(format!(
+                "guest policy {:#x} sets MIGRATE_MA (bit 18): a migration agent may export the guest's memory (snp.allow_migrate_ma)",
+                id.policy
+            ));
+        }
+        if guest.smt() && !self.snp.allow_smt {
+            reasons.push(format!(
+                "guest policy {:#x} allows SMT (bit 16) but the policy requires SMT off (snp.allow_smt = false)",
+                id.policy
+            ));
+        }
+        if let Some((major, minor)) = self.snp.min_abi.as_deref().and_then(|v| parse_abi(v).ok()) {
+            if (guest.abi_major(), guest.abi_minor()) < (major, minor) {
+                reasons.push(format!(
+                    "guest policy requires firmware ABI {}.{}, policy requires at least {major}.{minor} (snp.min_abi)",
+                    guest.abi_major(),
+                    guest.abi_minor()
                 ));
             }
         }
@@ -503,6 +619,17 @@ impl Policy {
                 cmp("HOST_DATA", &set.host_data, &id.host_data);
                 cmp("FAMILY_ID", &set.family_id, &id.family_id);
                 cmp("IMAGE_ID", &set.image_id, &id.image_id);
+                cmp("ID_KEY_DIGEST", &set.id_key_digest, &id.id_key_digest);
+                cmp(
+                    "AUTHOR_KEY_DIGEST",
+                    &set.author_key_digest,
+                    &id.author_key_digest,
+                );
+                if set.author_key_digest.is_some() && !id.author_key_en {
+                    m.push(format!(
+                        "the report has no author key (AUTHOR_KEY_EN clear) but {label} pins one"
+                    ));
+                }
                 m
             })
             .collect();
@@ -510,7 +637,8 @@ impl Policy {
     }
 }
 
-fn tdx_fields(m: &TdxMeasurementSet) -> [(&'static str, &Option<String>); 6] {
+/// The 48-byte registers a TDX set can pin, in report order.
+fn tdx_fields(m: &TdxMeasurementSet) -> [(&'static str, &Option<String>); 8] {
     [
         ("mrtd", &m.mrtd),
         ("rtmr0", &m.rtmr0),
@@ -518,7 +646,89 @@ fn tdx_fields(m: &TdxMeasurementSet) -> [(&'static str, &Option<String>); 6] {
         ("rtmr2", &m.rtmr2),
         ("rtmr3", &m.rtmr3),
         ("mrconfigid", &m.mrconfigid),
+        ("mrowner", &m.mrowner),
+        ("mrownerconfig", &m.mrownerconfig),
     ]
+}
+
+/// The evidence's values of [`tdx_fields`], same order.
+fn tdx_registers(id: &TdxIdentity) -> [(&'static str, &[u8; 48]); 8] {
+    [
+        ("mrtd", &id.mrtd),
+        ("rtmr0", &id.rtmr[0]),
+        ("rtmr1", &id.rtmr[1]),
+        ("rtmr2", &id.rtmr[2]),
+        ("rtmr3", &id.rtmr[3]),
+        ("mrconfigid", &id.mrconfigid),
+        ("mrowner", &id.mrowner),
+        ("mrownerconfig", &id.mrownerconfig),
+    ]
+}
+
+/// Registers that must be all-zero unless a policy pins them.
+const ZERO_UNLESS_PINNED: [&str; 3] = ["mrconfigid", "mrowner", "mrownerconfig"];
+
+/// Every way `id` differs from `set`.
+fn tdx_set_mismatches(
+    set: &TdxMeasurementSet,
+    id: &TdxIdentity,
+    actual: &[(&'static str, &[u8; 48]); 8],
+) -> Vec<String> {
+    let label = set.name.as_deref().unwrap_or("the policy");
+    let mut out: Vec<String> = tdx_fields(set)
+        .into_iter()
+        .zip(actual.iter())
+        .filter_map(|((field, want), (_, have))| {
+            let (want, how) = match want.as_deref() {
+                Some(w) => (decode_exact::<48>(w, field).ok()?, "expects"),
+                None if ZERO_UNLESS_PINNED.contains(&field) => {
+                    ([0u8; 48], "pins none, so it must be all-zero; want")
+                }
+                None => return None,
+            };
+            (want != **have).then(|| {
+                format!(
+                    "{} is {} but {label} {how} {}",
+                    field.to_uppercase(),
+                    hex::encode(have),
+                    hex::encode(want)
+                )
+            })
+        })
+        .collect();
+    for (field, want, have) in [
+        ("TD_ATTRIBUTES", &set.td_attributes, &id.td_attributes),
+        ("XFAM", &set.xfam, &id.xfam),
+    ] {
+        let Some(want) = want
+            .as_deref()
+            .and_then(|w| decode_exact::<8>(w, field).ok())
+        else {
+            continue;
+        };
+        if want != *have {
+            out.push(format!(
+                "{field} is {} but {label} expects {}",
+                hex::encode(have),
+                hex::encode(want)
+            ));
+        }
+    }
+    out
+}
+
+/// Parses `"major.minor"` (e.g. `"1.51"`).
+fn parse_abi(v: &str) -> Result<(u8, u8)> {
+    let bad = || {
+        Error::InvalidPolicy(format!(
+            "snp.min_abi {v:?}: expected \"major.minor\", e.g. \"1.51\""
+        ))
+    };
+    let (major, minor) = v.trim().split_once('.').ok_or_else(bad)?;
+    Ok((
+        major.parse().map_err(|_| bad())?,
+        minor.parse().map_err(|_| bad())?,
+    ))
 }
 
 /// If no set matches, report the mismatches of the closest set.

@@ -36,9 +36,12 @@ pub const SIM_CHIP_ID_PREFIX: &[u8] = b"CHRYSALIS-SIMULATED";
 /// RSA modulus size of the simulated CA keys, in bits.
 const RSA_BITS: usize = 2048;
 
-/// The TCB the simulated VCEK is issued for (Milan layout): bootloader 4,
-/// TEE 0, SNP 22, microcode 213.
-const SIM_TCB: (u8, u8, u8, u8) = (4, 0, 22, 213);
+/// The TCB the simulated VCEK is issued for by default (Milan layout):
+/// bootloader 4, TEE 0, SNP 22, microcode 219 — a Milan patched for
+/// AMD-SB-3019, i.e. exactly the verifier's Milan floor
+/// (`chrysalis_attestation::snp::floor::MILAN`), so default simulated
+/// evidence looks like an up-to-date host.
+pub const SIM_TCB: (u8, u8, u8, u8) = (4, 0, 22, 219);
 
 /// A simulated AMD key hierarchy for one simulated Milan chip.
 pub struct SimSnpAuthority {
@@ -76,6 +79,27 @@ impl SimSnpAuthority {
     pub fn generate_with_validity(
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
+    ) -> Result<Self> {
+        Self::generate_with(not_before, not_after, SIM_TCB)
+    }
+
+    /// Generates a fresh hierarchy valid from one hour ago for 30 days whose
+    /// VCEK is issued for `(bootloader, tee, snp, microcode)` (Milan layout),
+    /// e.g. a platform below the verifier's TCB floor. Its reports carry
+    /// that TCB as reported, current, committed and launch TCB.
+    pub fn generate_with_tcb(tcb: (u8, u8, u8, u8)) -> Result<Self> {
+        let now = OffsetDateTime::now_utc();
+        Self::generate_with(
+            now - time::Duration::hours(1),
+            now + time::Duration::days(30),
+            tcb,
+        )
+    }
+
+    fn generate_with(
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        tcb: (u8, u8, u8, u8),
     ) -> Result<Self> {
         let validity = validity(not_before, not_after)?;
         let ark_name = ca_name(SIM_ARK_CN)?;
@@ -120,7 +144,7 @@ impl SimSnpAuthority {
         let mut chip_id = [0u8; 64];
         OsRng.fill_bytes(&mut chip_id);
         chip_id[..SIM_CHIP_ID_PREFIX.len()].copy_from_slice(SIM_CHIP_ID_PREFIX);
-        let (bl, tee, snp, ucode) = SIM_TCB;
+        let (bl, tee, snp, ucode) = tcb;
         let tcb = TcbVersion::from_parts(TcbLayout::MilanGenoa, 0, bl, tee, snp, ucode);
 
         let mut vcek = CertificateBuilder::new(
