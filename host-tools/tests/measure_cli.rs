@@ -312,7 +312,13 @@ fn policy_from_measurements_pins_td_attributes_and_xfam_when_recorded() {
     };
     let generate = |m: serde_json::Value| {
         std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
-        let o = chrysalis(&["policy", "from-measurements", p(&mpath), "--out", p(&policy)]);
+        let o = chrysalis(&[
+            "policy",
+            "from-measurements",
+            p(&mpath),
+            "--out",
+            p(&policy),
+        ]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         std::fs::read_to_string(&policy).unwrap()
     };
@@ -336,6 +342,9 @@ fn policy_from_measurements_pins_td_attributes_and_xfam_when_recorded() {
     tdx.remove("xfam");
     let toml = generate(m);
     assert!(!toml.contains("\nxfam ="), "{toml}");
-    assert!(toml.contains("# td_attributes / xfam: not recorded"), "{toml}");
+    assert!(
+        toml.contains("# td_attributes / xfam: not recorded"),
+        "{toml}"
+    );
     assert_eq!(verify().status.code(), Some(0));
 }
