@@ -139,6 +139,28 @@ fn verify_accepts_simulated_servers_only_with_allow_sim() {
 }
 
 #[test]
+fn a_policy_report_data_is_refused_for_ra_tls() {
+    let s = server(Tee::Tdx);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "report_data = \"01\"\n").unwrap();
+    let url = format!("https://{}", s.addr);
+    let o = chrysalis(&[
+        "verify",
+        &url,
+        "--allow-sim",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("RA-TLS binds report_data itself"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn verify_cert_refuses_flags_it_cannot_check_offline() {
     let s = server(Tee::Tdx);
     let dir = tempfile::tempdir().unwrap();
