@@ -420,3 +420,83 @@ fn report_data_in_a_policy_conflicts_with_a_caller_binding() {
     assert!(!d.accepted);
     assert!(has(&d, "binds report_data itself"), "{:?}", d.reasons);
 }
+
+#[test]
+fn snp_amd_crl_is_checked_when_given() {
+    let sim = SimSnpAuthority::generate().unwrap();
+    let report = snp_report(&sim, |_| {});
+    let now = OffsetDateTime::now_utc();
+    let (from, to) = (
+        now - time::Duration::hours(1),
+        now + time::Duration::days(7),
+    );
+    let with_crl = |crl: Vec<u8>| sim.certificates().with_crl(crl);
+    let verify =
+        |certs: &att::snp::SnpCertificates| att::snp::verify(&report, certs, &sim.roots(), now);
+
+    // A current CRL that lists nothing: verifies.
+    let good = sim.crl_der(false, from, to).unwrap();
+    verify(&with_crl(good.clone())).unwrap();
+    // Sorted from files like the certificates, DER or PEM.
+    let pem = format!(
+        "-----BEGIN X509 CRL-----\n{}\n-----END X509 CRL-----\n",
+        base64_lines(&good)
+    );
+    for blob in [good.clone(), pem.into_bytes()] {
+        let certs =
+            att::snp::SnpCertificates::from_files_bytes(vec![sim.chain_pem().into_bytes(), blob])
+                .unwrap();
+        assert_eq!(certs.crl.as_deref(), Some(good.as_slice()));
+    }
+
+    // The ASK revoked: refused as revoked.
+    let e = verify(&with_crl(sim.crl_der(true, from, to).unwrap())).unwrap_err();
+    assert!(matches!(&e, Error::Revoked(m) if m.contains("ASK")), "{e}");
+
+    // A stale CRL fails closed.
+    let stale = sim
+        .crl_der(
+            false,
+            now - time::Duration::days(9),
+            now - time::Duration::days(2),
+        )
+        .unwrap();
+    let e = verify(&with_crl(stale)).unwrap_err();
+    assert!(
+        matches!(&e, Error::StaleCollateral(m) if m.contains("AMD CRL expired")),
+        "{e}"
+    );
+
+    // A CRL signed by another ARK (with the same name): not this chain's.
+    let other = SimSnpAuthority::generate().unwrap();
+    let e = verify(&with_crl(other.crl_der(false, from, to).unwrap())).unwrap_err();
+    assert!(
+        e.to_string().contains("does not verify with the ARK's key"),
+        "{e}"
+    );
+
+    // Without a CRL (not cached): verifies as before.
+    verify(&sim.certificates()).unwrap();
+}
+
+fn base64_lines(der: &[u8]) -> String {
+    const T: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut s = String::new();
+    for c in der.chunks(3) {
+        let n = (c[0] as u32) << 16
+            | (*c.get(1).unwrap_or(&0) as u32) << 8
+            | *c.get(2).unwrap_or(&0) as u32;
+        for i in 0..4 {
+            if i <= c.len() {
+                s.push(T[(n >> (18 - 6 * i) & 63) as usize] as char);
+            } else {
+                s.push('=');
+            }
+        }
+    }
+    s.as_bytes()
+        .chunks(64)
+        .map(|l| std::str::from_utf8(l).unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}

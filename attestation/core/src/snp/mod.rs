@@ -18,6 +18,7 @@
 //! certificates say about themselves.
 
 pub mod certs;
+pub mod crl;
 pub mod floor;
 pub mod kds;
 pub mod report;

@@ -10,7 +10,9 @@
 //! 2. **Chain.** ARK self-signature, ARK → ASK/ASVK, ASK/ASVK → VEK, checked
 //!    by the `sev` crate's [`Verifiable`] impls (RSASSA-PSS, SHA-384); then
 //!    each certificate's validity period at `now`, which `sev` does not
-//!    check ([`Error::StaleCollateral`]).
+//!    check ([`Error::StaleCollateral`]); AMD's CRL when given
+//!    ([`super::crl`]: ARK signature, validity, ASK/ASVK not revoked →
+//!    [`Error::Revoked`]).
 //! 3. **Binding.** The report's `SIGNING_KEY` names the kind of key
 //!    presented; the VEK's TCB extensions equal the report's
 //!    `reported_tcb`, component by component; a VCEK's `hwID` equals the
@@ -236,6 +238,15 @@ fn check_chain(
     check_validity("ARK", &ark_meta, now)?;
     check_validity(issuer, &ask_meta, now)?;
     check_validity(vek_name, vek.meta(), now)?;
+    // AMD's CRL, when one was cached and given.
+    if let Some(crl) = certs.crl.as_deref() {
+        super::crl::check(
+            crl,
+            ark_der,
+            &[(issuer, ask_der), (vek_name, vek.der())],
+            now,
+        )?;
+    }
 
     let expires = ark_meta
         .not_after

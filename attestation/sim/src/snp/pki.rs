@@ -51,6 +51,7 @@ pub struct SimSnpAuthority {
     pub(super) vcek_key: p384::ecdsa::SigningKey,
     pub(super) chip_id: [u8; 64],
     pub(super) tcb: TcbVersion,
+    ark_signer: rsa::pss::SigningKey<Sha384>,
 }
 
 impl std::fmt::Debug for SimSnpAuthority {
@@ -184,6 +185,7 @@ impl SimSnpAuthority {
             vcek_key,
             chip_id,
             tcb,
+            ark_signer,
         })
     }
 
@@ -221,6 +223,49 @@ impl SimSnpAuthority {
     pub fn certificates(&self) -> SnpCertificates {
         SnpCertificates::new(self.vcek_der.clone())
             .with_chain(self.ask_der.clone(), self.ark_der.clone())
+    }
+
+    /// An AMD-shaped CRL (DER) signed by this ARK with RSASSA-PSS SHA-384,
+    /// valid from `this_update` to `next_update`, listing the ASK when
+    /// `revoke_ask` (what AMD's KDS serves at `…/vcek/v1/{product}/crl`).
+    pub fn crl_der(
+        &self,
+        revoke_ask: bool,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>> {
+        use rsa::signature::{RandomizedSigner, SignatureEncoding};
+        use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+        use x509_cert::der::asn1::BitString;
+        use x509_cert::der::Decode;
+        let der_err = |e: x509_cert::der::Error| sim_err(format!("CRL: {e}"));
+        let ark = x509_cert::Certificate::from_der(&self.ark_der).map_err(der_err)?;
+        let ask = x509_cert::Certificate::from_der(&self.ask_der).map_err(der_err)?;
+        let window = validity(this_update, next_update)?;
+        let tbs = TbsCertList {
+            version: x509_cert::Version::V2,
+            signature: ark.signature_algorithm.clone(),
+            issuer: ark.tbs_certificate.subject.clone(),
+            this_update: window.not_before,
+            next_update: Some(window.not_after),
+            revoked_certificates: revoke_ask.then(|| {
+                vec![RevokedCert {
+                    serial_number: ask.tbs_certificate.serial_number.clone(),
+                    revocation_date: window.not_before,
+                    crl_entry_extensions: None,
+                }]
+            }),
+            crl_extensions: None,
+        };
+        let tbs_der = tbs.to_der().map_err(der_err)?;
+        let sig = self.ark_signer.sign_with_rng(&mut OsRng, &tbs_der);
+        CertificateList {
+            tbs_cert_list: tbs,
+            signature_algorithm: ark.signature_algorithm,
+            signature: BitString::from_bytes(&sig.to_vec()).map_err(der_err)?,
+        }
+        .to_der()
+        .map_err(der_err)
     }
 
     /// Roots trusting only this authority's ARK, as
