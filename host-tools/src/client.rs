@@ -290,10 +290,37 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
         .expect("tokio runtime")
 }
 
+/// `--cert FILE` is checked offline: refuse the flags whose checks need the
+/// live server, rather than accept without doing them (usage error, exit 1).
+fn refuse_offline_flags(a: &VerifyArgs) -> Result<(), Failure> {
+    let usage = |msg: &str| Failure {
+        code: exit::IO,
+        error: anyhow!("{msg}"),
+    };
+    if a.nonce {
+        return Err(usage(
+            "--nonce cannot be used with --cert: an offline certificate cannot prove freshness (only a live server can answer a new nonce); verify https://HOST:PORT --nonce instead",
+        ));
+    }
+    if a.gpu_policy.is_some()
+        || !a.gpu_rim.is_empty()
+        || a.gpu_offline
+        || a.gpu_ocsp_cache.is_some()
+    {
+        return Err(usage(
+            "GPU flags (--gpu-policy, --gpu-rim, --gpu-offline, --gpu-ocsp-cache) cannot be used with --cert: a certificate carries only the digest of the GPU evidence, not the GPU bundle; verify https://HOST:PORT --gpu-policy FILE instead",
+        ));
+    }
+    Ok(())
+}
+
 pub fn run_verify(a: VerifyArgs) -> i32 {
     let json_out = a.json;
     type Fresh = (VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>);
     let result: Result<(VerifiedPeer, Option<Fresh>, String), Failure> = (|| {
+        if a.cert.is_some() {
+            refuse_offline_flags(&a)?;
+        }
         let cfg = Arc::new(verifier_config(&a.policy)?);
         let gpu = GpuCheck::from_args(&a)?;
         if let Some(path) = &a.cert {

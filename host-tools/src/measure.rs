@@ -583,6 +583,9 @@ pub(crate) fn image(
                             .as_str()
                             .unwrap_or("?")
                     )),
+                    // Host-dependent under `-cpu host`; see the generated policy.
+                    td_attributes: None,
+                    xfam: None,
                 }),
                 snp: None,
             });

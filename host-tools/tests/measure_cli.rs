@@ -262,3 +262,89 @@ fn policy_from_measurements_accepts_exactly_the_published_values() {
     assert_ne!(o.status.code(), Some(0));
     assert!(text(&o).contains("measurements.json"), "{}", text(&o));
 }
+
+#[test]
+fn policy_from_measurements_pins_td_attributes_and_xfam_when_recorded() {
+    let dir = tempfile::tempdir().unwrap();
+    let ev = dir.path().join("q.bin");
+    let o = chrysalis(&[
+        "attest",
+        "generate",
+        "--provider",
+        "sim",
+        "--report-data",
+        "01",
+        "--out",
+        p(&ev),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    let show: serde_json::Value =
+        serde_json::from_slice(&chrysalis(&["attest", "show", p(&ev), "--json"]).stdout).unwrap();
+    let body = &show["evidence"]["body"];
+    let manifest = |td_attributes: &serde_json::Value, xfam: &str| {
+        serde_json::json!({
+            "schema": 1,
+            "tool": "test",
+            "configurations": [{
+                "name": "sim",
+                "vm": {"vcpus": 1, "memory_mib": 2048, "gpus": 0, "vmm": "qemu"},
+                "tdx": {
+                    "mrtd": body["mrtd"], "rtmr0": null, "rtmr1": null, "rtmr2": null,
+                    "rtmr3": null, "td_attributes": td_attributes, "xfam": xfam
+                }
+            }]
+        })
+    };
+    let mpath = dir.path().join("measurements.json");
+    let policy = dir.path().join("policy.toml");
+    let col = dir.path().join("q.bin.collateral.json");
+    let verify = || {
+        chrysalis(&[
+            "attest",
+            "verify",
+            p(&ev),
+            "--collateral",
+            p(&col),
+            "--policy",
+            p(&policy),
+            "--allow-sim",
+        ])
+    };
+    let generate = |m: serde_json::Value| {
+        std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        let o = chrysalis(&[
+            "policy",
+            "from-measurements",
+            p(&mpath),
+            "--out",
+            p(&policy),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+        std::fs::read_to_string(&policy).unwrap()
+    };
+
+    // Recorded: pinned, and the evidence's own values pass.
+    let xfam = body["xfam"].as_str().unwrap();
+    let toml = generate(manifest(&body["td_attributes"], xfam));
+    assert!(toml.contains(&format!("xfam = \"{xfam}\"")), "{toml}");
+    assert_eq!(verify().status.code(), Some(0), "{}", text(&verify()));
+
+    // Another XFAM recorded: the same TD is refused, naming XFAM.
+    generate(manifest(&body["td_attributes"], "0300000000000000"));
+    let o = verify();
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("XFAM"), "{}", text(&o));
+
+    // Not recorded: unpinned, and the policy says why.
+    let mut m = manifest(&body["td_attributes"], xfam);
+    let tdx = m["configurations"][0]["tdx"].as_object_mut().unwrap();
+    tdx.remove("td_attributes");
+    tdx.remove("xfam");
+    let toml = generate(m);
+    assert!(!toml.contains("\nxfam ="), "{toml}");
+    assert!(
+        toml.contains("# td_attributes / xfam: not recorded"),
+        "{toml}"
+    );
+    assert_eq!(verify().status.code(), Some(0));
+}

@@ -139,6 +139,52 @@ fn verify_accepts_simulated_servers_only_with_allow_sim() {
 }
 
 #[test]
+fn a_policy_report_data_is_refused_for_ra_tls() {
+    let s = server(Tee::Tdx);
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("p.toml");
+    std::fs::write(&policy, "report_data = \"01\"\n").unwrap();
+    let url = format!("https://{}", s.addr);
+    let o = chrysalis(&[
+        "verify",
+        &url,
+        "--allow-sim",
+        "--policy",
+        policy.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(
+        text(&o).contains("RA-TLS binds report_data itself"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn verify_cert_refuses_flags_it_cannot_check_offline() {
+    let s = server(Tee::Tdx);
+    let dir = tempfile::tempdir().unwrap();
+    let cert = dir.path().join("server.der");
+    std::fs::write(&cert, s.identity.cert_der()).unwrap();
+    let c = cert.to_str().unwrap();
+    let gpu_policy = dir.path().join("gpu.toml");
+    std::fs::write(&gpu_policy, "[gpu]\n").unwrap();
+    let g = gpu_policy.to_str().unwrap();
+    for (args, why) in [
+        (vec!["--nonce"], "cannot prove freshness"),
+        (vec!["--gpu-policy", g], "not the GPU bundle"),
+        (vec!["--gpu-offline"], "not the GPU bundle"),
+    ] {
+        let mut all = vec!["verify", "--cert", c, "--allow-sim"];
+        all.extend(args.iter().copied());
+        let o = chrysalis(&all);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {}", text(&o));
+        assert!(text(&o).contains(why), "{args:?}: {}", text(&o));
+        assert!(!String::from_utf8_lossy(&o.stdout).contains("ACCEPTED"));
+    }
+}
+
+#[test]
 fn verify_cert_offline_and_errors_have_their_exit_codes() {
     let s = server(Tee::Tdx);
     let dir = tempfile::tempdir().unwrap();

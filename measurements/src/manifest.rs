@@ -94,6 +94,13 @@ pub struct TdxExpected {
     /// The model the values assume (e.g. page-add ordering).
     #[serde(default)]
     pub model: Option<String>,
+    /// TD attributes the launch produces (8 bytes, report byte order), when
+    /// known. Absent from files that do not record it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub td_attributes: Option<String>,
+    /// XFAM the launch produces (8 bytes, report byte order), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xfam: Option<String>,
 }
 
 /// Expected SNP launch measurement.
@@ -123,6 +130,20 @@ pub struct Configuration {
     #[serde(default)]
     pub snp: Option<SnpExpected>,
 }
+
+/// Written under a TDX set whose `measurements.json` does not record the
+/// TD attributes or XFAM: why they stay unpinned, and what still guards them.
+const TDX_ATTRIBUTES_UNPINNED: &str = "\
+# td_attributes / xfam: not recorded in measurements.json, so not pinned.
+# Chrysalis launches TDs with QEMU's tdx-guest defaults: SEPT_VE_DISABLE set
+# (td_attributes \"0000001000000000\"), plus PKS/PERFMON and an XFAM that
+# follow the host CPU under `-cpu host`, so no single value fits every host.
+# The verifier still refuses any TD-under-debug bit, a clear SEPT_VE_DISABLE,
+# MIGRATABLE and reserved bits; MRCONFIGID, MROWNER and MROWNERCONFIG must be
+# all-zero because this set does not pin them. To pin them for one host, add
+# td_attributes = \"<16 hex>\" and xfam = \"<16 hex>\" (report byte order,
+# as `chrysalis attest show` prints them).
+";
 
 impl MeasurementsManifest {
     /// Parses and checks a `measurements.json`.
@@ -156,7 +177,13 @@ impl MeasurementsManifest {
                 .flatten()
                 .map(|h| (h, 48))
                 .chain(c.snp.iter().map(|s| (&s.measurement, 48)));
-            for (h, len) in hexes {
+            let attrs = c
+                .tdx
+                .iter()
+                .flat_map(|t| [t.td_attributes.as_ref(), t.xfam.as_ref()])
+                .flatten()
+                .map(|h| (h, 8));
+            for (h, len) in hexes.chain(attrs) {
                 match hex::decode(h) {
                     Ok(b) if b.len() == len => {}
                     _ => {
@@ -202,10 +229,15 @@ impl MeasurementsManifest {
                     ("rtmr1", &t.rtmr1),
                     ("rtmr2", &t.rtmr2),
                     ("rtmr3", &t.rtmr3),
+                    ("td_attributes", &t.td_attributes),
+                    ("xfam", &t.xfam),
                 ] {
                     if let Some(v) = v {
                         out.push_str(&format!("{k} = {v:?}\n"));
                     }
+                }
+                if t.td_attributes.is_none() || t.xfam.is_none() {
+                    out.push_str(TDX_ATTRIBUTES_UNPINNED);
                 }
             }
             if let Some(s) = &c.snp {

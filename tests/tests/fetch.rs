@@ -240,13 +240,28 @@ fn snp_certificates_come_from_the_kds_url_format_and_verify_offline() {
                 header: None,
                 body: ask_ark.into_bytes(),
             },
+            Route {
+                prefix: "/vcek/v1/Milan/crl".into(),
+                header: None,
+                body: sim
+                    .crl_der(
+                        false,
+                        OffsetDateTime::now_utc() - time::Duration::hours(1),
+                        OffsetDateTime::now_utc() + time::Duration::days(7),
+                    )
+                    .unwrap(),
+            },
         ],
-        2,
+        3,
     );
     let dir = tempfile::tempdir().unwrap();
     let files = chrysalis_fetch::fetch_snp_certificates(&report, &url, dir.path()).unwrap();
     let blobs = files.iter().map(|f| std::fs::read(f).unwrap()).collect();
     let certs = att::snp::SnpCertificates::from_files_bytes(blobs).unwrap();
+    assert!(
+        certs.crl.is_some(),
+        "the fetched CRL is sorted into the collateral"
+    );
     let ev = att::snp::verify(&report, &certs, &sim.roots(), OffsetDateTime::now_utc()).unwrap();
     assert_eq!(ev.anchor(), att::TrustAnchor::Simulated);
     assert_eq!(ev.report_data(), &[3; 64]);

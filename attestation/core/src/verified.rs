@@ -40,9 +40,11 @@ pub enum TrustAnchor {
     Custom,
 }
 
-/// Platform TCB status, as Intel names it. SNP evidence whose VCEK matches
-/// its reported TCB is [`TcbStatus::UpToDate`]; policy judges SNP TCB levels
-/// by minimum versions instead.
+/// Platform TCB status, as Intel names it. For TDX it is Intel's verdict
+/// (TCB info). AMD publishes no such verdict, so for SNP the verifier
+/// judges the reported TCB (the one the VCEK certifies) against the
+/// per-product floor shipped in [`crate::snp::floor`]: [`TcbStatus::UpToDate`]
+/// when every component meets it, [`TcbStatus::OutOfDate`] otherwise.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 pub enum TcbStatus {
     /// The platform is patched to the latest TCB.
@@ -183,6 +185,14 @@ pub struct SnpIdentity {
     pub product: crate::snp::Product,
     /// Whether the report was signed by a VLEK (else VCEK).
     pub vlek: bool,
+    /// SHA-384 of the key that signed the ID block (zero without one).
+    #[serde(with = "hex::serde")]
+    pub id_key_digest: [u8; 48],
+    /// SHA-384 of the key that signed the ID key (zero without one).
+    #[serde(with = "hex::serde")]
+    pub author_key_digest: [u8; 48],
+    /// Whether the ID block carried an author key (`AUTHOR_KEY_EN`).
+    pub author_key_en: bool,
 }
 
 /// TEE-specific identity of verified evidence.
@@ -283,7 +293,8 @@ impl VerifiedEvidence {
         &self.report_data
     }
     /// Whether the TD / guest runs with debugging enabled (then its memory is
-    /// readable by the host).
+    /// readable by the host): for TDX any TD-under-debug bit (TD attributes
+    /// bits 7:0, not only DEBUG), for SNP the guest policy's DEBUG bit.
     pub fn debug(&self) -> bool {
         self.debug
     }

@@ -185,8 +185,10 @@ fn root_crl_distribution_point(chain: &[Vec<u8>]) -> Result<String> {
     ))
 }
 
-/// Fetches the VCEK and the ASK/ARK chain for an SNP report from the AMD KDS
-/// at `base` into `out` (`vcek.der`, `cert_chain.pem`).
+/// Fetches the VCEK, the ASK/ARK chain and AMD's CRL for an SNP report from
+/// the AMD KDS at `base` into `out` (`vcek.der`, `cert_chain.pem`,
+/// `crl.der`). The CRL is checked at verification when it is passed along
+/// (it fails closed once stale, so fetch again).
 pub fn fetch_snp_certificates(report: &SnpReport, base: &str, out: &Path) -> Result<Vec<PathBuf>> {
     let base = base.trim_end_matches('/');
     let candidates: Vec<Product> = match report.product_hint() {
@@ -204,12 +206,15 @@ pub fn fetch_snp_certificates(report: &SnpReport, base: &str, out: &Path) -> Res
         match get(&vcek_url) {
             Ok(vcek) => {
                 let chain = get(&rebase(kds::kds_cert_chain_url(product)))?;
+                let crl = get(&rebase(kds::kds_crl_url(product)))?;
                 std::fs::create_dir_all(out).map_err(|e| Error::io(out, e))?;
                 let p1 = out.join("vcek.der");
                 let p2 = out.join("cert_chain.pem");
+                let p3 = out.join("crl.der");
                 chrysalis_attestation::fsutil::write_atomic(&p1, &vcek.body)?;
                 chrysalis_attestation::fsutil::write_atomic(&p2, &chain.body)?;
-                return Ok(vec![p1, p2]);
+                chrysalis_attestation::fsutil::write_atomic(&p3, &crl.body)?;
+                return Ok(vec![p1, p2, p3]);
             }
             Err(e) => last_err = Some(e),
         }

@@ -292,6 +292,16 @@ pub(crate) fn decide(
     now: OffsetDateTime,
     from_cache: bool,
 ) -> Result<VerifiedPeer> {
+    // RA-TLS binds report_data itself (SHA-512 of the claims, checked
+    // before this point); a policy's own report_data could never apply, so
+    // such a policy is refused rather than silently ignored.
+    if config.policy.report_data.is_some() {
+        return Err(Error::Attestation(
+            chrysalis_attestation::Error::InvalidPolicy(
+                "the policy sets report_data, but RA-TLS binds report_data itself (SHA-512 of the certificate's claims): remove report_data from the policy".into(),
+            ),
+        ));
+    }
     let ctx = CheckContext {
         created_at: core.created_at(),
         expected_report_data: Some(*core.evidence.report_data()),

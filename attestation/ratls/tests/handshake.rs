@@ -199,6 +199,25 @@ async fn tls12_only_client_fails_the_handshake() {
 }
 
 #[tokio::test]
+async fn a_policy_with_report_data_is_refused_not_ignored() {
+    // RA-TLS binds report_data to the claims itself; a policy that pins
+    // report_data could never apply, so it must be an error, not a no-op.
+    let sim = sim(Tee::Tdx);
+    let id = identity(&sim);
+    let mut policy = dev_policy();
+    policy.report_data = Some("0102".into());
+    let (v, c) = client(policy);
+    let err = exchange(server(&id), c).await.client.unwrap_err();
+    let e = ratls_error(&err);
+    assert_eq!(e.category(), ErrorCategory::Malformed, "{e}");
+    assert!(
+        e.to_string().contains("report_data") && e.to_string().contains("RA-TLS"),
+        "{e}"
+    );
+    assert!(v.peer().is_none());
+}
+
+#[tokio::test]
 async fn measurement_not_in_policy_is_rejected() {
     let sim = sim(Tee::Tdx);
     let id = identity(&sim);

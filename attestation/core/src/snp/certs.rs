@@ -374,6 +374,11 @@ pub struct SnpCertificates {
     pub ask: Option<Vec<u8>>,
     /// ARK, DER.
     pub ark: Option<Vec<u8>>,
+    /// AMD's CRL for the product (DER, signed by the ARK), when cached
+    /// (`attest collateral fetch` writes `crl.der`). When present it is
+    /// checked: signature, validity window, and neither the ASK/ASVK nor
+    /// the VCEK/VLEK listed ([`super::crl`]).
+    pub crl: Option<Vec<u8>>,
 }
 
 impl SnpCertificates {
@@ -383,7 +388,14 @@ impl SnpCertificates {
             vek: vek_der,
             ask: None,
             ark: None,
+            crl: None,
         }
+    }
+
+    /// Adds AMD's CRL (DER), checked at verification.
+    pub fn with_crl(mut self, crl_der: Vec<u8>) -> Self {
+        self.crl = Some(crl_der);
+        self
     }
 
     /// Adds the CA certificates (DER).
@@ -395,15 +407,31 @@ impl SnpCertificates {
 
     /// Sorts any mix of DER and PEM blobs (e.g. the files a user passed: a
     /// VCEK `.der` and a KDS `cert_chain` PEM) into VCEK/VLEK, ASK/ASVK and
-    /// ARK by subject CN. Exactly one VCEK/VLEK is required; a certificate
-    /// given twice with identical bytes counts once.
+    /// ARK by subject CN, and a CRL (DER, or PEM `X509 CRL`) into the CRL
+    /// slot. Exactly one VCEK/VLEK is required; a certificate or CRL given
+    /// twice with identical bytes counts once.
     pub fn from_files_bytes(blobs: Vec<Vec<u8>>) -> Result<Self> {
         // One slot per position in the chain; a VCEK and a VLEK compete for
         // the same slot, as do an ASK and an ASVK.
         let mut vek: Option<Vec<u8>> = None;
         let mut ask: Option<Vec<u8>> = None;
         let mut ark: Option<Vec<u8>> = None;
+        let mut crl: Option<Vec<u8>> = None;
         for blob in &blobs {
+            let (crls, has_certificates) = super::crl::decode_crls(blob)?;
+            for der in crls {
+                match &crl {
+                    Some(old) if *old != der => {
+                        return Err(Error::MalformedCollateral(
+                            "two different CRLs given; pass one".into(),
+                        ))
+                    }
+                    _ => crl = Some(der),
+                }
+            }
+            if !has_certificates {
+                continue;
+            }
             for der in decode_certificates(blob)? {
                 let (slot, what) = match cert_role(&der)? {
                     CertRole::Vcek | CertRole::Vlek => (&mut vek, "VCEK/VLEK"),
@@ -426,7 +454,7 @@ impl SnpCertificates {
                 blobs.len()
             ))
         })?;
-        Ok(SnpCertificates { vek, ask, ark })
+        Ok(SnpCertificates { vek, ask, ark, crl })
     }
 }
 

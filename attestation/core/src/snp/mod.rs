@@ -9,6 +9,9 @@
 //!   ASVK / ARK certificates, and the pinned AMD roots ([`SnpRoots`]).
 //! * [`kds`]: URLs of the AMD Key Distribution Service (pure functions; the
 //!   fetching happens elsewhere).
+//! * [`crl`]: AMD's per-product CRL, checked when one is given.
+//! * [`floor`]: the per-product minimum TCB (from AMD's security bulletins)
+//!   that decides the SNP TCB status.
 //! * [`verify()`]: ARK → ASK → VEK → report, yielding
 //!   [`crate::VerifiedEvidence`].
 //!
@@ -18,6 +21,8 @@
 //! certificates say about themselves.
 
 pub mod certs;
+pub mod crl;
+pub mod floor;
 pub mod kds;
 pub mod report;
 pub mod tcb;

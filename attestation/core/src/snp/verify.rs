@@ -10,7 +10,9 @@
 //! 2. **Chain.** ARK self-signature, ARK → ASK/ASVK, ASK/ASVK → VEK, checked
 //!    by the `sev` crate's [`Verifiable`] impls (RSASSA-PSS, SHA-384); then
 //!    each certificate's validity period at `now`, which `sev` does not
-//!    check ([`Error::StaleCollateral`]).
+//!    check ([`Error::StaleCollateral`]); AMD's CRL when given
+//!    ([`super::crl`]: ARK signature, validity, ASK/ASVK not revoked →
+//!    [`Error::Revoked`]).
 //! 3. **Binding.** The report's `SIGNING_KEY` names the kind of key
 //!    presented; the VEK's TCB extensions equal the report's
 //!    `reported_tcb`, component by component; a VCEK's `hwID` equals the
@@ -18,7 +20,11 @@
 //!    chip or TCB is reported as such.)
 //! 4. **Report signature.** ECDSA P-384 / SHA-384 over bytes `0..0x2A0`
 //!    with the VEK's key.
-//! 5. [`VerifiedEvidence`] with the root's anchor: `Production` only for
+//! 5. **TCB.** `reported ≤ current` and `committed ≤ current` (what honest
+//!    firmware keeps); the reported TCB against the product's floor
+//!    ([`super::floor`]): below it, the status is `OutOfDate` with one note
+//!    per short component (the default policy rejects it).
+//! 6. [`VerifiedEvidence`] with the root's anchor: `Production` only for
 //!    AMD's pinned ARKs.
 
 use p384::ecdsa::signature::Verifier;
@@ -95,8 +101,19 @@ pub fn verify(
     // 4. The report's signature.
     check_report_signature(report, vek)?;
 
-    // 5. Evidence, with the anchor of the root the chain ended at.
-    let mut tcb_notes = Vec::new();
+    // 5. The report's TCB fields are consistent, and the reported TCB (the
+    // one the VEK certifies) meets the product's floor.
+    check_tcb_order(report, product)?;
+    let floor = super::floor::floor_for(product, report.cpuid);
+    let shortfalls = floor.shortfalls(&reported_tcb);
+    let tcb_status = if shortfalls.is_empty() {
+        TcbStatus::UpToDate
+    } else {
+        TcbStatus::OutOfDate
+    };
+
+    // 6. Evidence, with the anchor of the root the chain ended at.
+    let mut tcb_notes = shortfalls;
     if report.current_tcb.raw() != report.reported_tcb.raw() {
         tcb_notes.push(format!(
             "reported TCB ({reported_tcb}) differs from the platform's current TCB ({})",
@@ -119,9 +136,12 @@ pub fn verify(
             reported_tcb,
             product,
             vlek: vek.kind() == VekKind::Vlek,
+            id_key_digest: report.id_key_digest,
+            author_key_digest: report.author_key_digest,
+            author_key_en: report.key_info.author_key_en(),
         }),
         anchor: chain.anchor,
-        tcb_status: TcbStatus::UpToDate,
+        tcb_status,
         advisory_ids: Vec::new(),
         tcb_notes,
         report_data: report.report_data,
@@ -218,6 +238,15 @@ fn check_chain(
     check_validity("ARK", &ark_meta, now)?;
     check_validity(issuer, &ask_meta, now)?;
     check_validity(vek_name, vek.meta(), now)?;
+    // AMD's CRL, when one was cached and given.
+    if let Some(crl) = certs.crl.as_deref() {
+        super::crl::check(
+            crl,
+            ark_der,
+            &[(issuer, ask_der), (vek_name, vek.der())],
+            now,
+        )?;
+    }
 
     let expires = ark_meta
         .not_after
@@ -429,6 +458,49 @@ fn check_tcb(vek: &VekCertificate, reported: &TcbVersion) -> Result<()> {
                 ))
             }
             Some(_) => {}
+        }
+    }
+    Ok(())
+}
+
+/// The orderings honest firmware keeps (SEV-SNP firmware ABI: the host may
+/// set REPORTED_TCB below CURRENT_TCB "to ease continuity on TCB update",
+/// never above; the firmware never runs below its COMMITTED_TCB, the
+/// anti-rollback minimum): `reported ≤ current` and `committed ≤ current`,
+/// component by component. REPORTED_TCB may be below COMMITTED_TCB (hosts
+/// report a fleet-wide lowest level; Azure's do), so that order is not
+/// required; the floor is applied to REPORTED_TCB, the only value the VEK
+/// certifies (go-sev-guest's `validateTcb` makes the same choices).
+fn check_tcb_order(report: &SnpReport, product: Product) -> Result<()> {
+    let decode = |t: TcbVersion| TcbVersion::for_product(t.raw(), product);
+    let (reported, current, committed) = (
+        decode(report.reported_tcb),
+        decode(report.current_tcb),
+        decode(report.committed_tcb),
+    );
+    for (lower, lname, higher, hname) in [
+        (reported, "REPORTED_TCB", current, "CURRENT_TCB"),
+        (committed, "COMMITTED_TCB", current, "CURRENT_TCB"),
+    ] {
+        let parts = |t: &TcbVersion| {
+            [
+                ("fmc", t.fmc().unwrap_or(0)),
+                ("bootloader", t.bootloader()),
+                ("tee", t.tee()),
+                ("snp", t.snp()),
+                ("microcode", t.microcode()),
+            ]
+        };
+        for ((name, lo), (_, hi)) in parts(&lower).into_iter().zip(parts(&higher)) {
+            if lo > hi {
+                return Err(Error::verification(
+                    step::TCB,
+                    format!(
+                        "the report's {lname} {name} SPL {lo} is above its {hname} {hi}: no \
+                         honest firmware writes that ({lname} {lower}, {hname} {higher})"
+                    ),
+                ));
+            }
         }
     }
     Ok(())

@@ -18,10 +18,12 @@
 //!    binding of the attestation key → step `QE report`;
 //! 5. the quote's ECDSA P-256 signature by the attestation key → step
 //!    `quote signature`;
-//! 6. no TCB level of the (signed) TCB info matched the platform, as
+//! 6. TD attributes dcap-qvl refuses (SEPT_VE_DISABLE clear, MIGRATABLE,
+//!    SERVTD_EXT, reserved bits) → [`Error::Rejected`], naming the bit;
+//! 7. no TCB level of the (signed) TCB info matched the platform, as
 //!    dcap-qvl's own typed [`TcbLevel::shortfalls`] computes →
 //!    [`Error::Rejected`] (authentic but out of date);
-//! 7. anything else (chain signatures, module identity) →
+//! 8. anything else (chain signatures, module identity) →
 //!    step `quote`, with dcap-qvl's text as the detail.
 //!
 //! The diagnosis runs only after dcap-qvl has refused the quote, so it can
@@ -87,6 +89,9 @@ pub(super) fn diagnose(
     if let Some(why) = quote_signature_problem(quote) {
         return Error::verification(STEP_QUOTE_SIGNATURE, format!("{why} ({qvl_detail})"));
     }
+    if let Some(why) = td_attributes_problem(quote) {
+        return Error::Rejected(format!("{why} ({qvl_detail})"));
+    }
     if no_tcb_level_matches(quote, chain, collateral) {
         return Error::Rejected(
             "platform TCB is older than every level in the TCB info (TCB not supported, out of date)"
@@ -94,6 +99,41 @@ pub(super) fn diagnose(
         );
     }
     Error::verification(STEP_QUOTE, qvl_detail)
+}
+
+/// TD attributes dcap-qvl refuses in an authentic quote (its checks with
+/// debug allowed: reserved bits, MIGRATABLE, SERVTD_EXT, SEPT_VE_DISABLE
+/// clear), named. The host chose these bits; the quote is authentic but the
+/// TD is not one a client can trust, hence a rejection, not a verification
+/// failure.
+fn td_attributes_problem(quote: &TdxQuote) -> Option<String> {
+    use super::quote::td_attributes::{value, MIGRATABLE, SEPT_VE_DISABLE};
+    // Intel TDX module ABI 348551-008US table 3.23: bits that must be zero.
+    const RESERVED: u64 = 0b1110 | 0xff80 | (0b1111 << 23) | (0x3fff_ffff << 32);
+    const SERVTD_EXT: u64 = 1 << 17;
+    let attrs = value(&quote.td_report().td_attributes);
+    let named = |what: &str| format!("TD attributes {attrs:#018x}: {what}");
+    if attrs & SEPT_VE_DISABLE == 0 {
+        return Some(named(
+            "SEPT_VE_DISABLE (bit 28) is clear: the host can make the TD take #VE on pending \
+             private pages and steer its exception handler",
+        ));
+    }
+    if attrs & MIGRATABLE != 0 {
+        return Some(named(
+            "MIGRATABLE (bit 29) is set: a migration TD can export this TD's state",
+        ));
+    }
+    if attrs & SERVTD_EXT != 0 {
+        return Some(named("SERVTD_EXT (bit 17) is set: service TDs are bound"));
+    }
+    if attrs & RESERVED != 0 {
+        return Some(named(&format!(
+            "reserved bits {:#x} are set",
+            attrs & RESERVED
+        )));
+    }
+    None
 }
 
 /// Whether no level of the TCB info matches the platform's SVNs (the PCK

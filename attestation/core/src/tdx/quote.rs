@@ -427,6 +427,58 @@ impl TdReport10 {
     pub fn is_debug(&self) -> bool {
         self.td_attributes[0] & 1 != 0
     }
+
+    /// The TD-under-debug (TUD) byte, TD attributes bits 7:0: bit 0 is
+    /// DEBUG, bits 1..7 are TUD bits the TDX module ABI reserves for
+    /// debug-class features (bits 4..6 were the "profiling" bits older
+    /// verifiers checked). Any of them set means a debugger-class host
+    /// capability, so [`td_attributes::under_debug`] treats the whole byte
+    /// as debug.
+    pub fn tud(&self) -> u8 {
+        td_attributes::tud(&self.td_attributes)
+    }
+
+    /// Whether any TD-under-debug bit (TD attributes bits 7:0) is set.
+    pub fn is_under_debug(&self) -> bool {
+        td_attributes::under_debug(&self.td_attributes)
+    }
+}
+
+/// Bits of the 64-bit TD attributes (Intel TDX module ABI specification,
+/// `TD_PARAMS.ATTRIBUTES`), as the verifier and policy judge them. The host
+/// chooses these at TD creation; the TD report carries them signed.
+pub mod td_attributes {
+    /// Bits 7:0, the TUD (TD under debug) group. Bit 0 is DEBUG.
+    pub const TUD_MASK: u64 = 0xff;
+    /// Bit 0: DEBUG.
+    pub const DEBUG: u64 = 1;
+    /// Bit 28: SEPT_VE_DISABLE. When clear, an access to a pending private
+    /// page raises #VE inside the TD instead of being blocked, which lets
+    /// the host steer the guest kernel's #VE handler (a known attack
+    /// surface); Intel's and every peer's policy requires it set.
+    pub const SEPT_VE_DISABLE: u64 = 1 << 28;
+    /// Bit 29: MIGRATABLE.
+    pub const MIGRATABLE: u64 = 1 << 29;
+
+    /// The attributes as a little-endian `u64`.
+    pub fn value(raw: &[u8; 8]) -> u64 {
+        u64::from_le_bytes(*raw)
+    }
+
+    /// The TUD byte (bits 7:0).
+    pub fn tud(raw: &[u8; 8]) -> u8 {
+        raw[0]
+    }
+
+    /// Whether any TUD bit is set: the TD runs under debug in some form.
+    pub fn under_debug(raw: &[u8; 8]) -> bool {
+        value(raw) & TUD_MASK != 0
+    }
+
+    /// Whether SEPT_VE_DISABLE (bit 28) is set.
+    pub fn sept_ve_disable(raw: &[u8; 8]) -> bool {
+        value(raw) & SEPT_VE_DISABLE != 0
+    }
 }
 
 impl EnclaveReport {

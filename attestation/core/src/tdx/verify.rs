@@ -139,7 +139,10 @@ pub fn verify(
         advisory_ids: report.advisory_ids,
         tcb_notes,
         report_data: td.report_data,
-        debug: td.is_debug(),
+        // The whole TUD byte, not only DEBUG: dcap-qvl runs with debug
+        // allowed (so that a debug TD is reported, not refused unnamed),
+        // which also switches off its own check of the other TUD bits.
+        debug: td.is_under_debug(),
         verified_at: now,
         collateral_expires: Some(collateral_expires),
     }))

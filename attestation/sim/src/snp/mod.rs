@@ -23,7 +23,9 @@
 mod pki;
 mod report;
 
-pub use self::pki::{SimSnpAuthority, SIM_ARK_CN, SIM_ASK_CN, SIM_CHIP_ID_PREFIX, SIM_ORG};
+pub use self::pki::{
+    SimSnpAuthority, SIM_ARK_CN, SIM_ASK_CN, SIM_CHIP_ID_PREFIX, SIM_ORG, SIM_TCB,
+};
 
 #[cfg(test)]
 mod tests {

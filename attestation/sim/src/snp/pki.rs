@@ -36,9 +36,12 @@ pub const SIM_CHIP_ID_PREFIX: &[u8] = b"CHRYSALIS-SIMULATED";
 /// RSA modulus size of the simulated CA keys, in bits.
 const RSA_BITS: usize = 2048;
 
-/// The TCB the simulated VCEK is issued for (Milan layout): bootloader 4,
-/// TEE 0, SNP 22, microcode 213.
-const SIM_TCB: (u8, u8, u8, u8) = (4, 0, 22, 213);
+/// The TCB the simulated VCEK is issued for by default (Milan layout):
+/// bootloader 4, TEE 0, SNP 22, microcode 219 — a Milan patched for
+/// AMD-SB-3019, i.e. exactly the verifier's Milan floor
+/// (`chrysalis_attestation::snp::floor::MILAN`), so default simulated
+/// evidence looks like an up-to-date host.
+pub const SIM_TCB: (u8, u8, u8, u8) = (4, 0, 22, 219);
 
 /// A simulated AMD key hierarchy for one simulated Milan chip.
 pub struct SimSnpAuthority {
@@ -48,6 +51,7 @@ pub struct SimSnpAuthority {
     pub(super) vcek_key: p384::ecdsa::SigningKey,
     pub(super) chip_id: [u8; 64],
     pub(super) tcb: TcbVersion,
+    ark_signer: rsa::pss::SigningKey<Sha384>,
 }
 
 impl std::fmt::Debug for SimSnpAuthority {
@@ -76,6 +80,27 @@ impl SimSnpAuthority {
     pub fn generate_with_validity(
         not_before: OffsetDateTime,
         not_after: OffsetDateTime,
+    ) -> Result<Self> {
+        Self::generate_with(not_before, not_after, SIM_TCB)
+    }
+
+    /// Generates a fresh hierarchy valid from one hour ago for 30 days whose
+    /// VCEK is issued for `(bootloader, tee, snp, microcode)` (Milan layout),
+    /// e.g. a platform below the verifier's TCB floor. Its reports carry
+    /// that TCB as reported, current, committed and launch TCB.
+    pub fn generate_with_tcb(tcb: (u8, u8, u8, u8)) -> Result<Self> {
+        let now = OffsetDateTime::now_utc();
+        Self::generate_with(
+            now - time::Duration::hours(1),
+            now + time::Duration::days(30),
+            tcb,
+        )
+    }
+
+    fn generate_with(
+        not_before: OffsetDateTime,
+        not_after: OffsetDateTime,
+        tcb: (u8, u8, u8, u8),
     ) -> Result<Self> {
         let validity = validity(not_before, not_after)?;
         let ark_name = ca_name(SIM_ARK_CN)?;
@@ -120,7 +145,7 @@ impl SimSnpAuthority {
         let mut chip_id = [0u8; 64];
         OsRng.fill_bytes(&mut chip_id);
         chip_id[..SIM_CHIP_ID_PREFIX.len()].copy_from_slice(SIM_CHIP_ID_PREFIX);
-        let (bl, tee, snp, ucode) = SIM_TCB;
+        let (bl, tee, snp, ucode) = tcb;
         let tcb = TcbVersion::from_parts(TcbLayout::MilanGenoa, 0, bl, tee, snp, ucode);
 
         let mut vcek = CertificateBuilder::new(
@@ -160,6 +185,7 @@ impl SimSnpAuthority {
             vcek_key,
             chip_id,
             tcb,
+            ark_signer,
         })
     }
 
@@ -197,6 +223,49 @@ impl SimSnpAuthority {
     pub fn certificates(&self) -> SnpCertificates {
         SnpCertificates::new(self.vcek_der.clone())
             .with_chain(self.ask_der.clone(), self.ark_der.clone())
+    }
+
+    /// An AMD-shaped CRL (DER) signed by this ARK with RSASSA-PSS SHA-384,
+    /// valid from `this_update` to `next_update`, listing the ASK when
+    /// `revoke_ask` (what AMD's KDS serves at `…/vcek/v1/{product}/crl`).
+    pub fn crl_der(
+        &self,
+        revoke_ask: bool,
+        this_update: OffsetDateTime,
+        next_update: OffsetDateTime,
+    ) -> Result<Vec<u8>> {
+        use rsa::signature::{RandomizedSigner, SignatureEncoding};
+        use x509_cert::crl::{CertificateList, RevokedCert, TbsCertList};
+        use x509_cert::der::asn1::BitString;
+        use x509_cert::der::Decode;
+        let der_err = |e: x509_cert::der::Error| sim_err(format!("CRL: {e}"));
+        let ark = x509_cert::Certificate::from_der(&self.ark_der).map_err(der_err)?;
+        let ask = x509_cert::Certificate::from_der(&self.ask_der).map_err(der_err)?;
+        let window = validity(this_update, next_update)?;
+        let tbs = TbsCertList {
+            version: x509_cert::Version::V2,
+            signature: ark.signature_algorithm.clone(),
+            issuer: ark.tbs_certificate.subject.clone(),
+            this_update: window.not_before,
+            next_update: Some(window.not_after),
+            revoked_certificates: revoke_ask.then(|| {
+                vec![RevokedCert {
+                    serial_number: ask.tbs_certificate.serial_number.clone(),
+                    revocation_date: window.not_before,
+                    crl_entry_extensions: None,
+                }]
+            }),
+            crl_extensions: None,
+        };
+        let tbs_der = tbs.to_der().map_err(der_err)?;
+        let sig = self.ark_signer.sign_with_rng(&mut OsRng, &tbs_der);
+        CertificateList {
+            tbs_cert_list: tbs,
+            signature_algorithm: ark.signature_algorithm,
+            signature: BitString::from_bytes(&sig.to_vec()).map_err(der_err)?,
+        }
+        .to_der()
+        .map_err(der_err)
     }
 
     /// Roots trusting only this authority's ARK, as

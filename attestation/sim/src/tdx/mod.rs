@@ -54,7 +54,9 @@ pub use self::pki::{
     SimTdxPki, SIM_PCK_CN, SIM_PCK_PLATFORM_CA_CN, SIM_ROOT_CA_CN, SIM_TCB_SIGNING_CN,
 };
 pub use self::platform::{SimQeIdentityValues, SimTcbValues, SIM_FMSPC};
-pub use self::quote::{SimQuoteVersion, SimTdInput, SimTdx, SIM_USER_DATA_PREFIX};
+pub use self::quote::{
+    SimQuoteVersion, SimTdInput, SimTdx, SIM_TD_ATTRIBUTES, SIM_USER_DATA_PREFIX, SIM_XFAM,
+};
 
 #[cfg(test)]
 mod tests {

@@ -20,13 +20,15 @@ use super::pki::SimTdxPki;
 /// depends on it (anyone can write these bytes); the verifier's root does.
 pub const SIM_USER_DATA_PREFIX: &[u8] = crate::SIM_MARKER;
 
-/// TD attributes bit 28, SEPT_VE_DISABLE. dcap-qvl (like Intel's policy)
-/// rejects a TD without it, so every simulated TD sets it.
-const TD_ATTR_SEPT_VE_DISABLE: u64 = 1 << 28;
+/// The TD attributes of a simulated TD: SEPT_VE_DISABLE (bit 28) only, what
+/// QEMU's `tdx-guest` object sets by default (`sept-ve-disable=on`) and so
+/// what Chrysalis' launch produces on a host without PKS/PERFMON. dcap-qvl
+/// (like Intel's policy) rejects a TD without it.
+pub const SIM_TD_ATTRIBUTES: u64 = 1 << 28;
 /// TD attributes bit 0, DEBUG.
 const TD_ATTR_DEBUG: u64 = 1;
 /// A typical XFAM (x87, SSE, AVX, AVX-512, PK, ...), as real TDs report.
-const SIM_XFAM: u64 = 0x0006_18e7;
+pub const SIM_XFAM: u64 = 0x0006_18e7;
 /// QE authentication data: 32 bytes 0x00..0x1f, what Intel's QE emits.
 const QE_AUTH_DATA: [u8; 32] = {
     let mut a = [0u8; 32];
@@ -67,8 +69,15 @@ pub struct SimTdInput {
     pub mrownerconfig: [u8; 48],
     /// Report data chosen by the TD (64 bytes).
     pub report_data: [u8; 64],
-    /// Set TD attributes bit 0 (DEBUG). dcap-qvl rejects such a quote by default.
+    /// Set TD attributes bit 0 (DEBUG) on top of `td_attributes`. dcap-qvl
+    /// rejects such a quote by default.
     pub debug: bool,
+    /// TD attributes (the host's choice at TD creation), as a `u64`.
+    /// Default [`SIM_TD_ATTRIBUTES`]; set e.g. TUD bits 1..7 or clear
+    /// SEPT_VE_DISABLE to play a hostile host.
+    pub td_attributes: u64,
+    /// XFAM, as a `u64`. Default [`SIM_XFAM`].
+    pub xfam: u64,
     /// Quote format version.
     pub version: SimQuoteVersion,
 }
@@ -83,6 +92,8 @@ impl Default for SimTdInput {
             mrownerconfig: [0; 48],
             report_data: [0; 64],
             debug: false,
+            td_attributes: SIM_TD_ATTRIBUTES,
+            xfam: SIM_XFAM,
             version: SimQuoteVersion::V4,
         }
     }
@@ -145,14 +156,14 @@ impl SimTdx {
             user_data,
         };
 
-        let td_attributes = TD_ATTR_SEPT_VE_DISABLE | if td.debug { TD_ATTR_DEBUG } else { 0 };
+        let td_attributes = td.td_attributes | if td.debug { TD_ATTR_DEBUG } else { 0 };
         let base = TdReport10 {
             tee_tcb_svn: tcb.tee_tcb_svn,
             mrseam: tcb.mrseam,
             mrsignerseam: tcb.mrsignerseam,
             seam_attributes: tcb.seam_attributes,
             td_attributes: td_attributes.to_le_bytes(),
-            xfam: SIM_XFAM.to_le_bytes(),
+            xfam: td.xfam.to_le_bytes(),
             mrtd: td.mrtd,
             mrconfigid: td.mrconfigid,
             mrowner: td.mrowner,

@@ -36,7 +36,15 @@ use time::OffsetDateTime;
 
 use crate::error::{Error, Result};
 use crate::timefmt::human_duration;
-use crate::verified::{Identity, SnpIdentity, TcbStatus, TdxIdentity, VerifiedEvidence};
+use crate::verified::{Identity, TcbStatus, VerifiedEvidence};
+
+mod snp;
+mod tdx;
+mod values;
+
+pub use snp::{SnpMeasurementSet, SnpMinTcb, SnpRules};
+pub use tdx::{TdxMeasurementSet, TdxRules};
+use values::decode_padded;
 
 /// A relying party's acceptance policy.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -72,93 +80,6 @@ pub struct Policy {
 
 fn default_statuses() -> Vec<TcbStatus> {
     vec![TcbStatus::UpToDate]
-}
-
-/// TDX-specific rules.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TdxRules {
-    /// Accepted measurement sets; the evidence must match one of them.
-    /// Empty means measurements are not checked.
-    #[serde(default)]
-    pub measurements: Vec<TdxMeasurementSet>,
-    /// Minimum TEE TCB SVN, hex (16 bytes), compared component by component.
-    #[serde(default)]
-    pub min_tee_tcb_svn: Option<String>,
-}
-
-/// One accepted combination of TDX registers (hex); absent fields are not checked.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct TdxMeasurementSet {
-    /// Label, e.g. the image release.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Expected MRTD.
-    pub mrtd: Option<String>,
-    /// Expected RTMR0.
-    pub rtmr0: Option<String>,
-    /// Expected RTMR1.
-    pub rtmr1: Option<String>,
-    /// Expected RTMR2.
-    pub rtmr2: Option<String>,
-    /// Expected RTMR3.
-    pub rtmr3: Option<String>,
-    /// Expected MRCONFIGID.
-    pub mrconfigid: Option<String>,
-}
-
-/// SNP-specific rules.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnpRules {
-    /// Accepted launch identities; the evidence must match one of them.
-    #[serde(default)]
-    pub measurements: Vec<SnpMeasurementSet>,
-    /// Minimum reported TCB per component.
-    #[serde(default)]
-    pub min_tcb: Option<SnpMinTcb>,
-    /// Highest VMPL accepted (0 is the most privileged). Default: any.
-    #[serde(default)]
-    pub max_vmpl: Option<u32>,
-}
-
-/// One accepted SNP launch identity (hex); absent fields are not checked.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnpMeasurementSet {
-    /// Label, e.g. the image release.
-    #[serde(default)]
-    pub name: Option<String>,
-    /// Expected launch measurement (48 bytes).
-    pub measurement: Option<String>,
-    /// Expected host data (32 bytes).
-    pub host_data: Option<String>,
-    /// Expected family id (16 bytes).
-    pub family_id: Option<String>,
-    /// Expected image id (16 bytes).
-    pub image_id: Option<String>,
-}
-
-/// Minimum SNP TCB component versions.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SnpMinTcb {
-    /// Minimum bootloader SPL.
-    #[serde(default)]
-    pub bootloader: u8,
-    /// Minimum PSP OS (TEE) SPL.
-    #[serde(default)]
-    pub tee: u8,
-    /// Minimum SNP firmware SPL.
-    #[serde(default)]
-    pub snp: u8,
-    /// Minimum microcode SPL.
-    #[serde(default)]
-    pub microcode: u8,
-    /// Minimum FMC SPL (Turin only).
-    #[serde(default)]
-    pub fmc: Option<u8>,
 }
 
 /// Facts about the evidence that come from outside it.
@@ -226,31 +147,8 @@ impl Policy {
         if let Some(rd) = &self.report_data {
             decode_padded::<64>(rd, "report_data")?;
         }
-        if let Some(s) = &self.tdx.min_tee_tcb_svn {
-            decode_exact::<16>(s, "tdx.min_tee_tcb_svn")?;
-        }
-        for (i, m) in self.tdx.measurements.iter().enumerate() {
-            for (field, v) in tdx_fields(m) {
-                if let Some(v) = v {
-                    decode_exact::<48>(v, &format!("tdx.measurements[{i}].{field}"))?;
-                }
-            }
-        }
-        for (i, m) in self.snp.measurements.iter().enumerate() {
-            let ctx = |f: &str| format!("snp.measurements[{i}].{f}");
-            if let Some(v) = &m.measurement {
-                decode_exact::<48>(v, &ctx("measurement"))?;
-            }
-            if let Some(v) = &m.host_data {
-                decode_exact::<32>(v, &ctx("host_data"))?;
-            }
-            if let Some(v) = &m.family_id {
-                decode_exact::<16>(v, &ctx("family_id"))?;
-            }
-            if let Some(v) = &m.image_id {
-                decode_exact::<16>(v, &ctx("image_id"))?;
-            }
-        }
+        tdx::validate(&self.tdx)?;
+        snp::validate(&self.snp)?;
         if self.accepted_tcb_status.is_empty() {
             return Err(Error::InvalidPolicy(
                 "accepted_tcb_status is empty: nothing could ever be accepted".into(),
@@ -291,9 +189,12 @@ impl Policy {
             }
         }
         if ev.debug() && !self.allow_debug {
-            reasons.push(match ev.tee() {
-                crate::Tee::Tdx => "TD is a debug TD (TD attributes DEBUG bit set): the host can read its memory".into(),
-                crate::Tee::Snp => "guest policy allows debugging (SNP policy DEBUG bit 19 set): the host can read its memory".into(),
+            reasons.push(match ev.identity() {
+                Identity::Tdx(id) => format!(
+                    "TD is a debug TD: TD attributes TUD byte {:#04x} is non-zero (bits 7:0; bit 0 is DEBUG, the others are debug-class TD-under-debug bits): the host can inspect the TD",
+                    id.td_attributes[0]
+                ),
+                Identity::Snp(_) => "guest policy allows debugging (SNP policy DEBUG bit 19 set): the host can read its memory".into(),
             });
         }
         if !self.accepted_tcb_status.contains(&ev.tcb_status()) {
@@ -336,6 +237,11 @@ impl Policy {
             ));
         }
 
+        if ctx.expected_report_data.is_some() && self.report_data.is_some() {
+            reasons.push(
+                "the policy sets report_data, but this caller binds report_data itself (RA-TLS: SHA-512 of the certificate's claims); remove report_data from the policy".into(),
+            );
+        }
         let expected_rd = ctx.expected_report_data.or_else(|| {
             self.report_data
                 .as_deref()
@@ -378,8 +284,18 @@ impl Policy {
         }
 
         match ev.identity() {
-            Identity::Tdx(id) => self.check_tdx(id, &mut reasons),
-            Identity::Snp(id) => self.check_snp(id, &mut reasons),
+            Identity::Tdx(id) => tdx::check(
+                &self.tdx,
+                !self.snp.measurements.is_empty(),
+                id,
+                &mut reasons,
+            ),
+            Identity::Snp(id) => snp::check(
+                &self.snp,
+                !self.tdx.measurements.is_empty(),
+                id,
+                &mut reasons,
+            ),
         }
 
         Decision {
@@ -389,176 +305,6 @@ impl Policy {
             simulated,
         }
     }
-
-    fn check_tdx(&self, id: &TdxIdentity, reasons: &mut Vec<String>) {
-        if !self.snp.measurements.is_empty() && self.tdx.measurements.is_empty() {
-            reasons.push("policy lists only SNP measurements but the evidence is TDX".into());
-        }
-        if let Some(min) = self
-            .tdx
-            .min_tee_tcb_svn
-            .as_deref()
-            .and_then(|s| decode_exact::<16>(s, "").ok())
-        {
-            for (i, (have, need)) in id.tee_tcb_svn.iter().zip(min.iter()).enumerate() {
-                if have < need {
-                    reasons.push(format!(
-                        "TEE TCB SVN component {i} is {have}, policy requires at least {need}"
-                    ));
-                }
-            }
-        }
-        if self.tdx.measurements.is_empty() {
-            return;
-        }
-        let actual = [
-            ("mrtd", &id.mrtd),
-            ("rtmr0", &id.rtmr[0]),
-            ("rtmr1", &id.rtmr[1]),
-            ("rtmr2", &id.rtmr[2]),
-            ("rtmr3", &id.rtmr[3]),
-            ("mrconfigid", &id.mrconfigid),
-        ];
-        let mismatches: Vec<Vec<String>> = self
-            .tdx
-            .measurements
-            .iter()
-            .map(|set| {
-                tdx_fields(set)
-                    .into_iter()
-                    .zip(actual.iter())
-                    .filter_map(|((field, want), (_, have))| {
-                        let want = decode_exact::<48>(want.as_deref()?, field).ok()?;
-                        (want != **have).then(|| {
-                            format!(
-                                "{} is {} but {} expects {}",
-                                field.to_uppercase(),
-                                hex::encode(have),
-                                set.name.as_deref().unwrap_or("the policy"),
-                                hex::encode(want)
-                            )
-                        })
-                    })
-                    .collect()
-            })
-            .collect();
-        push_closest(mismatches, "TDX", reasons);
-    }
-
-    fn check_snp(&self, id: &SnpIdentity, reasons: &mut Vec<String>) {
-        if !self.tdx.measurements.is_empty() && self.snp.measurements.is_empty() {
-            reasons.push("policy lists only TDX measurements but the evidence is SNP".into());
-        }
-        if let Some(max) = self.snp.max_vmpl {
-            if id.vmpl > max {
-                reasons.push(format!(
-                    "report requested at VMPL {}, policy allows at most {max}",
-                    id.vmpl
-                ));
-            }
-        }
-        if let Some(min) = self.snp.min_tcb {
-            let tcb = &id.reported_tcb;
-            let mut comps = vec![
-                ("bootloader", tcb.bootloader(), min.bootloader),
-                ("tee", tcb.tee(), min.tee),
-                ("snp", tcb.snp(), min.snp),
-                ("microcode", tcb.microcode(), min.microcode),
-            ];
-            if let Some(fmc) = min.fmc {
-                comps.push(("fmc", tcb.fmc().unwrap_or(0), fmc));
-            }
-            for (name, have, need) in comps {
-                if have < need {
-                    reasons.push(format!(
-                        "reported TCB {name} SPL is {have}, policy requires at least {need} (platform is behind; update firmware)"
-                    ));
-                }
-            }
-        }
-        if self.snp.measurements.is_empty() {
-            return;
-        }
-        let mismatches: Vec<Vec<String>> = self
-            .snp
-            .measurements
-            .iter()
-            .map(|set| {
-                let label = set.name.as_deref().unwrap_or("the policy");
-                let mut m = Vec::new();
-                let mut cmp = |field: &str, want: &Option<String>, have: &[u8]| {
-                    if let Some(want) = want {
-                        if let Ok(want) = hex::decode(want.trim()) {
-                            if want != have {
-                                m.push(format!(
-                                    "{field} is {} but {label} expects {}",
-                                    hex::encode(have),
-                                    hex::encode(want)
-                                ));
-                            }
-                        }
-                    }
-                };
-                cmp("MEASUREMENT", &set.measurement, &id.measurement);
-                cmp("HOST_DATA", &set.host_data, &id.host_data);
-                cmp("FAMILY_ID", &set.family_id, &id.family_id);
-                cmp("IMAGE_ID", &set.image_id, &id.image_id);
-                m
-            })
-            .collect();
-        push_closest(mismatches, "SNP", reasons);
-    }
-}
-
-fn tdx_fields(m: &TdxMeasurementSet) -> [(&'static str, &Option<String>); 6] {
-    [
-        ("mrtd", &m.mrtd),
-        ("rtmr0", &m.rtmr0),
-        ("rtmr1", &m.rtmr1),
-        ("rtmr2", &m.rtmr2),
-        ("rtmr3", &m.rtmr3),
-        ("mrconfigid", &m.mrconfigid),
-    ]
-}
-
-/// If no set matches, report the mismatches of the closest set.
-fn push_closest(mismatches: Vec<Vec<String>>, tee: &str, reasons: &mut Vec<String>) {
-    if mismatches.iter().any(|m| m.is_empty()) {
-        return;
-    }
-    let n = mismatches.len();
-    if let Some(best) = mismatches.into_iter().min_by_key(|m| m.len()) {
-        if n > 1 {
-            reasons.push(format!(
-                "{tee} measurements match none of the {n} accepted sets; closest:"
-            ));
-        }
-        reasons.extend(best);
-    }
-}
-
-fn decode_exact<const N: usize>(s: &str, field: &str) -> Result<[u8; N]> {
-    let s = s.trim();
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    let v = hex::decode(s).map_err(|e| Error::InvalidPolicy(format!("{field}: not hex: {e}")))?;
-    v.try_into().map_err(|v: Vec<u8>| {
-        Error::InvalidPolicy(format!("{field}: {} bytes, expected {N}", v.len()))
-    })
-}
-
-fn decode_padded<const N: usize>(s: &str, field: &str) -> Result<[u8; N]> {
-    let s = s.trim();
-    let s = s.strip_prefix("0x").unwrap_or(s);
-    let v = hex::decode(s).map_err(|e| Error::InvalidPolicy(format!("{field}: not hex: {e}")))?;
-    if v.len() > N {
-        return Err(Error::InvalidPolicy(format!(
-            "{field}: {} bytes, at most {N}",
-            v.len()
-        )));
-    }
-    let mut out = [0u8; N];
-    out[..v.len()].copy_from_slice(&v);
-    Ok(out)
 }
 
 /// Parses `"90s"`, `"15m"`, `"24h"`, `"7d"`.
