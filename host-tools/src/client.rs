@@ -293,10 +293,7 @@ pub(crate) fn runtime() -> tokio::runtime::Runtime {
 /// `--cert FILE` is checked offline: refuse the flags whose checks need the
 /// live server, rather than accept without doing them (usage error, exit 1).
 fn refuse_offline_flags(a: &VerifyArgs) -> Result<(), Failure> {
-    let usage = |msg: &str| Failure {
-        code: exit::IO,
-        error: anyhow!("{msg}"),
-    };
+    let usage = |msg: &str| Failure::io(anyhow!("{msg}"));
     if a.nonce {
         return Err(usage(
             "--nonce cannot be used with --cert: an offline certificate cannot prove freshness (only a live server can answer a new nonce); verify https://HOST:PORT --nonce instead",
