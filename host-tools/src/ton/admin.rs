@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::args::{AllowArgs, DeployArgs, DisallowArgs};
 use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
 use super::outcome::{fail, tf};
-use super::send::{check_outcome, expiry, prepare};
+use super::send::{expiry, prepare};
 use crate::client::Failure;
 
 /// `chrysalis ton deploy-registry`.
@@ -60,22 +60,14 @@ pub(super) fn deploy(d: DeployArgs) -> Result<Value, Failure> {
     )?;
     let extra =
         json!({"min_stake_nanoton": min_stake.to_string(), "unstake_delay_s": d.unstake_delay});
-    if let Some(o) = p.run(
+    p.send_confirmed(
         "deploy the registry",
-        extra.clone(),
+        extra,
         d.dry_run,
         d.json,
         &d.api,
-    )? {
-        check_outcome(&o)?;
-        if !d.json {
-            println!("registry deployed at {}", addr_text(&addr));
-        }
-        let mut v = p.describe("deploy the registry", &extra)?;
-        v["confirmed"] = json!(true);
-        return Ok(v);
-    }
-    Ok(Value::Null)
+        || format!("registry deployed at {}", addr_text(&addr)),
+    )
 }
 
 /// `chrysalis ton allow-measurement`.
@@ -192,27 +184,21 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
     )?;
     let extra =
         json!({"measurement": measurement.to_hex(), "tee": tee, "release": release.as_str()});
-    if let Some(o) = p.run(
+    p.send_confirmed(
         "allow a measurement",
-        extra.clone(),
+        extra,
         a.send.dry_run,
         a.send.json,
         &a.send.api,
-    )? {
-        check_outcome(&o)?;
-        if !a.send.json {
-            println!(
+        || {
+            format!(
                 "allowed {} ({:?}, {})",
                 measurement.to_hex(),
                 tee,
                 release.as_str()
-            );
-        }
-        let mut v = p.describe("allow a measurement", &extra)?;
-        v["confirmed"] = json!(true);
-        return Ok(v);
-    }
-    Ok(Value::Null)
+            )
+        },
+    )
 }
 
 /// `chrysalis ton disallow-measurement`.
@@ -239,20 +225,12 @@ pub(super) fn disallow(d: DisallowArgs) -> Result<Value, Failure> {
         &d.send.api,
     )?;
     let extra = json!({"measurement": measurement.to_hex()});
-    if let Some(o) = p.run(
+    p.send_confirmed(
         "disallow a measurement",
-        extra.clone(),
+        extra,
         d.send.dry_run,
         d.send.json,
         &d.send.api,
-    )? {
-        check_outcome(&o)?;
-        if !d.send.json {
-            println!("disallowed {}", measurement.to_hex());
-        }
-        let mut v = p.describe("disallow a measurement", &extra)?;
-        v["confirmed"] = json!(true);
-        return Ok(v);
-    }
-    Ok(Value::Null)
+        || format!("disallowed {}", measurement.to_hex()),
+    )
 }

@@ -219,22 +219,14 @@ pub(super) fn update(u: UpdateArgs) -> Result<Value, Failure> {
         &u.send.api,
     )?;
     let extra = attested_json(&a);
-    if let Some(o) = p.run(
+    p.send_confirmed(
         "update a machine",
-        extra.clone(),
+        extra,
         u.send.dry_run,
         u.send.json,
         &u.send.api,
-    )? {
-        check_outcome(&o)?;
-        if !u.send.json {
-            println!("updated machine {}", id.to_hex());
-        }
-        let mut v = p.describe("update a machine", &extra)?;
-        v["confirmed"] = json!(true);
-        return Ok(v);
-    }
-    Ok(Value::Null)
+        || format!("updated machine {}", id.to_hex()),
+    )
 }
 
 /// `heartbeat`, `unregister` or `withdraw` (`what`), with the exit code.
@@ -265,16 +257,9 @@ pub(super) fn machine_op(m: MachineArgs, what: &str) -> i32 {
             &m.send.api,
         )?;
         let extra = json!({"machine_id": id.to_hex()});
-        if let Some(o) = p.run(what, extra.clone(), m.send.dry_run, j, &m.send.api)? {
-            check_outcome(&o)?;
-            if !j {
-                println!("{what}: done for machine {}", id.to_hex());
-            }
-            let mut v = p.describe(what, &extra)?;
-            v["confirmed"] = json!(true);
-            return Ok(v);
-        }
-        Ok(Value::Null)
+        p.send_confirmed(what, extra, m.send.dry_run, j, &m.send.api, || {
+            format!("{what}: done for machine {}", id.to_hex())
+        })
     })();
     report(r, j)
 }

@@ -135,6 +135,33 @@ impl Prepared {
     }
 }
 
+impl Prepared {
+    /// The whole send of a command whose result is "done": the dry run, or
+    /// send, wait, check the destination's exit code, print `done()` (text
+    /// mode) and return the description marked confirmed.
+    pub(super) fn send_confirmed(
+        &self,
+        action: &str,
+        extra: Value,
+        dry_run: bool,
+        json_out: bool,
+        api: &ApiOpts,
+        done: impl FnOnce() -> String,
+    ) -> Result<Value, Failure> {
+        let Some(o) = self.run(action, extra.clone(), dry_run, json_out, api)? else {
+            // Null: the dry run printed its own output.
+            return Ok(Value::Null);
+        };
+        check_outcome(&o)?;
+        if !json_out {
+            println!("{}", done());
+        }
+        let mut v = self.describe(action, &extra)?;
+        v["confirmed"] = json!(true);
+        Ok(v)
+    }
+}
+
 fn print_fields(v: &Value) {
     if let Some(o) = v.as_object() {
         for (k, x) in o {
