@@ -7,9 +7,11 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use tokio::sync::{watch, Notify};
 
-use super::answer::WindowInfo;
-use super::tree::{header_leaf, levels, nonce_leaf, proof, Hash, ProofStep, FORMAT};
 use crate::identity::AttestationSource;
+use chrysalis_ratls::batch::tree::{
+    header_leaf, levels, nonce_leaf, proof, Hash, ProofStep, FORMAT,
+};
+use chrysalis_ratls::batch::WindowInfo;
 
 /// Windows are quoted on schedule only while `/attestation/latest` was
 /// asked within this many refresh intervals; then the batcher sleeps until

@@ -21,25 +21,14 @@
 //! by `chrysalis_ratls::verify_fresh` with the client's own nonce) stays for
 //! existing clients, bounded separately (see [`crate::attestation`]).
 //!
-//! ## The tree (format `chrysalis-fresh-batch-v1`)
-//!
-//! SHA-256 with domain separation:
-//! * leaf 0, the window header: `H(0x02 ‖ "chrysalis-fresh-batch-v1" ‖
-//!   sequence (u64, big-endian) ‖ previous root (32 bytes, zeros first))`,
-//!   which chains the windows;
-//! * leaf i ≥ 1, a client nonce: `H(0x00 ‖ nonce)`, in arrival order;
-//! * inner node: `H(0x01 ‖ left ‖ right)`; the last node of an odd level
-//!   moves up unchanged.
-//!
-//! The window's evidence is ordinary fresh evidence (the
-//! `chrysalis_ratls::FreshEvidence` JSON) whose claims nonce is the root:
-//! `chrysalis_ratls::verify_fresh(fresh, spki, gpu, root, …)` checks it.
-//! [`verify_batched`] does that plus the inclusion proof and the age.
+//! The tree and the answer are a wire format clients check, so they live
+//! with the client side: `chrysalis_ratls::batch` (format
+//! `chrysalis-fresh-batch-v1`, [`verify_batched`]).
 
-pub mod answer;
 pub mod batcher;
-pub mod tree;
 
-pub use answer::{verify_batched, BatchedEvidence, VerifyError, WindowInfo, MAX_BATCHED_JSON_LEN};
 pub use batcher::{Batcher, FreshHub, FreshSettings, Refusal};
-pub use tree::{header_leaf, nonce_leaf, root_from_proof, Hash, ProofStep, Side, FORMAT};
+pub use chrysalis_ratls::batch::{
+    header_leaf, nonce_leaf, root_from_proof, tree, verify_batched, BatchedEvidence, Hash,
+    ProofStep, Side, WindowInfo, FORMAT, MAX_BATCHED_JSON_LEN,
+};

@@ -119,6 +119,26 @@ pub enum Error {
     #[error("malformed fresh evidence: {0}")]
     FreshEvidence(String),
 
+    /// A batched fresh-evidence answer's inclusion proof does not lead from
+    /// the client's nonce to the window's root.
+    #[error("the nonce is not in the window's tree (proof leads to {computed}, root is {root})")]
+    NotInBatch {
+        /// Root computed from the nonce and proof (hex).
+        computed: String,
+        /// The window's root (hex).
+        root: String,
+    },
+
+    /// Fresh evidence older than the client's bound (by its claims'
+    /// `createdAt`, the TEE's clock), or dated too far in the future.
+    #[error("the evidence is {age_secs} s old; at most {max_secs} s accepted")]
+    StaleEvidence {
+        /// Age in seconds (negative: dated in the future).
+        age_secs: i64,
+        /// The bound in seconds.
+        max_secs: i64,
+    },
+
     /// The attestation core failed (decoding, verification, collateral).
     #[error(transparent)]
     Attestation(#[from] chrysalis_attestation::Error),
@@ -179,7 +199,9 @@ impl Error {
             | Error::ClaimsMismatch(_)
             | Error::NonceMismatch { .. }
             | Error::KeyMismatch(_)
-            | Error::HandshakeSignature(_) => ErrorCategory::Verification,
+            | Error::HandshakeSignature(_)
+            | Error::NotInBatch { .. }
+            | Error::StaleEvidence { .. } => ErrorCategory::Verification,
             Error::Rejected { .. } => ErrorCategory::Rejected,
             Error::Attestation(e) => e.category(),
             Error::Tls12NotSupported | Error::Tls(_) => ErrorCategory::Connection,

@@ -39,7 +39,7 @@ fn node(left: &Hash, right: &Hash) -> Hash {
 
 /// Every level of the tree over `leaves` (at least one), leaves first,
 /// the root alone last.
-pub(crate) fn levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
+pub fn levels(leaves: Vec<Hash>) -> Vec<Vec<Hash>> {
     let mut all = vec![leaves];
     while all.last().map_or(0, Vec::len) > 1 {
         let below = all.last().expect("non-empty");
@@ -77,7 +77,8 @@ pub struct ProofStep {
     pub hash: Hash,
 }
 
-pub(crate) fn proof(levels: &[Vec<Hash>], mut index: usize) -> Vec<ProofStep> {
+/// The inclusion proof of leaf `index` (sibling hashes from the leaf up).
+pub fn proof(levels: &[Vec<Hash>], mut index: usize) -> Vec<ProofStep> {
     let mut out = Vec::new();
     for level in &levels[..levels.len() - 1] {
         let sibling = index ^ 1;

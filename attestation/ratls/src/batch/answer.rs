@@ -2,14 +2,17 @@
 
 use std::time::Duration;
 
-use chrysalis_ratls::{FreshEvidence, VerifiedPeer, VerifierConfig};
+use crate::error::{Error, Result};
+use crate::fresh::FreshEvidence;
+use crate::peer::VerifiedPeer;
+use crate::verify::VerifierConfig;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use super::tree::{root_from_proof, Hash, ProofStep, FORMAT};
 
 /// Largest batched answer [`BatchedEvidence::from_json`] accepts.
-pub const MAX_BATCHED_JSON_LEN: usize = chrysalis_ratls::fresh::MAX_FRESH_JSON_LEN + (64 << 10);
+pub const MAX_BATCHED_JSON_LEN: usize = crate::fresh::MAX_FRESH_JSON_LEN + (64 << 10);
 
 /// The window an answer comes from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -49,44 +52,17 @@ pub struct BatchedEvidence {
 
 impl BatchedEvidence {
     /// Parses an answer (bounded size, no unknown fields).
-    pub fn from_json(text: &str) -> Result<Self, VerifyError> {
+    pub fn from_json(text: &str) -> Result<Self> {
         if text.len() > MAX_BATCHED_JSON_LEN {
-            return Err(VerifyError::Format(format!(
+            return Err(Error::FreshEvidence(format!(
                 "{} bytes is more than the {MAX_BATCHED_JSON_LEN} accepted",
                 text.len()
             )));
         }
         serde_json::from_str(text).map_err(|e| {
-            VerifyError::Format(format!("line {}, column {}: {e}", e.line(), e.column()))
+            Error::FreshEvidence(format!("line {}, column {}: {e}", e.line(), e.column()))
         })
     }
-}
-
-/// Why a batched answer was not accepted.
-#[derive(Debug, thiserror::Error)]
-pub enum VerifyError {
-    /// Not a `chrysalis-fresh-batch-v1` answer.
-    #[error("not a {FORMAT} answer: {0}")]
-    Format(String),
-    /// The nonce's proof does not lead to the window's root.
-    #[error("the nonce is not in the window's tree (proof leads to {computed}, root is {root})")]
-    NotIncluded {
-        /// Root computed from the nonce and proof (hex).
-        computed: String,
-        /// The window's root (hex).
-        root: String,
-    },
-    /// The evidence is older than allowed (by its claims' `createdAt`).
-    #[error("the evidence is {age_secs} s old; at most {max_secs} s accepted")]
-    Stale {
-        /// Age in seconds.
-        age_secs: i64,
-        /// The bound in seconds (N plus one second of rounding).
-        max_secs: i64,
-    },
-    /// The evidence itself did not verify (binding, key, TEE, policy).
-    #[error(transparent)]
-    Evidence(#[from] chrysalis_ratls::Error),
 }
 
 /// Verifies a batched answer received over an RA-TLS connection whose
@@ -95,7 +71,7 @@ pub enum VerifyError {
 /// 1. with `nonce` (batch mode), the proof leads from `H(0x00 ‖ nonce)` to
 ///    `window.root`;
 /// 2. the evidence verifies as fresh evidence for the nonce `window.root`
-///    (`chrysalis_ratls::verify_fresh`: bound to its claims, the claims
+///    ([`crate::fresh::verify_fresh`]: bound to its claims, the claims
 ///    name the connection's key, the policy accepts);
 /// 3. its claims' `createdAt` is at most `max_age` (+1 s: whole seconds)
 ///    before `now`, and not more than `max_age` after it.
@@ -107,25 +83,25 @@ pub fn verify_batched(
     max_age: Duration,
     config: &VerifierConfig,
     now: OffsetDateTime,
-) -> Result<VerifiedPeer, VerifyError> {
+) -> Result<VerifiedPeer> {
     if answer.format != FORMAT {
-        return Err(VerifyError::Format(format!("format `{}`", answer.format)));
+        return Err(Error::FreshEvidence(format!("format `{}`", answer.format)));
     }
     let root = answer.window.root;
     if let Some(nonce) = nonce {
         let proof = answer
             .proof
             .as_deref()
-            .ok_or_else(|| VerifyError::Format("no inclusion proof for the nonce".into()))?;
+            .ok_or_else(|| Error::FreshEvidence("no inclusion proof for the nonce".into()))?;
         let computed = root_from_proof(nonce, proof);
         if computed != root {
-            return Err(VerifyError::NotIncluded {
+            return Err(Error::NotInBatch {
                 computed: hex::encode(computed),
                 root: hex::encode(root),
             });
         }
     }
-    let peer = chrysalis_ratls::verify_fresh(
+    let peer = crate::fresh::verify_fresh(
         &answer.fresh,
         expected_spki,
         cert_gpu_digest,
@@ -133,13 +109,13 @@ pub fn verify_batched(
         config,
         now,
     )?;
-    let claims = chrysalis_ratls::Claims::from_der(&answer.fresh.claims)?;
+    let claims = crate::claims::Claims::from_der(&answer.fresh.claims)?;
     let age = (now - claims.created_at).whole_seconds();
     let max_secs = i64::try_from(max_age.as_secs())
         .unwrap_or(i64::MAX)
         .saturating_add(1);
     if age > max_secs || -age > max_secs {
-        return Err(VerifyError::Stale {
+        return Err(Error::StaleEvidence {
             age_secs: age,
             max_secs,
         });
