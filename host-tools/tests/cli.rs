@@ -345,7 +345,10 @@ fn real_vectors_through_the_cli() {
         .unwrap()
         .starts_with("7ba9e262"));
 
-    // SNP: report + VCEK (AMD roots pinned).
+    // SNP: report + VCEK (AMD roots pinned). The report (2022 firmware:
+    // microcode 115, SNP 8) is authentic but below the Milan TCB floor the
+    // verifier ships (AMD-SB-3019): rejected by default, naming the floor;
+    // accepted when the caller explicitly accepts an out-of-date TCB.
     let r = v.join("snp/virtee_report_milan.hex");
     let vcek = v.join("snp/virtee_vcek_milan.der");
     let o = chrysalis(&[
@@ -356,6 +359,19 @@ fn real_vectors_through_the_cli() {
         p(&vcek),
         "--at",
         "2024-01-01T00:00:00Z",
+    ]);
+    assert_eq!(code(&o), 4, "{}", text(&o));
+    assert!(text(&o).contains("below the Milan floor"), "{}", text(&o));
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&r),
+        "--collateral",
+        p(&vcek),
+        "--at",
+        "2024-01-01T00:00:00Z",
+        "--accept-tcb",
+        "OutOfDate",
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     let bad = v.join("snp/virtee_report_milan_TAMPERED_byte21.bin");
