@@ -240,7 +240,13 @@ fn print_tdx_quote(q: &att::tdx::TdxQuote) {
     println!(
         "  td attributes       {}{}",
         hex::encode(b.td_attributes),
-        if b.is_debug() { "  (DEBUG)" } else { "" }
+        if b.is_debug() {
+            "  (DEBUG)"
+        } else if b.is_under_debug() {
+            "  (TD UNDER DEBUG: TUD bits set)"
+        } else {
+            ""
+        }
     );
     println!("  xfam                {}", hex::encode(b.xfam));
     println!("  mrtd                {}", hex::encode(b.mrtd));
