@@ -344,6 +344,9 @@ pub struct ProxyBody {
     timeout: Duration,
     expired: bool,
     done: bool,
+    /// A cut decided but not yet handed to hyper: given on the next poll,
+    /// so that what was already sent is flushed first (see `fail`).
+    cut: Option<StreamError>,
     tracker: Tracker,
 }
 
@@ -368,6 +371,7 @@ impl ProxyBody {
             timeout,
             expired: false,
             done: false,
+            cut: None,
             tracker,
         }
     }
@@ -390,6 +394,7 @@ impl ProxyBody {
     /// makes hyper cut the response.
     fn fail(
         &mut self,
+        cx: &mut Context<'_>,
         outcome: Outcome,
         error: ApiError,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
@@ -407,7 +412,12 @@ impl ProxyBody {
         if self.sse_errors {
             Poll::Ready(Some(Ok(Frame::data(error.sse_event()))))
         } else {
-            Poll::Ready(Some(Err(StreamError(error.message))))
+            // hyper drops its unflushed write buffer when a body errors, so
+            // a frame forwarded in the same turn as the cut could be lost:
+            // answer Pending once (hyper flushes), then the error.
+            self.cut = Some(StreamError(error.message));
+            cx.waker().wake_by_ref();
+            Poll::Pending
         }
     }
 }
@@ -421,6 +431,9 @@ impl Body for ProxyBody {
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
         let this = self.get_mut();
+        if let Some(cut) = this.cut.take() {
+            return Poll::Ready(Some(Err(cut)));
+        }
         if this.done {
             return Poll::Ready(None);
         }
@@ -429,6 +442,7 @@ impl Body for ProxyBody {
                 .metrics
                 .upstream_error(UpstreamErrorKind::Timeout);
             return this.fail(
+                cx,
                 Outcome::TimedOut,
                 ApiError::upstream_timeout(this.timeout.as_millis()),
             );
@@ -457,7 +471,7 @@ impl Body for ProxyBody {
                 } else {
                     format!("the engine's response broke off: {e}")
                 };
-                this.fail(Outcome::UpstreamBroken, upstream_broken(detail))
+                this.fail(cx, Outcome::UpstreamBroken, upstream_broken(detail))
             }
             Poll::Ready(None) => {
                 this.finish_ok();
@@ -469,6 +483,7 @@ impl Body for ProxyBody {
                         .metrics
                         .upstream_error(UpstreamErrorKind::Timeout);
                     return this.fail(
+                        cx,
                         Outcome::TimedOut,
                         ApiError::upstream_timeout(this.timeout.as_millis()),
                     );
@@ -479,7 +494,8 @@ impl Body for ProxyBody {
     }
 
     fn is_end_stream(&self) -> bool {
-        self.done
+        // A pending cut is not an end: it must reach hyper as an error.
+        self.done && self.cut.is_none()
     }
 
     fn size_hint(&self) -> SizeHint {
