@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use super::args::{AllowArgs, DeployArgs, DisallowArgs};
 use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
 use super::outcome::{fail, tf};
-use super::send::{expiry, prepare};
+use super::send::{expiry, prepare, prepare_registry};
 use crate::client::Failure;
 
 /// `chrysalis ton deploy-registry`.
@@ -171,17 +171,7 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
         release: release.clone(),
     };
     let body = msg.to_cell().map_err(tf)?;
-    let p = prepare(
-        wallet,
-        registry_addr,
-        body,
-        registry::MESSAGE_VALUE,
-        true,
-        None,
-        a.send.seqno,
-        Some(vu),
-        &a.send.api,
-    )?;
+    let p = prepare_registry(wallet, registry_addr, body, &a.send, vu)?;
     let extra =
         json!({"measurement": measurement.to_hex(), "tee": tee, "release": release.as_str()});
     p.send_confirmed(
@@ -213,17 +203,7 @@ pub(super) fn disallow(d: DisallowArgs) -> Result<Value, Failure> {
         measurement,
     };
     let body = msg.to_cell().map_err(tf)?;
-    let p = prepare(
-        wallet,
-        registry_addr,
-        body,
-        registry::MESSAGE_VALUE,
-        true,
-        None,
-        d.send.seqno,
-        Some(vu),
-        &d.send.api,
-    )?;
+    let p = prepare_registry(wallet, registry_addr, body, &d.send, vu)?;
     let extra = json!({"measurement": measurement.to_hex()});
     p.send_confirmed(
         "disallow a measurement",

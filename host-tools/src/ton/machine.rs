@@ -14,7 +14,7 @@ use super::args::{ApiOpts, MachineArgs, RegisterArgs, UpdateArgs};
 use super::attested::{attest, attested_json};
 use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
 use super::outcome::{fail, report, tf};
-use super::send::{check_outcome, expiry, prepare};
+use super::send::{check_outcome, expiry, prepare, prepare_registry};
 use crate::client::Failure;
 
 fn endpoint_of(agent: &str, given: Option<&str>) -> Result<Endpoint, Failure> {
@@ -207,17 +207,7 @@ pub(super) fn update(u: UpdateArgs) -> Result<Value, Failure> {
         price_per_million: price,
     });
     let body = msg.to_cell().map_err(tf)?;
-    let p = prepare(
-        wallet,
-        registry_addr,
-        body,
-        registry::MESSAGE_VALUE,
-        true,
-        None,
-        u.send.seqno,
-        Some(vu),
-        &u.send.api,
-    )?;
+    let p = prepare_registry(wallet, registry_addr, body, &u.send, vu)?;
     let extra = attested_json(&a);
     p.send_confirmed(
         "update a machine",
@@ -245,17 +235,7 @@ pub(super) fn machine_op(m: MachineArgs, what: &str) -> i32 {
             _ => RegistryMessage::WithdrawStake { query_id: q, id },
         };
         let body = msg.to_cell().map_err(tf)?;
-        let p = prepare(
-            wallet,
-            registry_addr,
-            body,
-            registry::MESSAGE_VALUE,
-            true,
-            None,
-            m.send.seqno,
-            Some(vu),
-            &m.send.api,
-        )?;
+        let p = prepare_registry(wallet, registry_addr, body, &m.send, vu)?;
         let extra = json!({"machine_id": id.to_hex()});
         p.send_confirmed(what, extra, m.send.dry_run, j, &m.send.api, || {
             format!("{what}: done for machine {}", id.to_hex())

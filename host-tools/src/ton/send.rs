@@ -11,7 +11,7 @@ use chrysalis_ton::wallet::{OperatorWallet, Transfer};
 use chrysalis_ton::TonAddress;
 use serde_json::{json, Value};
 
-use super::args::ApiOpts;
+use super::args::{ApiOpts, SendOpts};
 use super::input::addr_text;
 use super::outcome::{fail, tf};
 use crate::client::Failure;
@@ -35,6 +35,28 @@ pub(super) struct Prepared {
     to: TonAddress,
     ext: chrysalis_ton::wallet::SignedExternal,
     value: u64,
+}
+
+/// [`prepare`] for an ordinary registry message: the registry's message
+/// value, bounced if refused, no StateInit, seqno and expiry from `send`.
+pub(super) fn prepare_registry(
+    wallet: OperatorWallet,
+    registry: TonAddress,
+    body: tonlib_core::cell::Cell,
+    send: &SendOpts,
+    valid_until: u32,
+) -> Result<Prepared, Failure> {
+    prepare(
+        wallet,
+        registry,
+        body,
+        chrysalis_ton::registry::MESSAGE_VALUE,
+        true,
+        None,
+        send.seqno,
+        Some(valid_until),
+        &send.api,
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
