@@ -415,7 +415,7 @@ fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
 }
 
 /// A GET request for `path` with an empty body.
-fn get_request(
+pub(crate) fn get_request(
     path: &str,
 ) -> Result<hyper::Request<http_body_util::Full<hyper::body::Bytes>>, Failure> {
     hyper::Request::get(path)

@@ -43,10 +43,7 @@ pub(super) fn attest(
     let (peer, model) = client::runtime().block_on(async {
         let (stream, peer) = client::connect(url, cfg).await?;
         let model = if want_model && peer.decision().accepted {
-            let req = hyper::Request::get("/v1/models")
-                .header("host", "chrysalis")
-                .body(http_body_util::Full::new(hyper::body::Bytes::new()))
-                .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?;
+            let req = client::get_request("/v1/models")?;
             match tokio::time::timeout(Duration::from_secs(10), client::http_request(stream, req))
                 .await
             {
