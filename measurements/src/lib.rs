@@ -29,7 +29,7 @@
 
 pub mod error;
 pub mod guid;
-pub mod manifest;
+pub use chrysalis_releases::manifest;
 pub mod ovmf_footer;
 mod reader;
 pub mod snp;

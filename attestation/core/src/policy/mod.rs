@@ -76,6 +76,13 @@ pub struct Policy {
     /// SNP rules.
     #[serde(default)]
     pub snp: SnpRules,
+    /// Refuse evidence whose TEE has no accepted measurement set, instead of
+    /// accepting any image with a loud warning. Default false in a policy
+    /// file (the file decides what it pins); true in the default client
+    /// policy built from the published releases, so a release that cannot
+    /// be verified for a TEE is never "verified" without its image.
+    #[serde(default)]
+    pub require_image: bool,
 }
 
 fn default_statuses() -> Vec<TcbStatus> {
@@ -106,6 +113,14 @@ pub struct Decision {
     pub warnings: Vec<String>,
     /// True when the evidence chained to a simulated root.
     pub simulated: bool,
+    /// The name of the accepted measurement set the evidence matched
+    /// (e.g. `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`); `None` when no set
+    /// matched or the policy pins no image for this TEE.
+    pub matched: Option<String>,
+    /// True when the policy pins an image (lists measurement sets) for the
+    /// evidence's TEE. False means any image passes: every output must say
+    /// so ([`NO_IMAGE_PINNED_WARNING`]).
+    pub image_pinned: bool,
 }
 
 impl Default for Policy {
@@ -119,9 +134,20 @@ impl Default for Policy {
             report_data: None,
             tdx: TdxRules::default(),
             snp: SnpRules::default(),
+            require_image: false,
         }
     }
 }
+
+/// The label of accepted set `index`: its name, or its position.
+fn set_label(name: Option<&str>, index: usize) -> String {
+    name.map(str::to_owned)
+        .unwrap_or_else(|| format!("accepted set #{}", index + 1))
+}
+
+/// The loud warning every output carries when no image is pinned.
+pub const NO_IMAGE_PINNED_WARNING: &str =
+    "NO IMAGE PINNED: the policy lists no measurements for this TEE, so ANY image passes (only authenticity, TCB and debug were checked)";
 
 /// The loud banner every output carries for simulated evidence.
 pub const SIMULATED_WARNING: &str =
@@ -283,19 +309,36 @@ impl Policy {
             }
         }
 
-        match ev.identity() {
-            Identity::Tdx(id) => tdx::check(
-                &self.tdx,
-                !self.snp.measurements.is_empty(),
-                id,
-                &mut reasons,
-            ),
-            Identity::Snp(id) => snp::check(
-                &self.snp,
+        let (matched, image_pinned) = match ev.identity() {
+            Identity::Tdx(id) => (
+                tdx::check(
+                    &self.tdx,
+                    !self.snp.measurements.is_empty(),
+                    id,
+                    &mut reasons,
+                ),
                 !self.tdx.measurements.is_empty(),
-                id,
-                &mut reasons,
             ),
+            Identity::Snp(id) => (
+                snp::check(
+                    &self.snp,
+                    !self.tdx.measurements.is_empty(),
+                    id,
+                    &mut reasons,
+                ),
+                !self.snp.measurements.is_empty(),
+            ),
+        };
+        if !image_pinned {
+            if self.require_image {
+                reasons.push(format!(
+                    "no accepted {} configuration: the policy requires a pinned image but lists no {} measurement set",
+                    ev.tee(),
+                    ev.tee()
+                ));
+            } else {
+                warnings.push(NO_IMAGE_PINNED_WARNING.into());
+            }
         }
 
         Decision {
@@ -303,6 +346,8 @@ impl Policy {
             reasons,
             warnings,
             simulated,
+            matched,
+            image_pinned,
         }
     }
 }

@@ -142,8 +142,14 @@ pub(super) fn validate(rules: &SnpRules) -> Result<()> {
 }
 
 /// Judges SNP identity `id` by `rules`; `tdx_sets` is whether the policy
-/// lists TDX measurement sets.
-pub(super) fn check(rules: &SnpRules, tdx_sets: bool, id: &SnpIdentity, reasons: &mut Vec<String>) {
+/// lists TDX measurement sets. Returns the name of the first set that
+/// matches (`None` when none does or the policy lists none).
+pub(super) fn check(
+    rules: &SnpRules,
+    tdx_sets: bool,
+    id: &SnpIdentity,
+    reasons: &mut Vec<String>,
+) -> Option<String> {
     if tdx_sets && rules.measurements.is_empty() {
         reasons.push("policy lists only TDX measurements but the evidence is SNP".into());
     }
@@ -197,7 +203,7 @@ pub(super) fn check(rules: &SnpRules, tdx_sets: bool, id: &SnpIdentity, reasons:
         }
     }
     if rules.measurements.is_empty() {
-        return;
+        return None;
     }
     let mismatches: Vec<Vec<String>> = rules
         .measurements
@@ -236,7 +242,8 @@ pub(super) fn check(rules: &SnpRules, tdx_sets: bool, id: &SnpIdentity, reasons:
             m
         })
         .collect();
-    push_closest(mismatches, "SNP", reasons);
+    push_closest(mismatches, "SNP", reasons)
+        .map(|i| super::set_label(rules.measurements[i].name.as_deref(), i))
 }
 
 /// Parses `"major.minor"` (e.g. `"1.51"`).

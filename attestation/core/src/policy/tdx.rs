@@ -85,8 +85,14 @@ pub(super) fn validate(rules: &TdxRules) -> Result<()> {
 }
 
 /// Judges TDX identity `id` by `rules`; `snp_sets` is whether the policy
-/// lists SNP measurement sets.
-pub(super) fn check(rules: &TdxRules, snp_sets: bool, id: &TdxIdentity, reasons: &mut Vec<String>) {
+/// lists SNP measurement sets. Returns the name of the first set that
+/// matches (`None` when none does or the policy lists none).
+pub(super) fn check(
+    rules: &TdxRules,
+    snp_sets: bool,
+    id: &TdxIdentity,
+    reasons: &mut Vec<String>,
+) -> Option<String> {
     if snp_sets && rules.measurements.is_empty() {
         reasons.push("policy lists only SNP measurements but the evidence is TDX".into());
     }
@@ -126,14 +132,15 @@ pub(super) fn check(rules: &TdxRules, snp_sets: bool, id: &TdxIdentity, reasons:
                 ));
             }
         }
-        return;
+        return None;
     }
     let mismatches: Vec<Vec<String>> = rules
         .measurements
         .iter()
         .map(|set| tdx_set_mismatches(set, id, &actual))
         .collect();
-    push_closest(mismatches, "TDX", reasons);
+    push_closest(mismatches, "TDX", reasons)
+        .map(|i| super::set_label(rules.measurements[i].name.as_deref(), i))
 }
 
 /// The 48-byte registers a TDX set can pin, in report order.

@@ -3,10 +3,15 @@
 
 use crate::error::{Error, Result};
 
-/// If no set matches, report the mismatches of the closest set.
-pub(super) fn push_closest(mismatches: Vec<Vec<String>>, tee: &str, reasons: &mut Vec<String>) {
-    if mismatches.iter().any(|m| m.is_empty()) {
-        return;
+/// If no set matches, report the mismatches of the closest set; returns
+/// the index of the first set that matches.
+pub(super) fn push_closest(
+    mismatches: Vec<Vec<String>>,
+    tee: &str,
+    reasons: &mut Vec<String>,
+) -> Option<usize> {
+    if let Some(i) = mismatches.iter().position(|m| m.is_empty()) {
+        return Some(i);
     }
     let n = mismatches.len();
     if let Some(best) = mismatches.into_iter().min_by_key(|m| m.len()) {
@@ -17,6 +22,7 @@ pub(super) fn push_closest(mismatches: Vec<Vec<String>>, tee: &str, reasons: &mu
         }
         reasons.extend(best);
     }
+    None
 }
 
 pub(super) fn decode_exact<const N: usize>(s: &str, field: &str) -> Result<[u8; N]> {

@@ -1,0 +1,211 @@
+//! The complete identity a published configuration predicts, as the
+//! policy's measurement sets.
+//!
+//! A default client pins *every* register: a configuration whose
+//! `measurements.json` leaves one `null` (e.g. RTMR0 before the VMM's ACPI
+//! tables were modelled) is [`NotVerifiable`] and left out of the default
+//! policy, with the reason shown to the user — never turned into "any value
+//! passes".
+//!
+//! Registers not written in `measurements.json` but fixed by the image are
+//! derived here, by the same rules the image follows:
+//!
+//! * **TDX RTMR3** of a cpu release: the agent's boot events for the default
+//!   host configuration ([`DEFAULT_HOST_CONFIGURATION`], what the image
+//!   measures when the host passes none): `config` then `boot-done`
+//!   ([`rtmr3_expected`]). A gpu release's RTMR3 also holds the `gpu` event,
+//!   which is not predictable from artifacts, so it needs the manifest's
+//!   value.
+//! * **SNP HOST_DATA**: SHA-256 of the default host configuration's
+//!   canonical bytes (the agent refuses to start unless the host launched it
+//!   with exactly that).
+//! * **MRCONFIGID, MROWNER, MROWNERCONFIG**: all-zero (the policy enforces
+//!   this for any set that does not pin them).
+
+use chrysalis_attestation::policy::{SnpMeasurementSet, TdxMeasurementSet};
+use chrysalis_attestation::runtime_events::rtmr3_expected;
+use chrysalis_attestation::Policy;
+use sha2::{Digest, Sha256};
+
+use crate::catalogue::{Catalogue, ConfigurationRef};
+
+/// The runtime configuration the image measures when the host passes
+/// none (canonical JSON bytes: the empty object).
+pub const DEFAULT_HOST_CONFIGURATION: &[u8] = b"{}";
+
+/// Why a published configuration cannot be verified by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum NotVerifiable {
+    /// `measurements.json` does not predict this register (`null`).
+    MissingRegister(&'static str),
+    /// A gpu release's TDX configuration without a predicted RTMR3: its
+    /// `gpu` runtime event is not predictable from the artifacts.
+    UnpredictedGpuEvent,
+}
+
+impl std::fmt::Display for NotVerifiable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NotVerifiable::MissingRegister(r) => write!(
+                f,
+                "its measurements.json does not predict {} (null), so no client can pin it",
+                r.to_uppercase()
+            ),
+            NotVerifiable::UnpredictedGpuEvent => f.write_str(
+                "it is a gpu release whose RTMR3 (with the gpu runtime event) is not predicted",
+            ),
+        }
+    }
+}
+
+impl ConfigurationRef<'_> {
+    /// True when a node of this configuration must present verified GPU
+    /// evidence: a gpu release's configuration with at least one GPU.
+    pub fn requires_gpu(&self) -> bool {
+        self.release.is_gpu() && self.configuration.vm.gpus > 0
+    }
+
+    /// The TDX set pinning every register, if this is a TDX configuration.
+    pub fn tdx_set(&self) -> Option<Result<TdxMeasurementSet, NotVerifiable>> {
+        let t = self.configuration.tdx.as_ref()?;
+        let need = |v: &Option<String>, r: &'static str| {
+            v.clone().ok_or(NotVerifiable::MissingRegister(r))
+        };
+        Some((|| {
+            let rtmr3 = match (&t.rtmr3, self.release.is_gpu()) {
+                (Some(v), _) => v.clone(),
+                (None, false) => hex::encode(rtmr3_expected(DEFAULT_HOST_CONFIGURATION)),
+                (None, true) => return Err(NotVerifiable::UnpredictedGpuEvent),
+            };
+            Ok(TdxMeasurementSet {
+                name: Some(self.label()),
+                mrtd: Some(t.mrtd.clone()),
+                rtmr0: Some(need(&t.rtmr0, "rtmr0")?),
+                rtmr1: Some(need(&t.rtmr1, "rtmr1")?),
+                rtmr2: Some(need(&t.rtmr2, "rtmr2")?),
+                rtmr3: Some(rtmr3),
+                td_attributes: t.td_attributes.clone(),
+                xfam: t.xfam.clone(),
+                ..Default::default()
+            })
+        })())
+    }
+
+    /// The SNP set pinning the launch measurement and HOST_DATA, if this is
+    /// an SNP configuration.
+    pub fn snp_set(&self) -> Option<Result<SnpMeasurementSet, NotVerifiable>> {
+        let s = self.configuration.snp.as_ref()?;
+        Some(Ok(SnpMeasurementSet {
+            name: Some(self.label()),
+            measurement: Some(s.measurement.clone()),
+            host_data: Some(hex::encode(Sha256::digest(DEFAULT_HOST_CONFIGURATION))),
+            ..Default::default()
+        }))
+    }
+}
+
+/// The default client policy of a catalogue, and what it had to leave out.
+#[derive(Debug, Clone)]
+pub struct ReleasePolicy {
+    /// Strict defaults (UpToDate TCB, no debug, no simulated evidence,
+    /// `require_image`) plus one set per verifiable configuration, labelled
+    /// `release / configuration`.
+    pub policy: Policy,
+    /// Configurations left out, with the reason (shown on rejection).
+    pub not_verifiable: Vec<(String, NotVerifiable)>,
+}
+
+impl Catalogue {
+    /// The policy that accepts exactly the verifiable configurations of
+    /// these releases.
+    pub fn policy(&self) -> ReleasePolicy {
+        let mut policy = Policy {
+            require_image: true,
+            ..Policy::default()
+        };
+        let mut not_verifiable = Vec::new();
+        for c in self.configurations() {
+            match c.tdx_set() {
+                Some(Ok(set)) => policy.tdx.measurements.push(set),
+                Some(Err(why)) => not_verifiable.push((c.label(), why)),
+                None => {}
+            }
+            match c.snp_set() {
+                Some(Ok(set)) => policy.snp.measurements.push(set),
+                Some(Err(why)) => not_verifiable.push((c.label(), why)),
+                None => {}
+            }
+        }
+        ReleasePolicy {
+            policy,
+            not_verifiable,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::catalogue::Release;
+
+    fn release(name: &str, rtmr0: Option<&str>, rtmr3: Option<&str>) -> Release {
+        let h = |b: u8| format!("\"{}\"", hex::encode([b; 48]));
+        let opt = |v: Option<&str>| v.map_or("null".to_owned(), |v| format!("\"{v}\""));
+        let text = format!(
+            r#"{{"schema":1,"tool":"t","image":"{name}","configurations":[
+            {{"name":"tdx-a","vm":{{"vcpus":2,"memory_mib":2048,"gpus":1,"vmm":"qemu"}},
+              "tdx":{{"mrtd":{},"rtmr0":{},"rtmr1":{},"rtmr2":{},"rtmr3":{}}}}},
+            {{"name":"snp-a","vm":{{"vcpus":2,"memory_mib":2048,"gpus":1,"vmm":"qemu"}},
+              "snp":{{"measurement":{},"vcpu_type":"EPYC-v4","guest_features":"0x1"}}}}]}}"#,
+            h(1),
+            opt(rtmr0),
+            h(2),
+            h(3),
+            opt(rtmr3),
+            h(4)
+        );
+        Release::parse(name, &text).unwrap()
+    }
+
+    #[test]
+    fn a_null_register_makes_the_configuration_unverifiable_not_unpinned() {
+        let c = Catalogue::from_releases(vec![release("r-cpu", None, None)]);
+        let p = c.policy();
+        assert!(p.policy.require_image);
+        assert!(p.policy.tdx.measurements.is_empty());
+        assert_eq!(
+            p.not_verifiable,
+            vec![(
+                "r-cpu / tdx-a".to_owned(),
+                NotVerifiable::MissingRegister("rtmr0")
+            )]
+        );
+        assert_eq!(p.policy.snp.measurements.len(), 1);
+        assert_eq!(
+            p.policy.snp.measurements[0].host_data.as_deref(),
+            Some("44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a"),
+            "SHA-256 of {{}}"
+        );
+    }
+
+    #[test]
+    fn cpu_release_rtmr3_is_the_default_configuration_replay() {
+        let r0 = hex::encode([9u8; 48]);
+        let c = Catalogue::from_releases(vec![release("r-cpu", Some(&r0), None)]);
+        let p = c.policy();
+        let set = &p.policy.tdx.measurements[0];
+        assert_eq!(set.name.as_deref(), Some("r-cpu / tdx-a"));
+        assert_eq!(
+            set.rtmr3.as_deref(),
+            Some(hex::encode(rtmr3_expected(b"{}")).as_str())
+        );
+        assert!(set.mrconfigid.is_none() && set.mrowner.is_none());
+        assert!(p.policy.validate().is_ok());
+        // A gpu release cannot derive it: the gpu event is per node.
+        let c = Catalogue::from_releases(vec![release("r-gpu", Some(&r0), None)]);
+        let p = c.policy();
+        assert_eq!(p.not_verifiable[0].1, NotVerifiable::UnpredictedGpuEvent);
+        assert!(c.releases()[0].configurations().all(|c| c.requires_gpu()));
+    }
+}
