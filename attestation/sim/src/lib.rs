@@ -21,15 +21,48 @@
 //! * [`SimProvider`] (this file): the `sim` [`EvidenceProvider`] over either,
 //!   with fixed, recognisable measurements ([`sim_measurement`]) and the
 //!   run-time state a real TEE keeps (RTMR3, SNP `HOST_DATA`).
+//! * [`release`]: [`SimRelease`], a published configuration's registers
+//!   (`--sim-release NAME --sim-configuration NAME`), so the simulator plays
+//!   a node of a published release.
+//! * [`overrides`]: [`SimOverrides`], the typed `--sim-set FIELD=VALUE`
+//!   model: any TD report or SNP report field, re-signed as the simulated
+//!   hardware would, so the evidence is authentic simulated evidence of a
+//!   node that differs in exactly that field (the malicious-host suite
+//!   plays hostile hosts with it).
+//! * [`error`]: the one error type of that configuration.
+//!
+//! A node is built in layers, each over the one before: the simulator's
+//! defaults, then the release's registers, then RTMR3 as extended at run
+//! time (and the `HOST_DATA` the host launched with), then the `--sim-set`
+//! overrides (so `--sim-set rtmr3=…` wins over the extends):
+//!
+//! ```
+//! use chrysalis_attestation::provider::EvidenceProvider;
+//! use chrysalis_sim::{SimOverrides, SimProvider, SimRelease};
+//!
+//! let release = SimRelease::builtin("chrysalis-0.1.0-cpu", "snp-2cpu-EPYC-v4", None)?;
+//! let sim = SimProvider::configured(release.tee(), Some(&release), SimOverrides::parse_all(&["vmpl=1"])?)?
+//!     .with_host_data(SimRelease::default_host_data());
+//! let evidence = sim.evidence(&[0; 64])?;
+//! let report = chrysalis_attestation::snp::SnpReport::parse(&evidence.bytes)?;
+//! assert_eq!(report.vmpl, 1);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
 
 /// Marker placed at the start of simulated evidence's free-form fields
 /// (TDX header user data, SNP chip id) so humans can spot it. Trust never
 /// depends on it: the verifier's anchor decides.
 pub const SIM_MARKER: &[u8] = chrysalis_attestation::simulated::SIM_MARKER;
 
+pub mod error;
+pub mod overrides;
+pub mod release;
 pub mod snp;
-
 pub mod tdx;
+
+pub use error::Error;
+pub use overrides::{SimField, SimOverride, SimOverrides};
+pub use release::SimRelease;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -60,6 +93,10 @@ pub struct SimProvider {
     inner: Arc<Inner>,
     rtmr3: Arc<Mutex<Option<[u8; 48]>>>,
     host_data: Option<[u8; 32]>,
+    /// The emulated release's registers (applied before RTMR3).
+    release: SimOverrides,
+    /// `--sim-set` (applied last).
+    overrides: SimOverrides,
 }
 
 // Created once per piece of evidence and never stored in bulk: boxing the
@@ -91,7 +128,66 @@ impl SimProvider {
             inner: Arc::new(inner),
             rtmr3: Arc::new(Mutex::new(None)),
             host_data: None,
+            release: SimOverrides::new(),
+            overrides: SimOverrides::new(),
         })
+    }
+
+    /// A simulated TEE of kind `tee` playing `release` (when given: its
+    /// registers replace the simulator's defaults) with `overrides` applied
+    /// to every report after that and after RTMR3's extends, then signed by
+    /// the simulated hardware.
+    ///
+    /// Refuses an override of the other TEE's report, and a `release` of
+    /// another TEE. With an SNP `reported_tcb` override the simulated VCEK
+    /// is issued for that TCB (as AMD's KDS issues a VCEK for any TCB a chip
+    /// reports), so the report is authentic evidence of a platform at that
+    /// TCB.
+    pub fn configured(
+        tee: Tee,
+        release: Option<&SimRelease>,
+        overrides: SimOverrides,
+    ) -> std::result::Result<Self, Error> {
+        if let Some(r) = release {
+            if r.tee() != tee {
+                return Err(Error::Configuration {
+                    label: r.label().to_owned(),
+                    message: format!("is a {} configuration, not {tee}", r.tee()),
+                });
+            }
+        }
+        overrides.check_tee(tee)?;
+        let inner = match (tee, overrides.int(SimField::ReportedTcb)) {
+            (Tee::Snp, Some(raw)) => {
+                let t = chrysalis_attestation::snp::TcbVersion::from_raw(
+                    raw,
+                    chrysalis_attestation::snp::TcbLayout::MilanGenoa,
+                );
+                Inner::Snp(snp::SimSnpAuthority::generate_with_tcb((
+                    t.bootloader(),
+                    t.tee(),
+                    t.snp(),
+                    t.microcode(),
+                ))?)
+            }
+            (Tee::Snp, None) => Inner::Snp(snp::SimSnpAuthority::generate()?),
+            (Tee::Tdx, _) => Inner::Tdx(tdx::SimTdx::new(
+                OffsetDateTime::now_utc(),
+                &tdx::SimTdxOptions::default(),
+            )?),
+        };
+        Ok(Self {
+            inner: Arc::new(inner),
+            rtmr3: Arc::new(Mutex::new(None)),
+            host_data: None,
+            release: release.map(|r| r.registers().clone()).unwrap_or_default(),
+            overrides,
+        })
+    }
+
+    /// The `--sim-set` overrides this simulator applies.
+    pub fn overrides(&self) -> &SimOverrides {
+        &self.overrides
     }
 
     /// The same simulated TEE launched with this SNP `HOST_DATA` (what a
@@ -177,9 +273,8 @@ impl EvidenceProvider for SimProvider {
 
     fn evidence(&self, report_data: &[u8; 64]) -> Result<RawEvidence> {
         let (tee, bytes) = match &*self.inner {
-            Inner::Tdx(t) => (
-                Tee::Tdx,
-                t.quote(&tdx::SimTdInput {
+            Inner::Tdx(t) => {
+                let input = tdx::SimTdInput {
                     mrtd: sim_measurement("MRTD"),
                     rtmr: [
                         sim_measurement("RTMR0"),
@@ -189,18 +284,27 @@ impl EvidenceProvider for SimProvider {
                     ],
                     report_data: *report_data,
                     ..Default::default()
-                }),
-            ),
+                };
+                // Release registers never include RTMR3, so the extends
+                // stand until an override replaces them.
+                let quote = t.quote_edited(&input, |td| {
+                    self.release.apply_td(td);
+                    self.overrides.apply_td(td);
+                });
+                (Tee::Tdx, quote.to_bytes())
+            }
             Inner::Snp(s) => {
                 let host_data = self.host_data.unwrap_or_else(|| {
                     let mut h = [0u8; 32];
                     h.copy_from_slice(&sim_measurement("HOST_DATA")[..32]);
                     h
                 });
-                (
-                    Tee::Snp,
-                    s.report(*report_data, sim_measurement("MEASUREMENT"), host_data),
-                )
+                let mut report =
+                    s.unsigned_report(*report_data, sim_measurement("MEASUREMENT"), host_data);
+                self.release.apply_snp(&mut report);
+                self.overrides.apply_snp(&mut report);
+                s.sign(&mut report);
+                (Tee::Snp, report.to_bytes())
             }
         };
         Ok(RawEvidence {
@@ -242,6 +346,107 @@ mod tests {
         p.clone().extend_rtmr3(&b).unwrap();
         let want = sha384_extend(sha384_extend([0; 48], &a), &b);
         assert_eq!(rtmr3(&p), want);
+    }
+
+    fn verify(p: &SimProvider) -> chrysalis_attestation::VerifiedEvidence {
+        use chrysalis_attestation::verifier::{Anchors, Collateral};
+        let raw = p.evidence(&[3; 64]).unwrap();
+        let decoded = chrysalis_attestation::evidence::decode(&raw.bytes).unwrap();
+        let collateral = match (p.tdx_collateral(), p.snp_certificates()) {
+            (Some(t), _) => Collateral::Tdx(t),
+            (None, Some(s)) => Collateral::Snp(s),
+            _ => unreachable!(),
+        };
+        chrysalis_attestation::verifier::verify(
+            &decoded,
+            &collateral,
+            &Anchors::production(),
+            OffsetDateTime::now_utc(),
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn a_release_then_extends_then_overrides_and_the_result_verifies() {
+        use chrysalis_attestation::Identity;
+        let release =
+            SimRelease::builtin("chrysalis-0.1.0-cpu", "tdx-2cpu-2048m-0gpu", None).unwrap();
+        let p = SimProvider::configured(
+            Tee::Tdx,
+            Some(&release),
+            SimOverrides::parse_all(&["td_attributes=0x10000010"]).unwrap(),
+        )
+        .unwrap();
+        p.extend_rtmr3(&[1; 48]).unwrap();
+        let v = verify(&p);
+        let Identity::Tdx(id) = v.identity() else {
+            panic!("TDX")
+        };
+        assert_eq!(
+            Some(&id.mrtd[..]),
+            release.registers().bytes(SimField::Mrtd)
+        );
+        assert_eq!(id.rtmr[0], sim_measurement("RTMR0"), "null keeps the sim's");
+        assert_eq!(id.rtmr[3], sha384_extend([0; 48], &[1; 48]));
+        assert_eq!(id.td_attributes, [0x10, 0, 0, 0x10, 0, 0, 0, 0]);
+        assert!(v.debug(), "TUD bit 4 makes a TD under debug");
+        assert_eq!(v.report_data(), &[3; 64]);
+
+        // An RTMR3 override wins over the extends.
+        let p = SimProvider::configured(
+            Tee::Tdx,
+            None,
+            SimOverrides::parse_all(&[format!("rtmr3={}", "ab".repeat(48))]).unwrap(),
+        )
+        .unwrap();
+        p.extend_rtmr3(&[1; 48]).unwrap();
+        let Identity::Tdx(id) = verify(&p).identity().clone() else {
+            panic!("TDX")
+        };
+        assert_eq!(id.rtmr[3], [0xab; 48]);
+    }
+
+    #[test]
+    fn snp_overrides_are_signed_by_the_vcek_and_reported_tcb_gets_its_own_vcek() {
+        use chrysalis_attestation::{Identity, TcbStatus};
+        let release = SimRelease::builtin("chrysalis-0.1.0-cpu", "snp-2cpu-EPYC-v4", None).unwrap();
+        // Milan: bootloader 4, TEE 0, SNP 21 (below the floor's 22), microcode 219.
+        let low = u64::from_le_bytes([4, 0, 0, 0, 0, 0, 21, 219]);
+        let p = SimProvider::configured(
+            Tee::Snp,
+            Some(&release),
+            SimOverrides::parse_all(&["vmpl=1".to_owned(), format!("reported_tcb={low:#x}")])
+                .unwrap(),
+        )
+        .unwrap()
+        .with_host_data(SimRelease::default_host_data());
+        let v = verify(&p);
+        let Identity::Snp(id) = v.identity() else {
+            panic!("SNP")
+        };
+        assert_eq!(id.vmpl, 1);
+        assert_eq!(
+            Some(&id.measurement[..]),
+            release.registers().bytes(SimField::Measurement)
+        );
+        assert_eq!(id.host_data, SimRelease::default_host_data());
+        assert_eq!(id.reported_tcb.snp(), 21);
+        assert_eq!(v.tcb_status(), TcbStatus::OutOfDate);
+
+        let e = SimProvider::configured(Tee::Tdx, Some(&release), SimOverrides::new())
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(e.contains("is a snp configuration, not tdx"), "{e}");
+        let e = SimProvider::configured(
+            Tee::Tdx,
+            None,
+            SimOverrides::parse_all(&["vmpl=1"]).unwrap(),
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("vmpl"), "{e}");
     }
 
     #[test]

@@ -137,6 +137,14 @@ impl SimTdx {
     /// A complete simulated quote for `td`, as a structure (tests tamper with
     /// it before serialising).
     pub fn quote_struct(&self, td: &SimTdInput) -> TdxQuote {
+        self.quote_edited(td, |_| {})
+    }
+
+    /// Like [`SimTdx::quote_struct`], with `edit` applied to the TD report
+    /// before the attestation key signs the quote: what a TD whose report
+    /// differs in those fields would get from this platform (the
+    /// `--sim-set` overrides).
+    pub fn quote_edited(&self, td: &SimTdInput, edit: impl FnOnce(&mut TdReport10)) -> TdxQuote {
         let tcb = self.pki.tcb_values();
         let qe = self.pki.qe_identity_values();
 
@@ -220,6 +228,7 @@ impl SimTdx {
                 })),
             },
         };
+        edit(quote.body.td10_mut());
         quote.signature.signature = self.pki.sign_quote(&quote.signed_bytes());
         quote
     }
