@@ -3,13 +3,19 @@
 //! `chrysalis-agent --provider sim|tsm|ioctl --listen ADDR:PORT
 //! --upstream http://ADDR:PORT [--metrics-listen ADDR:PORT] [--config FILE]`
 //! plus optional overrides of the file's settings.
+//!
+//! The simulated TEE can play any node: `--sim-release NAME
+//! --sim-configuration NAME` takes a published configuration's registers,
+//! and each `--sim-set FIELD=VALUE` changes one report field (see
+//! [`chrysalis_sim::overrides`]).
 
 use std::path::PathBuf;
 
 use clap::Parser;
 
 use crate::config::{
-    parse_addr, parse_duration, parse_tee, Config, FileConfig, ProviderKind, Upstream,
+    parse_addr, parse_duration, parse_sim, parse_sim_sets, parse_tee, Config, FileConfig,
+    ProviderKind, Upstream,
 };
 use crate::error::{Error, Result};
 
@@ -54,6 +60,27 @@ pub struct Cli {
     /// TEE simulated by --provider sim [default: tdx].
     #[arg(long, value_name = "tdx|snp")]
     pub sim_tee: Option<String>,
+    /// With --provider sim: play a node of this published release (one of
+    /// the releases compiled in, e.g. chrysalis-0.1.0-cpu); needs
+    /// --sim-configuration. Its registers replace the simulator's, RTMR3 is
+    /// what this agent extends, and without --runtime-config the agent
+    /// measures the default host configuration `{}` as the image does.
+    #[arg(long, value_name = "NAME", requires = "sim_configuration")]
+    pub sim_release: Option<String>,
+    /// The configuration of --sim-release to play (e.g. snp-2cpu-EPYC-v4);
+    /// it decides the TEE.
+    #[arg(long, value_name = "NAME", requires = "sim_release")]
+    pub sim_configuration: Option<String>,
+    /// With --provider sim: set one field of every simulated TD report or
+    /// SNP report, re-signed by the simulated hardware (repeatable; applied
+    /// last, so `rtmr3=` wins over the extends). Byte fields as hex in
+    /// report byte order (rtmr0=<96 hex digits>), integer fields as decimal
+    /// or 0x-hex (td_attributes=0x10000001, vmpl=1). Fields: mrtd, rtmr0-3,
+    /// td_attributes, xfam, mrconfigid, mrowner, mrownerconfig, mrseam,
+    /// tee_tcb_svn, report_data, measurement, host_data, policy, vmpl,
+    /// reported_tcb, family_id, image_id, id_key_digest, … (README).
+    #[arg(long = "sim-set", value_name = "FIELD=VALUE")]
+    pub sim_set: Vec<String>,
     /// With --provider sim: each quote takes this much longer, one at a
     /// time, like a TDX quote through configfs-tsm (about 1s) [default: 0].
     #[arg(long, value_name = "DURATION")]
@@ -142,6 +169,7 @@ impl Cli {
             })
             .transpose()?;
         let file_has_provider = file.as_ref().is_some_and(|f| f.provider.is_some());
+        let file_sim_tee = file.as_ref().and_then(|f| f.sim_tee.clone());
         let mut cfg = Config::with_provider(provider_flag.unwrap_or(ProviderKind::Tsm));
         if let Some(f) = file {
             cfg.apply_file(f)?;
@@ -174,6 +202,27 @@ impl Cli {
         }
         if let Some(t) = &self.sim_tee {
             cfg.sim_tee = parse_tee(t).map_err(|e| Error::Config(format!("--sim-tee: {e}")))?;
+        }
+        // The TEE chosen in words (flag, else file) must be the
+        // configuration's; otherwise the configuration decides it.
+        let explicit_tee = match (&self.sim_tee, file_sim_tee) {
+            (Some(_), _) => Some(cfg.sim_tee),
+            (None, Some(t)) => {
+                Some(parse_tee(&t).map_err(|e| Error::Config(format!("sim_tee: {e}")))?)
+            }
+            (None, None) => None,
+        };
+        if let Some(r) = parse_sim(
+            self.sim_release.as_deref(),
+            self.sim_configuration.as_deref(),
+            explicit_tee,
+            "--sim-release / --sim-configuration",
+        )? {
+            cfg.sim_tee = r.tee();
+            cfg.sim.release = Some(r);
+        }
+        if !self.sim_set.is_empty() {
+            cfg.sim.overrides = parse_sim_sets(&self.sim_set)?;
         }
         if let Some(c) = self.engine_cmd {
             cfg.engine.cmd = Some(c);
@@ -339,6 +388,111 @@ mod tests {
         .unwrap();
         assert_eq!(c.sim_quote_latency, std::time::Duration::from_secs(1));
         assert_eq!(c.limits.fresh_interval, std::time::Duration::from_secs(2));
+    }
+
+    #[test]
+    fn sim_release_and_sets_play_a_published_node() {
+        let c = cfg(&[
+            "--provider",
+            "sim",
+            "--sim-release",
+            "chrysalis-0.1.0-cpu",
+            "--sim-configuration",
+            "snp-2cpu-EPYC-v4",
+            "--sim-set",
+            "vmpl=1",
+            "--sim-set",
+            "policy=0x70000",
+        ])
+        .unwrap();
+        assert_eq!(
+            c.sim_tee,
+            chrysalis_attestation::Tee::Snp,
+            "the configuration decides"
+        );
+        assert_eq!(
+            c.sim.release.as_ref().unwrap().label(),
+            "chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4"
+        );
+        assert_eq!(c.sim.overrides.to_string(), "vmpl=0x1 policy=0x70000");
+
+        let base = [
+            "--provider",
+            "sim",
+            "--sim-release",
+            "chrysalis-0.1.0-cpu",
+            "--sim-configuration",
+            "snp-2cpu-EPYC-v4",
+        ];
+        for (extra, want) in [
+            (&["--sim-tee", "tdx"][..], "has no tdx values"),
+            (
+                &["--sim-set", "td_attributes=1"][..],
+                "a field of the tdx report",
+            ),
+            (&["--sim-set", "rtmr0=00"][..], "expected 48 bytes"),
+            (&["--sim-set", "vmpl=0001"][..], "leading zeros"),
+            (
+                &["--sim-set", "chip_id=00"][..],
+                "unknown field \"chip_id\"",
+            ),
+        ] {
+            let mut args = base.to_vec();
+            args.extend_from_slice(extra);
+            let e = cfg(&args).unwrap_err().to_string();
+            assert!(e.contains(want), "{extra:?}: {e}");
+        }
+        let e = cfg(&[
+            "--provider",
+            "sim",
+            "--sim-release",
+            "chrysalis-9-cpu",
+            "--sim-configuration",
+            "x",
+        ])
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("--sim-release") && e.contains("chrysalis-0.1.0-cpu"),
+            "{e}"
+        );
+        let e = cfg(&["--provider", "tsm", "--sim-set", "vmpl=1"])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("--provider sim only"), "{e}");
+        // clap: the two release flags go together.
+        let mut all = vec!["chrysalis-agent", "--provider", "sim", "--sim-release", "r"];
+        assert!(Cli::try_parse_from(all.clone()).is_err());
+        all.truncate(3);
+        all.extend(["--sim-configuration", "c"]);
+        assert!(Cli::try_parse_from(all).is_err());
+    }
+
+    #[test]
+    fn sim_settings_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("agent.toml");
+        std::fs::write(
+            &p,
+            "provider = \"sim\"\nsim_release = \"chrysalis-0.1.0-cpu\"\nsim_configuration = \"tdx-2cpu-2048m-0gpu\"\nsim_set = [\"td_attributes=0x10000010\"]\n",
+        )
+        .unwrap();
+        let c = cfg(&["--config", p.to_str().unwrap()]).unwrap();
+        assert_eq!(c.sim_tee, chrysalis_attestation::Tee::Tdx);
+        assert!(c.sim.release.is_some());
+        assert_eq!(c.sim.overrides.to_string(), "td_attributes=0x10000010");
+        // Flags replace the file's list.
+        let c = cfg(&["--config", p.to_str().unwrap(), "--sim-set", "xfam=3"]).unwrap();
+        assert_eq!(c.sim.overrides.to_string(), "xfam=0x3");
+        std::fs::write(
+            &p,
+            "provider = \"sim\"\nsim_release = \"chrysalis-0.1.0-cpu\"\n",
+        )
+        .unwrap();
+        let e = cfg(&["--config", p.to_str().unwrap()])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("go together"), "{e}");
     }
 
     #[test]

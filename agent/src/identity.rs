@@ -116,6 +116,22 @@ pub fn open_provider(
     sim_tee: chrysalis_attestation::Tee,
     sim_host_data: Option<[u8; 32]>,
 ) -> Result<(Arc<dyn EvidenceProvider>, Option<EmbeddedCollateral>)> {
+    open_provider_with(
+        kind,
+        sim_tee,
+        &crate::config::SimSettings::default(),
+        sim_host_data,
+    )
+}
+
+/// Like [`open_provider`], the simulator playing `sim` (a published
+/// configuration and `--sim-set` overrides).
+pub fn open_provider_with(
+    kind: ProviderKind,
+    sim_tee: chrysalis_attestation::Tee,
+    sim: &crate::config::SimSettings,
+    sim_host_data: Option<[u8; 32]>,
+) -> Result<(Arc<dyn EvidenceProvider>, Option<EmbeddedCollateral>)> {
     use chrysalis_provider::ioctl::{SevGuestProvider, TdxGuestProvider};
     use chrysalis_provider::tsm::TsmProvider;
     let err = |e: chrysalis_attestation::Error| Error::Provider {
@@ -124,7 +140,15 @@ pub fn open_provider(
     };
     match kind {
         ProviderKind::Sim => {
-            let mut sim = chrysalis_sim::SimProvider::new(sim_tee).map_err(err)?;
+            let mut sim = chrysalis_sim::SimProvider::configured(
+                sim_tee,
+                sim.release.as_ref(),
+                sim.overrides.clone(),
+            )
+            .map_err(|e| Error::Provider {
+                provider: kind.to_string(),
+                message: e.to_string(),
+            })?;
             if let Some(h) = sim_host_data {
                 sim = sim.with_host_data(h);
             }

@@ -15,7 +15,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use chrysalis_agent::config::{format_duration, LogFormat, ProviderKind};
-use chrysalis_agent::identity::open_provider;
+use chrysalis_agent::identity::open_provider_with;
 use chrysalis_agent::model_volume::ModelVolume;
 use chrysalis_agent::runtime_config::{self, RuntimeConfig};
 use chrysalis_agent::{Agent, IdentitySource, RaTlsManager};
@@ -45,9 +45,25 @@ fn main() {
             std::process::exit(2);
         }
     };
+    // A simulator playing a published release measures what the image
+    // measures when the host passes no configuration: `{}`.
+    let runtime_config = match (runtime_config, &config.sim.release) {
+        (None, Some(_)) => match RuntimeConfig::parse(
+            chrysalis_sim::release::DEFAULT_HOST_CONFIGURATION,
+            "the default host configuration",
+        ) {
+            Ok(c) => Some(c),
+            Err(e) => {
+                eprintln!("chrysalis-agent: {e}");
+                std::process::exit(2);
+            }
+        },
+        (c, _) => c,
+    };
     init_logging(config.log_format);
     if config.provider == ProviderKind::Sim {
         simulated_warning();
+        sim_settings_notice(&config.sim);
     }
     raise_fd_limit();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
@@ -82,10 +98,10 @@ async fn run(
     use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
     let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
-    let (kind, tee) = (config.provider, config.sim_tee);
+    let (kind, tee, sim) = (config.provider, config.sim_tee, config.sim.clone());
     let sim_host_data = runtime_config.as_ref().map(RuntimeConfig::sha256);
     let (provider, collateral) =
-        tokio::task::spawn_blocking(move || open_provider(kind, tee, sim_host_data))
+        tokio::task::spawn_blocking(move || open_provider_with(kind, tee, &sim, sim_host_data))
             .await
             .context("opening the evidence provider")??;
     let provider: Arc<dyn chrysalis_attestation::provider::EvidenceProvider> =
@@ -190,6 +206,23 @@ fn simulated_warning() {
          !!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!!\n"
     );
     tracing::warn!("SIMULATED evidence provider in use: evidence proves nothing");
+}
+
+/// Says which node the simulator plays, and warns about what a default
+/// client cannot verify.
+fn sim_settings_notice(sim: &chrysalis_agent::config::SimSettings) {
+    if let Some(r) = &sim.release {
+        tracing::info!(
+            configuration = r.label(),
+            "the simulated TEE plays a published configuration"
+        );
+        for w in r.warnings() {
+            tracing::warn!("{w}");
+        }
+    }
+    if !sim.overrides.is_empty() {
+        tracing::warn!(overrides = %sim.overrides, "simulated reports differ from the node played (--sim-set)");
+    }
 }
 
 /// Many idle client connections need many file descriptors: lift the soft

@@ -7,7 +7,7 @@ use serde::Deserialize;
 
 use super::settings::Config;
 use super::upstream::Upstream;
-use super::values::{parse_addr, parse_duration, parse_tee};
+use super::values::{parse_addr, parse_duration, parse_sim, parse_sim_sets, parse_tee};
 use crate::error::{Error, Result};
 
 impl Config {
@@ -21,8 +21,24 @@ impl Config {
         if let Some(d) = f.sim_quote_latency {
             self.sim_quote_latency = dur("sim_quote_latency", &d)?;
         }
-        if let Some(t) = f.sim_tee {
-            self.sim_tee = parse_tee(&t).map_err(|e| Error::Config(format!("sim_tee: {e}")))?;
+        let explicit_tee = match f.sim_tee {
+            Some(t) => {
+                self.sim_tee = parse_tee(&t).map_err(|e| Error::Config(format!("sim_tee: {e}")))?;
+                Some(self.sim_tee)
+            }
+            None => None,
+        };
+        if let Some(r) = parse_sim(
+            f.sim_release.as_deref(),
+            f.sim_configuration.as_deref(),
+            explicit_tee,
+            "sim_release / sim_configuration",
+        )? {
+            self.sim_tee = r.tee();
+            self.sim.release = Some(r);
+        }
+        if let Some(sets) = f.sim_set {
+            self.sim.overrides = parse_sim_sets(&sets)?;
         }
         if let Some(a) = f.listen {
             self.listen = parse_addr("listen", &a)?;
@@ -152,6 +168,13 @@ pub struct FileConfig {
     pub sim_tee: Option<String>,
     /// Extra time per simulated quote (sim only).
     pub sim_quote_latency: Option<String>,
+    /// Published release the simulator plays (sim only; with
+    /// `sim_configuration`).
+    pub sim_release: Option<String>,
+    /// Configuration of `sim_release` the simulator plays.
+    pub sim_configuration: Option<String>,
+    /// `FIELD=VALUE` overrides of the simulated report (sim only).
+    pub sim_set: Option<Vec<String>>,
     /// HTTPS listener `ADDR:PORT`.
     pub listen: Option<String>,
     /// `http://ADDR:PORT` (loopback).

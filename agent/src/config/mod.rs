@@ -6,7 +6,8 @@
 //! checked values: socket addresses, a loopback upstream, durations.
 //!
 //! * [`settings`]: [`Config`] and its sections ([`Limits`],
-//!   [`TlsSettings`], [`EngineSettings`]) with their defaults;
+//!   [`TlsSettings`], [`EngineSettings`], [`SimSettings`]) with their
+//!   defaults;
 //! * [`values`]: small typed values and their text forms (provider, log
 //!   format, addresses, TEEs, durations);
 //! * [`upstream`]: the engine's loopback address;
@@ -21,8 +22,11 @@ pub mod values;
 
 pub use file::{FileConfig, FileEngine, FileGpu, FileLimits, FileTls};
 pub use settings::{
-    Config, EngineSettings, Limits, TlsSettings, DEFAULT_LISTEN, DEFAULT_METRICS_LISTEN,
-    DEFAULT_UPSTREAM,
+    Config, EngineSettings, Limits, SimSettings, TlsSettings, DEFAULT_LISTEN,
+    DEFAULT_METRICS_LISTEN, DEFAULT_UPSTREAM,
 };
 pub use upstream::Upstream;
-pub use values::{format_duration, parse_addr, parse_duration, parse_tee, LogFormat, ProviderKind};
+pub use values::{
+    format_duration, parse_addr, parse_duration, parse_sim, parse_sim_sets, parse_tee, LogFormat,
+    ProviderKind,
+};

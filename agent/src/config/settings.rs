@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use chrysalis_attestation::Tee;
+use chrysalis_sim::{SimOverrides, SimRelease};
 
 use super::upstream::Upstream;
 use super::values::{LogFormat, ProviderKind};
@@ -123,6 +124,25 @@ impl Default for EngineSettings {
     }
 }
 
+/// What the simulated TEE plays (`--provider sim` only): a published
+/// configuration's registers and `--sim-set` overrides (see
+/// [`chrysalis_sim::release`] and [`chrysalis_sim::overrides`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SimSettings {
+    /// The published configuration emulated (`--sim-release` with
+    /// `--sim-configuration`); it also decides [`Config::sim_tee`].
+    pub release: Option<SimRelease>,
+    /// `--sim-set FIELD=VALUE`, applied to every report last.
+    pub overrides: SimOverrides,
+}
+
+impl SimSettings {
+    /// True when the simulator plays its own defaults.
+    pub fn is_default(&self) -> bool {
+        self.release.is_none() && self.overrides.is_empty()
+    }
+}
+
 /// The whole, validated configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Config {
@@ -130,6 +150,8 @@ pub struct Config {
     pub provider: ProviderKind,
     /// TEE the simulator pretends to be (`sim` only).
     pub sim_tee: Tee,
+    /// The node the simulator plays (`sim` only).
+    pub sim: SimSettings,
     /// Extra time each simulated quote takes, one at a time (`sim` only;
     /// see [`crate::quote_latency`]).
     pub sim_quote_latency: Duration,
@@ -173,6 +195,7 @@ impl Config {
         Self {
             provider,
             sim_tee: Tee::Tdx,
+            sim: SimSettings::default(),
             sim_quote_latency: Duration::ZERO,
             listen: DEFAULT_LISTEN.parse().expect("constant address"),
             upstream: Upstream::parse(DEFAULT_UPSTREAM).expect("constant upstream"),

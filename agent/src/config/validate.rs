@@ -74,6 +74,27 @@ impl Config {
                 "sim_quote_latency (--sim-quote-latency) is for --provider sim only".into(),
             ));
         }
+        if !self.sim.is_default() {
+            if self.provider != ProviderKind::Sim {
+                return Err(Error::Config(
+                    "--sim-release/--sim-configuration/--sim-set (sim_release, sim_configuration, sim_set) are for --provider sim only".into(),
+                ));
+            }
+            if let Some(r) = &self.sim.release {
+                if r.tee() != self.sim_tee {
+                    return Err(Error::Config(format!(
+                        "--sim-tee {} but {} is a {} configuration",
+                        self.sim_tee,
+                        r.label(),
+                        r.tee()
+                    )));
+                }
+            }
+            self.sim
+                .overrides
+                .check_tee(self.sim_tee)
+                .map_err(|e| Error::Config(e.to_string()))?;
+        }
         if let Some(cmd) = &self.engine.cmd {
             if cmd.trim().is_empty() {
                 return Err(Error::Config("engine.cmd is empty".into()));

@@ -83,6 +83,32 @@ pub fn parse_tee(s: &str) -> std::result::Result<Tee, String> {
     }
 }
 
+/// The node the simulator plays: `release` and `configuration` (both or
+/// neither; `origin` names the flags or keys in errors) with the TEE chosen
+/// explicitly, if any (the configuration's must agree), and `sets`
+/// (`FIELD=VALUE` each).
+pub fn parse_sim(
+    release: Option<&str>,
+    configuration: Option<&str>,
+    explicit_tee: Option<Tee>,
+    origin: &str,
+) -> Result<Option<chrysalis_sim::SimRelease>> {
+    match (release, configuration) {
+        (None, None) => Ok(None),
+        (Some(r), Some(c)) => chrysalis_sim::SimRelease::builtin(r, c, explicit_tee)
+            .map(Some)
+            .map_err(|e| Error::Config(format!("{origin}: {e}"))),
+        _ => Err(Error::Config(format!(
+            "{origin}: a release and a configuration go together (e.g. chrysalis-0.1.0-cpu and snp-2cpu-EPYC-v4)"
+        ))),
+    }
+}
+
+/// Parses `--sim-set` / `sim_set` assignments.
+pub fn parse_sim_sets(sets: &[String]) -> Result<chrysalis_sim::SimOverrides> {
+    chrysalis_sim::SimOverrides::parse_all(sets).map_err(|e| Error::Config(e.to_string()))
+}
+
 /// Parses a duration: a non-negative number with a unit `ms`, `s`, `m` or
 /// `h` (`250ms`, `30s`, `1.5h`), or a bare number of seconds.
 pub fn parse_duration(s: &str) -> std::result::Result<Duration, String> {
