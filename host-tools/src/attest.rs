@@ -107,9 +107,34 @@ struct GenerateArgs {
     /// The 64 bytes to bind (hex, up to 64 bytes, zero-padded).
     #[arg(long)]
     report_data: String,
-    /// TEE to simulate (sim only; real providers report their own). Default tdx.
+    /// TEE to simulate (sim only; real providers report their own). Default
+    /// tdx, or the TEE of --sim-configuration.
     #[arg(long, value_enum)]
     tee: Option<TeeArg>,
+    /// Sim only: play a node of this published release (compiled in, e.g.
+    /// chrysalis-0.1.0-cpu); needs --sim-configuration. TDX takes MRTD and
+    /// RTMR0-2 from it (a null register keeps the simulator's value, with a
+    /// warning), and RTMR3 is the replay of the image's boot events for the
+    /// runtime configuration; SNP takes MEASUREMENT, and HOST_DATA is the
+    /// SHA-256 of the runtime configuration.
+    #[arg(long, value_name = "NAME", requires = "sim_configuration")]
+    sim_release: Option<String>,
+    /// Sim only: the configuration of --sim-release (e.g. snp-2cpu-EPYC-v4).
+    #[arg(long, value_name = "NAME", requires = "sim_release")]
+    sim_configuration: Option<String>,
+    /// Sim only: the runtime configuration (JSON object) the node measured
+    /// at boot, as the agent does (TDX: RTMR3 `config` and `boot-done`
+    /// events; SNP: HOST_DATA = SHA-256 of its canonical form). Default
+    /// with --sim-release: `{}`, what the image measures when the host
+    /// passes none.
+    #[arg(long, value_name = "FILE")]
+    sim_runtime_config: Option<PathBuf>,
+    /// Sim only: set one report field, re-signed by the simulated hardware
+    /// (repeatable, applied last). Byte fields as hex in report byte order,
+    /// integer fields as decimal or 0x-hex: rtmr0=<96 hex>, vmpl=1,
+    /// td_attributes=0x10000001, policy=0xb0000 (README lists every field).
+    #[arg(long = "sim-set", value_name = "FIELD=VALUE")]
+    sim_set: Vec<String>,
     /// Output file (binary evidence). Written atomically.
     #[arg(long)]
     out: PathBuf,
@@ -459,8 +484,16 @@ fn print_decision(ev: &VerifiedEvidence, d: &att::Decision) {
 
 fn generate(g: GenerateArgs) -> i32 {
     let json_out = g.json;
+    let mut notes: Vec<String> = Vec::new();
     let result = (|| -> Result<serde_json::Value, Failure> {
         let rd = parse_report_data(&g.report_data).map_err(Failure::io)?;
+        if !matches!(g.provider, ProviderName::Sim)
+            && (g.sim_release.is_some() || g.sim_runtime_config.is_some() || !g.sim_set.is_empty())
+        {
+            return Err(Failure::io(anyhow::anyhow!(
+                "--sim-release/--sim-configuration/--sim-runtime-config/--sim-set are for --provider sim only"
+            )));
+        }
         let (provider, sim): (
             Box<dyn att::provider::EvidenceProvider>,
             Option<chrysalis_sim::SimProvider>,
@@ -480,14 +513,11 @@ fn generate(g: GenerateArgs) -> i32 {
                 (p, None)
             }
             ProviderName::Sim => {
-                let tee = match g.tee.unwrap_or(TeeArg::Tdx) {
-                    TeeArg::Tdx => Tee::Tdx,
-                    TeeArg::Snp => Tee::Snp,
-                };
-                let sim = chrysalis_sim::SimProvider::new(tee)?;
+                let sim = sim_provider(&g, &mut notes)?;
                 (Box::new(sim.clone()), Some(sim))
             }
         };
+
         if let (Some(tee), None) = (g.tee, &sim) {
             let want = match tee {
                 TeeArg::Tdx => Tee::Tdx,
@@ -519,6 +549,10 @@ fn generate(g: GenerateArgs) -> i32 {
             "tee": raw.tee,
             "provider": raw.provider,
             "simulated": sim.is_some(),
+            "plays": g.sim_release.as_ref().zip(g.sim_configuration.as_ref())
+                .map(|(r, c)| format!("{r} / {c}")),
+            "sim_set": sim.as_ref().map(|s| s.overrides().iter().map(|o| o.to_string()).collect::<Vec<_>>()),
+            "warnings": notes,
             "bytes": raw.bytes.len(),
             "written": written,
             "verify_with": collateral.map(|c| format!(
@@ -534,6 +568,15 @@ fn generate(g: GenerateArgs) -> i32 {
             } else {
                 if v["simulated"] == true {
                     println!("!!! SIMULATED evidence: signed by a root generated just now, not by hardware !!!");
+                }
+                if let Some(p) = v["plays"].as_str() {
+                    println!("plays the published configuration {p}");
+                }
+                for o in v["sim_set"].as_array().into_iter().flatten() {
+                    println!("differs in (--sim-set): {}", o.as_str().unwrap_or_default());
+                }
+                for w in v["warnings"].as_array().into_iter().flatten() {
+                    println!("warning: {}", w.as_str().unwrap_or_default());
                 }
                 println!(
                     "wrote {} bytes of {} evidence from the {} provider:",
@@ -562,6 +605,79 @@ fn generate(g: GenerateArgs) -> i32 {
             f.code()
         }
     }
+}
+
+/// The simulated TEE `generate --provider sim` asks for: its TEE, the
+/// published configuration it plays, the boot measurements of its runtime
+/// configuration (as the agent makes them), and the `--sim-set` overrides.
+/// Warnings (registers the configuration does not predict) go to `notes`.
+fn sim_provider(
+    g: &GenerateArgs,
+    notes: &mut Vec<String>,
+) -> Result<chrysalis_sim::SimProvider, Failure> {
+    use att::provider::EvidenceProvider;
+    use chrysalis_sim::{SimOverrides, SimProvider, SimRelease};
+    let sim_err = |e: chrysalis_sim::Error| Failure::new(e.category(), e);
+    let explicit_tee = g.tee.map(|t| match t {
+        TeeArg::Tdx => Tee::Tdx,
+        TeeArg::Snp => Tee::Snp,
+    });
+    let release = match (&g.sim_release, &g.sim_configuration) {
+        (Some(r), Some(c)) => Some(SimRelease::builtin(r, c, explicit_tee).map_err(sim_err)?),
+        _ => None,
+    };
+    let tee = release
+        .as_ref()
+        .map(SimRelease::tee)
+        .or(explicit_tee)
+        .unwrap_or(Tee::Tdx);
+    if let Some(r) = &release {
+        notes.extend(r.warnings().iter().cloned());
+    }
+    let overrides = SimOverrides::parse_all(&g.sim_set).map_err(sim_err)?;
+    let canonical = match &g.sim_runtime_config {
+        Some(p) => Some(read_runtime_config(p)?),
+        None if release.is_some() => {
+            Some(chrysalis_sim::release::DEFAULT_HOST_CONFIGURATION.to_vec())
+        }
+        None => None,
+    };
+    let mut sim = SimProvider::configured(tee, release.as_ref(), overrides).map_err(sim_err)?;
+    if let Some(c) = &canonical {
+        match tee {
+            Tee::Tdx => {
+                for e in att::runtime_events::rtmr3_boot_events(Some(c), None) {
+                    sim.extend_rtmr3(&e.digest)?;
+                }
+            }
+            Tee::Snp => sim = sim.with_host_data(SimRelease::host_data(c)),
+        }
+    }
+    Ok(sim)
+}
+
+/// The canonical bytes of a runtime configuration file (one JSON object),
+/// as the agent measures them.
+fn read_runtime_config(path: &Path) -> Result<Vec<u8>, Failure> {
+    let text = std::fs::read(path)
+        .with_context(|| format!("reading the runtime configuration {}", path.display()))
+        .map_err(Failure::io)?;
+    let value: serde_json::Value = serde_json::from_slice(&text).map_err(|e| {
+        Failure::new(
+            att::ErrorCategory::Malformed,
+            anyhow::anyhow!("{}: runtime configuration is not JSON: {e}", path.display()),
+        )
+    })?;
+    if !value.is_object() {
+        return Err(Failure::new(
+            att::ErrorCategory::Malformed,
+            anyhow::anyhow!(
+                "{}: runtime configuration must be a JSON object",
+                path.display()
+            ),
+        ));
+    }
+    Ok(att::runtime_events::canonical_json(&value))
 }
 
 /// `FILE` → `FILE.<suffix>` next to it.

@@ -190,7 +190,13 @@ impl SimRelease {
     /// The SNP `HOST_DATA` the image requires when the host passes no
     /// runtime configuration: SHA-256 of [`DEFAULT_HOST_CONFIGURATION`].
     pub fn default_host_data() -> [u8; 32] {
-        Sha256::digest(DEFAULT_HOST_CONFIGURATION).into()
+        Self::host_data(DEFAULT_HOST_CONFIGURATION)
+    }
+
+    /// The SNP `HOST_DATA` the image requires for a runtime configuration
+    /// with these canonical JSON bytes: their SHA-256.
+    pub fn host_data(canonical: &[u8]) -> [u8; 32] {
+        Sha256::digest(canonical).into()
     }
 }
 
