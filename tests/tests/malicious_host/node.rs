@@ -39,13 +39,24 @@ fn newest_source() -> std::time::SystemTime {
         for e in entries.flatten() {
             let path = e.path();
             let name = e.file_name();
-            if name == "target" || name == "node_modules" || name.to_string_lossy().starts_with('.')
+            let name = name.to_string_lossy();
+            if name.starts_with('.')
+                || [
+                    "target",
+                    "node_modules",
+                    "tests",
+                    "benches",
+                    "examples",
+                    "python",
+                ]
+                .contains(&name.as_ref())
             {
                 continue;
             }
+            let built_from = [".rs", ".toml", ".json"].iter().any(|x| name.ends_with(x));
             match e.file_type() {
                 Ok(t) if t.is_dir() && depth < 8 => walk(&path, newest, depth + 1),
-                Ok(t) if t.is_file() => {
+                Ok(t) if t.is_file() && built_from => {
                     if let Ok(m) = e.metadata().and_then(|m| m.modified()) {
                         *newest = (*newest).max(m);
                     }
@@ -134,6 +145,29 @@ pub fn bins() -> &'static Bins {
         ])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
         .env("CARGO_TARGET_DIR", target_dir);
+        // What cargo sets for this test process (package name, manifest
+        // directory, …) would change build-script fingerprints and rebuild
+        // half the workspace: the nested build gets the user's environment.
+        for (k, _) in std::env::vars_os() {
+            let k = k.to_string_lossy();
+            let cargo_set = (k.starts_with("CARGO_")
+                && ![
+                    "CARGO_HOME",
+                    "CARGO_TARGET_DIR",
+                    "CARGO_INCREMENTAL",
+                    "CARGO_NET_OFFLINE",
+                ]
+                .contains(&k.as_ref())
+                && !k.starts_with("CARGO_BUILD_")
+                && !k.starts_with("CARGO_PROFILE_")
+                && !k.starts_with("CARGO_REGISTRIES_")
+                && !k.starts_with("CARGO_TERM_"))
+                || k == "OUT_DIR"
+                || k == "RUST_TEST_THREADS";
+            if cargo_set {
+                cmd.env_remove(k.as_ref());
+            }
+        }
         if profile_dir.file_name().is_some_and(|n| n == "release") {
             cmd.arg("--release");
         }
