@@ -140,20 +140,35 @@ fn agent() -> (SocketAddr, tokio::runtime::Runtime) {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
         while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
-            let acceptor = acceptor.clone();
+            let (acceptor, sim, identity) = (acceptor.clone(), sim.clone(), identity.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = if req.uri().path() == "/v1/models" {
-                            r#"{"object":"list","data":[{"id":"tiny-llama","object":"model"}]}"#
-                        } else {
-                            "{}"
-                        };
-                        let _ = req.into_body().collect().await;
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (sim, identity) = (sim.clone(), identity.clone());
+                        async move {
+                            // Fresh evidence for the nonce (what every client asks
+                            // for after the handshake), the model list, else `{}`.
+                            let body = match req.uri().path() {
+                                "/attestation" => {
+                                    let q = req.uri().query().unwrap_or("").to_string();
+                                    let nonce = chrysalis_ratls::parse_nonce_query(&q).unwrap();
+                                    chrysalis_ratls::fresh_evidence(&sim, &identity, &nonce)
+                                        .unwrap()
+                                        .to_json()
+                                        .unwrap()
+                                }
+                                "/v1/models" => {
+                                    r#"{"object":"list","data":[{"id":"tiny-llama","object":"model"}]}"#
+                                        .to_string()
+                                }
+                                _ => "{}".to_string(),
+                            };
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                        }
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -319,6 +334,7 @@ fn register_end_to_end_over_http() {
             "--registry",
             &registry,
             "--allow-sim",
+            "--any-image",
             "--seqno",
             "0",
             "--valid-until",
@@ -353,6 +369,7 @@ fn register_end_to_end_over_http() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--endpoint",
         "bad host:80",
     ]));
@@ -360,7 +377,7 @@ fn register_end_to_end_over_http() {
     assert_eq!(api.sends(), before);
 
     // Measurement not allowed yet: the registry refuses (202), exit 4.
-    let o = run(common(&["--wallet", &op_key, "--allow-sim"]));
+    let o = run(common(&["--wallet", &op_key, "--allow-sim", "--any-image"]));
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("202"), "{}", text(&o));
     assert!(text(&o).contains("measurement_not_allowed"), "{}", text(&o));
@@ -398,6 +415,7 @@ fn register_end_to_end_over_http() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--stake",
         "1",
     ]));
@@ -410,6 +428,7 @@ fn register_end_to_end_over_http() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--json",
         "--price",
         "0.5",
@@ -431,7 +450,7 @@ fn register_end_to_end_over_http() {
     assert!(msg_sends >= 2, "the 429 was not retried");
 
     // Registering the same key again: 207.
-    let o = run(common(&["--wallet", &op_key, "--allow-sim"]));
+    let o = run(common(&["--wallet", &op_key, "--allow-sim", "--any-image"]));
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("already_registered"), "{}", text(&o));
 
@@ -445,6 +464,7 @@ fn register_end_to_end_over_http() {
         &url,
         "--verify",
         "--allow-sim",
+        "--any-image",
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -487,6 +507,7 @@ fn register_end_to_end_over_http() {
         "--registry",
         &registry,
         "--allow-sim",
+        "--any-image",
         "--price",
         "2",
         "--api",
@@ -590,6 +611,7 @@ fn register_end_to_end_over_http() {
         "--wait",
         "5",
         "--allow-sim",
+        "--any-image",
         "--api-version",
         "v2",
     ]);

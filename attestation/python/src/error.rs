@@ -140,7 +140,7 @@ impl Error {
     /// The verifier's error as ours, for `peer`.
     pub fn from_ratls(peer: &str, e: &chrysalis_ratls::Error) -> Self {
         let reasons = match e {
-            chrysalis_ratls::Error::Rejected { reasons } => reasons.clone(),
+            chrysalis_ratls::Error::Rejected { reasons, .. } => reasons.clone(),
             _ => Vec::new(),
         };
         Error::Verification {
@@ -204,6 +204,7 @@ mod tests {
     fn rejection_keeps_every_reason_and_maps_to_rejected() {
         let e = chrysalis_ratls::Error::Rejected {
             reasons: vec!["simulated".into(), "debug".into()],
+            node: None,
         };
         let ours = Error::from_ratls("h:1", &e);
         assert_eq!(ours.kind(), ErrorKind::Rejected);
