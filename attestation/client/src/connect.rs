@@ -76,9 +76,9 @@ pub async fn connect(
     let stream = match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r?,
         Err(_) => {
-            return Err(Error::Connection {
-                what: format!("{host}:{port}"),
-                reason: format!("no TLS handshake within {timeout:?}"),
+            return Err(Error::TimedOut {
+                what: format!("{host}:{port}: TLS handshake"),
+                after: timeout,
             })
         }
     };

@@ -40,6 +40,14 @@ pub enum Error {
         /// What the fresh evidence matched.
         fresh: String,
     },
+    /// The TLS handshake did not complete in time.
+    #[error("{what} timed out after {after:?}")]
+    TimedOut {
+        /// What was being done (e.g. `127.0.0.1:8443: TLS handshake`).
+        what: String,
+        /// The limit.
+        after: std::time::Duration,
+    },
     /// The node answered the fresh-evidence request with something else.
     #[error("fresh evidence request answered HTTP {status}: {body}")]
     FreshEvidenceRefused {
@@ -71,7 +79,7 @@ impl Error {
     pub fn category(&self) -> ErrorCategory {
         match self {
             Error::BadUrl { .. } => ErrorCategory::Malformed,
-            Error::Connection { .. } => ErrorCategory::Connection,
+            Error::Connection { .. } | Error::TimedOut { .. } => ErrorCategory::Connection,
             Error::RaTls(e) => e.category(),
             Error::Handshake(e) => chrysalis_ratls::Error::find_in(e)
                 .map(chrysalis_ratls::Error::category)

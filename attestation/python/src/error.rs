@@ -110,6 +110,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// A node-verification failure for `peer`: a rejection keeps every
+    /// reason; the category decides the Python exception.
+    pub fn from_client(peer: &str, e: &chrysalis_client::Error) -> Self {
+        if let chrysalis_client::Error::TimedOut { after, .. } = e {
+            return Error::Timeout {
+                peer: peer.to_owned(),
+                what: "TLS handshake",
+                after: *after,
+            };
+        }
+        let reasons = e
+            .rejected_node()
+            .map(|(r, _)| r.to_vec())
+            .unwrap_or_default();
+        Error::Verification {
+            peer: peer.to_owned(),
+            category: e.category(),
+            message: e.to_string(),
+            reasons,
+        }
+    }
+
     /// The Python exception family.
     pub fn kind(&self) -> ErrorKind {
         match self {
