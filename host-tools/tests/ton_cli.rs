@@ -679,11 +679,13 @@ fn allow_measurement_reads_measurements_json() {
     use chrysalis_ton::registry::ImageMeasurement;
     let dir = tempfile::tempdir().unwrap();
     let (admin_key, _) = new_wallet(dir.path(), "admin.key");
-    let (mrtd, r1, r2) = ([0x11u8; 48], [0x22u8; 48], [0x33u8; 48]);
+    let (mrtd, r0, r1, r2) = ([0x11u8; 48], [0x10u8; 48], [0x22u8; 48], [0x33u8; 48]);
     let manifest = json!({
         "schema": 1, "tool": "chrysalis test", "image": "chrysalis-0.1.0",
         "configurations": [
             {"name": "tdx-small", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
+             "tdx": {"mrtd": hex::encode(mrtd), "rtmr0": hex::encode(r0), "rtmr1": hex::encode(r1), "rtmr2": hex::encode(r2), "rtmr3": null}},
+            {"name": "tdx-no-rtmr0", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
              "tdx": {"mrtd": hex::encode(mrtd), "rtmr0": null, "rtmr1": hex::encode(r1), "rtmr2": hex::encode(r2), "rtmr3": null}},
             {"name": "snp-small", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
              "snp": {"measurement": hex::encode([0x44u8; 48]), "vcpu_type": "EPYC-v4", "guest_features": "0x1"}}
@@ -712,23 +714,46 @@ fn allow_measurement_reads_measurements_json() {
     // Two configurations and no --config: names them, exit 2.
     let o = chrysalis(&base);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("tdx-small, snp-small"), "{}", text(&o));
+    assert!(
+        text(&o).contains("tdx-small, tdx-no-rtmr0, snp-small"),
+        "{}",
+        text(&o)
+    );
     let mut args = base.to_vec();
     args.extend(["--config", "tdx-small"]);
     let o = chrysalis(&args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json_out(&o);
+    // The complete identity: every register, RTMR3 of the default host
+    // configuration (a cpu image measures `{}`), MRCONFIGID/MROWNER/
+    // MROWNERCONFIG zero.
+    let rtmr3 = chrysalis_attestation::runtime_events::rtmr3_expected(b"{}");
     assert_eq!(
         v["measurement"],
-        ImageMeasurement::tdx(&mrtd, &r1, &r2).to_hex()
+        ImageMeasurement::tdx(&chrysalis_ton::registry::TdxRegisters {
+            mrtd,
+            rtmr: [r0, r1, r2, rtmr3],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
+        })
+        .to_hex()
     );
     assert_eq!(v["release"], "chrysalis-0.1.0");
     assert_eq!(v["tee"], "tdx");
+    // A configuration that does not predict a register cannot be allowed:
+    // a subset would admit machines that differ in it.
+    let mut args = base.to_vec();
+    args.extend(["--config", "tdx-no-rtmr0"]);
+    let o = chrysalis(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("RTMR0"), "{}", text(&o));
     let mut args = base.to_vec();
     args.extend(["--config", "snp-small"]);
     let v = json_out(&chrysalis(&args));
+    let host_data: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"{}").into();
     assert_eq!(
         v["measurement"],
-        ImageMeasurement::snp(&[0x44; 48]).to_hex()
+        ImageMeasurement::snp(&[0x44; 48], &host_data).to_hex()
     );
 }

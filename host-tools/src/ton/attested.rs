@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::anyhow;
 use chrysalis_attestation as att;
-use chrysalis_ton::registry::{ImageMeasurement, MachineId, TeeType};
+use chrysalis_ton::registry::{ImageMeasurement, MachineId, TdxRegisters, TeeType};
 use serde_json::{json, Value};
 
 use super::outcome::fail;
@@ -24,10 +24,19 @@ pub(super) struct Attested {
 fn image_measurement(ev: &att::VerifiedEvidence) -> (ImageMeasurement, TeeType) {
     match ev.identity() {
         att::Identity::Tdx(id) => (
-            ImageMeasurement::tdx(&id.mrtd, &id.rtmr[1], &id.rtmr[2]),
+            ImageMeasurement::tdx(&TdxRegisters {
+                mrtd: id.mrtd,
+                rtmr: id.rtmr,
+                mrconfigid: id.mrconfigid,
+                mrowner: id.mrowner,
+                mrownerconfig: id.mrownerconfig,
+            }),
             TeeType::Tdx,
         ),
-        att::Identity::Snp(id) => (ImageMeasurement::snp(&id.measurement), TeeType::Snp),
+        att::Identity::Snp(id) => (
+            ImageMeasurement::snp(&id.measurement, &id.host_data),
+            TeeType::Snp,
+        ),
     }
 }
 
