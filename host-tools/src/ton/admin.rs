@@ -4,7 +4,9 @@
 use anyhow::{anyhow, Context};
 use chrysalis_attestation::ErrorCategory;
 use chrysalis_ton::coins::NANOTONS_PER_TON;
-use chrysalis_ton::registry::{self, ImageMeasurement, Label, RegistryMessage, TdxRegisters, TeeType};
+use chrysalis_ton::registry::{
+    self, ImageMeasurement, Label, RegistryMessage, TdxRegisters, TeeType,
+};
 use serde_json::{json, Value};
 
 use super::args::{AllowArgs, DeployArgs, DisallowArgs};
@@ -101,7 +103,10 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
         // The complete identity the configuration predicts (every
         // register; RTMR3 and HOST_DATA for the default host configuration,
         // as a client's default policy derives them), never a subset.
-        let release_name = m.image.clone().unwrap_or_else(|| "measurements.json".into());
+        let release_name = m
+            .image
+            .clone()
+            .unwrap_or_else(|| "measurements.json".into());
         let published = chrysalis_releases::Release::parse(&release_name, &text)
             .map_err(|e| bad(format!("{}: {e}", path.display())))?;
         let conf = published
@@ -118,7 +123,12 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
             hex::decode(&v)
                 .ok()
                 .filter(|b| b.len() == n)
-                .ok_or_else(|| bad(format!("configuration {}: {field} is not {n} bytes of hex", cfg.name)))
+                .ok_or_else(|| {
+                    bad(format!(
+                        "configuration {}: {field} is not {n} bytes of hex",
+                        cfg.name
+                    ))
+                })
         };
         let h48 = |field: &str, v: &Option<String>| -> Result<[u8; 48], Failure> {
             Ok(h(field, v, 48)?.try_into().unwrap_or([0; 48]))
