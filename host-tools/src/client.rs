@@ -1,39 +1,46 @@
-//! `chrysalis verify` and `chrysalis chat`: the client side of RA-TLS.
+//! `chrysalis verify` and `chrysalis chat`: thin users of
+//! [`chrysalis_client`], the node-verification library.
 //!
-//! `verify` connects, verifies the server's evidence during the TLS 1.3
-//! handshake (nothing is sent before that succeeds), prints who the server
-//! is and exits 0 only when the policy accepts it. `chat` sends an
-//! OpenAI-compatible chat completion over such a verified connection and
-//! streams the answer.
+//! By default a node is accepted only when it runs a configuration of a
+//! published release compiled into this binary (every register pinned),
+//! with evidence bound to a fresh nonce and, for a gpu release, verified
+//! GPU evidence. `verify` prints who the node is and exits 0 only when it is
+//! accepted; `chat` sends an OpenAI-compatible chat completion over the
+//! verified connection and streams the answer.
 
 use std::path::PathBuf;
-use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::{anyhow, Context};
 use chrysalis_attestation as att;
-use chrysalis_ratls as ratls;
+use chrysalis_client::explain;
+use chrysalis_client::{ImagePin, NodeConfig, NodeIdentity, VerifiedNode};
 use clap::Args;
 use http_body_util::BodyExt;
 use serde_json::json;
 
-use att::verifier::{Anchors, Collateral};
-use att::{ErrorCategory, Identity, Policy, TcbStatus};
-use ratls::{RaTlsServerVerifier, VerifiedPeer, VerifierConfig};
+use att::verifier::Collateral;
+use att::{ErrorCategory, Identity, TcbStatus};
 
 use crate::exit;
 pub(crate) use crate::failure::Failure;
 
-/// Connect + handshake timeout.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(20);
-
-/// Policy options shared by `verify` and `chat`.
+/// Which nodes are accepted: options shared by `verify`, `chat` and the
+/// registry commands.
 #[derive(Args, Clone)]
 pub struct PolicyOpts {
-    /// Policy file (TOML; see README "Policy file"). Default: UpToDate TCB,
-    /// no debug, no simulated evidence.
-    #[arg(long)]
+    /// Accept only this published release (default: every release compiled
+    /// into this binary; `chrysalis verify --list-releases` lists them).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["policy", "any_image"])]
+    release: Option<String>,
+    /// Replace the published releases with this policy file (TOML; see
+    /// README "Policy file"). A file without measurement sets pins no image
+    /// and every output says so.
+    #[arg(long, value_name = "FILE", conflicts_with = "any_image")]
     policy: Option<PathBuf>,
+    /// Accept ANY image on an authentic TEE (authenticity, TCB and debug
+    /// only). Every output says NO IMAGE PINNED.
+    #[arg(long)]
+    any_image: bool,
     /// Accept SIMULATED evidence (development only; proves nothing).
     #[arg(long)]
     allow_sim: bool,
@@ -46,26 +53,17 @@ pub struct PolicyOpts {
     collateral: Vec<PathBuf>,
 }
 
-#[derive(Args)]
-pub struct VerifyArgs {
-    /// The server, https://HOST:PORT.
-    url: Option<String>,
-    /// Verify a certificate file (DER or PEM) offline instead of connecting.
-    #[arg(long, conflicts_with = "url")]
-    cert: Option<PathBuf>,
-    #[command(flatten)]
-    policy: PolicyOpts,
-    /// After the handshake, ask for fresh evidence bound to a random nonce
-    /// (GET /attestation?nonce=HEX) and verify it too. GPU evidence served
-    /// with it is checked against the certificate's commitment and verified
-    /// (authenticity only, unless --gpu-policy).
-    #[arg(long)]
-    nonce: bool,
+/// GPU options shared by `verify` and `chat`.
+#[derive(Args, Clone, Default)]
+pub struct GpuOpts {
     /// Require verified GPU evidence meeting this policy file's [gpu]
-    /// section (see README "GPU verification"); implies --nonce.
+    /// section (see README "GPU verification"), whatever the release. A gpu
+    /// release's configurations require GPU evidence (CC on, dev tools off)
+    /// without this flag.
     #[arg(long, value_name = "FILE")]
     gpu_policy: Option<PathBuf>,
-    /// GPU reference integrity manifest (driver, VBIOS); repeatable.
+    /// GPU reference integrity manifest (driver, VBIOS); repeatable. When
+    /// given, the GPU measurements are compared with them.
     #[arg(long, value_name = "FILE")]
     gpu_rim: Vec<PathBuf>,
     /// GPU check: use only cached OCSP responses (--gpu-ocsp-cache).
@@ -74,81 +72,73 @@ pub struct VerifyArgs {
     /// GPU check: OCSP response cache directory.
     #[arg(long, value_name = "DIR")]
     gpu_ocsp_cache: Option<PathBuf>,
+}
+
+impl GpuOpts {
+    fn any(&self) -> bool {
+        self.gpu_policy.is_some()
+            || !self.gpu_rim.is_empty()
+            || self.gpu_offline
+            || self.gpu_ocsp_cache.is_some()
+    }
+
+    fn requirement(&self) -> Result<chrysalis_client::GpuRequirement, Failure> {
+        let collateral = chrysalis_gpu::verify::Collateral::from_rim_files(
+            &self.gpu_rim,
+            chrysalis_gpu::ocsp::OcspClient::new(self.gpu_ocsp_cache.clone(), self.gpu_offline),
+        )?;
+        let mut req = chrysalis_client::GpuRequirement::default()
+            .with_collateral(collateral, self.gpu_rim.len());
+        if let Some(p) = &self.gpu_policy {
+            req = req.with_policy(
+                chrysalis_gpu::GpuPolicy::from_file(p)?,
+                format!("policy {}", p.display()),
+            );
+        }
+        Ok(req)
+    }
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    /// The node, https://HOST:PORT.
+    url: Option<String>,
+    /// Verify a certificate file (DER or PEM) offline instead of connecting.
+    #[arg(long, conflicts_with = "url")]
+    cert: Option<PathBuf>,
+    /// With --cert: judge the certificate as of this time (RFC 3339)
+    /// instead of now.
+    #[arg(long, value_name = "RFC3339", requires = "cert")]
+    at: Option<String>,
+    #[command(flatten)]
+    policy: PolicyOpts,
+    /// Fresh evidence bound to a random nonce is asked for by default; kept
+    /// so that older scripts keep working.
+    #[arg(long, hide = true)]
+    nonce: bool,
+    /// Judge the node on its certificate's evidence alone (no nonce round
+    /// trip; a leaked key could replay it). Not allowed when GPU evidence
+    /// is required.
+    #[arg(long, conflicts_with = "nonce")]
+    no_fresh: bool,
+    #[command(flatten)]
+    gpu: GpuOpts,
+    /// List the published releases compiled into this binary and exit.
+    #[arg(long, exclusive = true)]
+    list_releases: bool,
     /// Print JSON.
     #[arg(long)]
     json: bool,
 }
 
-/// The client's GPU check: policy and collateral.
-struct GpuCheck {
-    policy: chrysalis_gpu::GpuPolicy,
-    policy_label: String,
-    required: bool,
-    collateral: chrysalis_gpu::verify::Collateral,
-}
-
-impl GpuCheck {
-    fn from_args(a: &VerifyArgs) -> Result<Self, Failure> {
-        let (policy, policy_label, required) = match &a.gpu_policy {
-            Some(p) => (
-                chrysalis_gpu::GpuPolicy::from_file(p)?,
-                format!("policy {}", p.display()),
-                true,
-            ),
-            None => (
-                chrysalis_gpu::GpuPolicy::authenticity_only(),
-                "authenticity only (no --gpu-policy)".to_string(),
-                false,
-            ),
-        };
-        let collateral = chrysalis_gpu::verify::Collateral::from_rim_files(
-            &a.gpu_rim,
-            chrysalis_gpu::ocsp::OcspClient::new(a.gpu_ocsp_cache.clone(), a.gpu_offline),
-        )?;
-        Ok(Self {
-            policy,
-            policy_label,
-            required,
-            collateral,
-        })
-    }
-
-    /// Verifies the bundle the node served against the digest its
-    /// certificate commits to.
-    fn check(
-        &self,
-        peer: &VerifiedPeer,
-        fresh: &ratls::FreshEvidence,
-    ) -> Result<Option<chrysalis_gpu::verify::VerifiedGpuSet>, Failure> {
-        let (Some(digest), Some(bundle)) = (peer.gpu_evidence_digest(), &fresh.gpu_evidence) else {
-            if self.required {
-                return Err(Failure::new(
-                    ErrorCategory::Rejected,
-                    anyhow!(
-                        "the GPU policy requires GPU evidence, but the node's certificate commits to none"
-                    ),
-                ));
-            }
-            return Ok(None);
-        };
-        chrysalis_gpu::verify::verify_bound_bundle(
-            bundle.as_bytes(),
-            digest,
-            &self.collateral,
-            &self.policy,
-            time::OffsetDateTime::now_utc(),
-        )
-        .map(Some)
-        .map_err(|e| Failure::new(e.category(), anyhow!("GPU evidence: {e}")))
-    }
-}
-
 #[derive(Args)]
 pub struct ChatArgs {
-    /// The server, https://HOST:PORT.
+    /// The node, https://HOST:PORT.
     url: String,
     #[command(flatten)]
     policy: PolicyOpts,
+    #[command(flatten)]
+    gpu: GpuOpts,
     /// Model name (default: the first of GET /v1/models).
     #[arg(long)]
     model: Option<String>,
@@ -160,31 +150,26 @@ pub struct ChatArgs {
     max_tokens: u32,
 }
 
-/// The message for a failure: the RA-TLS error's own words when the chain
-/// holds one (rustls wraps it as `InvalidCertificate(Other(..))`, whose
-/// display is a debug dump), prefixed by the context that led to it.
-fn describe(e: &anyhow::Error) -> String {
-    for cause in e.chain() {
-        if let Some(r) = ratls::Error::find_in(cause) {
-            return format!("error: {r}");
-        }
-    }
-    format!("error: {e:#}")
-}
-
-pub(crate) fn verifier_config(p: &PolicyOpts) -> Result<VerifierConfig, Failure> {
-    let mut policy = match &p.policy {
-        Some(f) => Policy::load(f)?,
-        None => Policy::default(),
+/// The node configuration the options ask for.
+pub(crate) fn node_config(p: &PolicyOpts, gpu: &GpuOpts) -> Result<NodeConfig, Failure> {
+    let pin = if p.any_image {
+        ImagePin::AnyImage
+    } else if let Some(f) = &p.policy {
+        ImagePin::policy_file(f)?
+    } else if let Some(name) = &p.release {
+        ImagePin::release(name)?
+    } else {
+        ImagePin::published()
     };
     let statuses = p
         .accept_tcb
         .iter()
         .map(|s| s.parse::<TcbStatus>())
         .collect::<Result<Vec<_>, _>>()?;
-    let allow_sim = p.allow_sim || policy.allow_simulated;
-    policy = policy.accept_tcb(statuses).allow_simulated(allow_sim);
-    let mut cfg = VerifierConfig::new(policy).with_anchors(Anchors::production());
+    let mut cfg = NodeConfig::new(pin)
+        .allow_simulated(p.allow_sim)
+        .accept_tcb(statuses)
+        .with_gpu(gpu.requirement()?);
     if !p.collateral.is_empty() {
         // The TEE is not known before the handshake: TDX takes one path
         // (JSON or directory), SNP takes certificate files.
@@ -201,88 +186,6 @@ pub(crate) fn verifier_config(p: &PolicyOpts) -> Result<VerifierConfig, Failure>
     Ok(cfg)
 }
 
-/// `https://HOST:PORT[/…]` → (host, port).
-fn parse_url(url: &str) -> anyhow::Result<(String, u16)> {
-    let rest = url
-        .strip_prefix("https://")
-        .ok_or_else(|| anyhow!("{url}: expected https://HOST:PORT (RA-TLS needs TLS)"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-        let (h, p) = v6
-            .split_once("]:")
-            .ok_or_else(|| anyhow!("{url}: expected https://[IPv6]:PORT"))?;
-        (h.to_string(), p)
-    } else {
-        authority
-            .rsplit_once(':')
-            .map(|(h, p)| (h.to_string(), p))
-            .ok_or_else(|| anyhow!("{url}: missing :PORT"))?
-    };
-    let port = port
-        .parse()
-        .with_context(|| format!("{url}: bad port {port:?}"))?;
-    if host.is_empty() {
-        bail!("{url}: missing host");
-    }
-    Ok((host, port))
-}
-
-pub(crate) type TlsStream = tokio_rustls::client::TlsStream<tokio::net::TcpStream>;
-
-/// Connects and completes a verified TLS 1.3 handshake.
-pub(crate) async fn connect(
-    url: &str,
-    cfg: Arc<VerifierConfig>,
-) -> Result<(TlsStream, VerifiedPeer), Failure> {
-    let (host, port) = parse_url(url).map_err(|e| Failure::new(ErrorCategory::Malformed, e))?;
-    let verifier = Arc::new(RaTlsServerVerifier::new(cfg));
-    let tls = ratls::client_config_with(
-        verifier.clone(),
-        &ratls::ClientOptions {
-            alpn: vec![b"http/1.1".to_vec()],
-            ..Default::default()
-        },
-    )?;
-    let connector = tokio_rustls::TlsConnector::from(Arc::new(tls));
-    let name = rustls::pki_types::ServerName::try_from(host.clone()).map_err(|e| {
-        Failure::new(
-            ErrorCategory::Malformed,
-            anyhow!("{host}: not a valid server name: {e}"),
-        )
-    })?;
-    let fut = async {
-        let tcp = tokio::net::TcpStream::connect((host.as_str(), port))
-            .await
-            .map_err(|e| {
-                Failure::new(
-                    ErrorCategory::Connection,
-                    anyhow::Error::new(e).context(format!("connect to {host}:{port}")),
-                )
-            })?;
-        let _ = tcp.set_nodelay(true);
-        connector
-            .connect(name, tcp)
-            .await
-            .map_err(Failure::handshake)
-    };
-    let stream = match tokio::time::timeout(CONNECT_TIMEOUT, fut).await {
-        Ok(r) => r?,
-        Err(_) => {
-            return Err(Failure::new(
-                ErrorCategory::Connection,
-                anyhow!("{host}:{port}: no TLS handshake within {CONNECT_TIMEOUT:?}"),
-            ))
-        }
-    };
-    let peer = verifier.peer().ok_or_else(|| {
-        Failure::new(
-            ErrorCategory::Verification,
-            anyhow!("handshake completed without a verified peer"),
-        )
-    })?;
-    Ok((stream, peer))
-}
-
 pub(crate) fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -296,14 +199,10 @@ fn refuse_offline_flags(a: &VerifyArgs) -> Result<(), Failure> {
     let usage = |msg: &str| Failure::io(anyhow!("{msg}"));
     if a.nonce {
         return Err(usage(
-            "--nonce cannot be used with --cert: an offline certificate cannot prove freshness (only a live server can answer a new nonce); verify https://HOST:PORT --nonce instead",
+            "--nonce cannot be used with --cert: an offline certificate cannot prove freshness (only a live server can answer a new nonce); verify https://HOST:PORT instead",
         ));
     }
-    if a.gpu_policy.is_some()
-        || !a.gpu_rim.is_empty()
-        || a.gpu_offline
-        || a.gpu_ocsp_cache.is_some()
-    {
+    if a.gpu.any() {
         return Err(usage(
             "GPU flags (--gpu-policy, --gpu-rim, --gpu-offline, --gpu-ocsp-cache) cannot be used with --cert: a certificate carries only the digest of the GPU evidence, not the GPU bundle; verify https://HOST:PORT --gpu-policy FILE instead",
         ));
@@ -311,191 +210,253 @@ fn refuse_offline_flags(a: &VerifyArgs) -> Result<(), Failure> {
     Ok(())
 }
 
+fn list_releases(json_out: bool) -> i32 {
+    let cat = chrysalis_releases::Catalogue::builtin();
+    let policy = cat.policy();
+    let rows: Vec<_> = cat
+        .configurations()
+        .map(|c| {
+            let why = policy
+                .not_verifiable
+                .iter()
+                .find(|(l, _)| *l == c.label())
+                .map(|(_, w)| w.to_string());
+            (c.label(), c.requires_gpu(), why)
+        })
+        .collect();
+    if json_out {
+        let v: Vec<_> = rows
+            .iter()
+            .map(|(l, g, w)| json!({"configuration": l, "requires_gpu": g, "verifiable": w.is_none(), "not_verifiable_because": w}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+    } else {
+        for (label, gpu, why) in rows {
+            let gpu = if gpu { "  (requires GPU evidence)" } else { "" };
+            match why {
+                None => println!("{label}{gpu}"),
+                Some(w) => println!("{label}{gpu}  NOT VERIFIABLE: {w}"),
+            }
+        }
+    }
+    exit::OK
+}
+
 pub fn run_verify(a: VerifyArgs) -> i32 {
+    if a.list_releases {
+        return list_releases(a.json);
+    }
     let json_out = a.json;
-    type Fresh = (VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>);
-    let result: Result<(VerifiedPeer, Option<Fresh>, String), Failure> = (|| {
+    let mut cfg_for_output: Option<NodeConfig> = None;
+    let result: Result<VerifiedNode, Failure> = (|| {
         if a.cert.is_some() {
             refuse_offline_flags(&a)?;
         }
-        let cfg = Arc::new(verifier_config(&a.policy)?);
-        let gpu = GpuCheck::from_args(&a)?;
+        let mut cfg = node_config(&a.policy, &a.gpu)?.fresh(!a.no_fresh);
+        if a.no_fresh && cfg.gpu().forced() {
+            return Err(Failure::io(anyhow!(
+                "--no-fresh cannot be used with --gpu-policy: GPU evidence is served only with fresh evidence"
+            )));
+        }
+        cfg_for_output = Some(cfg.clone());
         if let Some(path) = &a.cert {
+            let now = match &a.at {
+                Some(t) => att::timefmt::parse_rfc3339(t)?,
+                None => time::OffsetDateTime::now_utc(),
+            };
+            cfg = cfg.at_time(now);
+            cfg_for_output = Some(cfg.clone());
             let bytes = std::fs::read(path)
                 .with_context(|| path.display().to_string())
                 .map_err(Failure::io)?;
-            let der = ratls::cert::certificate_der_from_file_bytes(&bytes)?;
-            let now = time::OffsetDateTime::now_utc();
-            return Ok((
-                ratls::verify_certificate_der(&der, &cfg, now)?,
-                None,
-                gpu.policy_label,
-            ));
+            let der = chrysalis_ratls::cert::certificate_der_from_file_bytes(&bytes)?;
+            let peer = chrysalis_ratls::verify_certificate_der(&der, cfg.verifier(), now)?;
+            return Ok(chrysalis_client::node::judge(peer, None, &cfg, now)?);
         }
         let url = a
             .url
             .as_deref()
             .ok_or_else(|| Failure::io(anyhow!("give https://HOST:PORT or --cert FILE")))?;
-        runtime().block_on(async {
-            let (stream, peer) = connect(url, cfg.clone()).await?;
-            let fresh = if a.nonce || a.gpu_policy.is_some() {
-                Some(fresh_check(stream, &peer, &cfg, &gpu).await?)
-            } else {
-                None
-            };
-            Ok((peer, fresh, gpu.policy_label))
-        })
+        Ok(runtime().block_on(chrysalis_client::verify_node(url, &cfg))?)
     })();
     match result {
-        Ok((peer, fresh, gpu_label)) => {
-            print_peer(&peer, fresh.as_ref(), &gpu_label, json_out);
-            if peer.decision().accepted {
-                exit::OK
-            } else {
-                exit::REJECTED
-            }
+        Ok(node) => {
+            print_node(&node, json_out);
+            exit::OK
         }
         Err(f) => {
-            if json_out {
-                println!(
-                    "{}",
-                    json!({"accepted": false, "error": {"exit_code": f.code(), "category": f.category.name(), "message": describe(&f.error)}})
-                );
-            } else {
-                eprintln!("{}", describe(&f.error));
-            }
+            print_failure(&f, cfg_for_output.as_ref(), json_out);
             f.code()
         }
     }
 }
 
-/// Asks for fresh evidence over the verified connection and verifies that it
-/// binds our nonce and the same key.
-async fn fresh_check(
-    stream: TlsStream,
-    peer: &VerifiedPeer,
-    cfg: &VerifierConfig,
-    gpu: &GpuCheck,
-) -> Result<(VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>), Failure> {
-    let mut nonce = [0u8; 32];
-    getrandom_fill(&mut nonce).map_err(Failure::io)?;
-    let (status, body) = http_request(
-        stream,
-        get_request(&format!("/attestation?nonce={}", hex::encode(nonce)))?,
-    )
-    .await?;
-    if status != 200 {
-        return Err(Failure::new(
-            ErrorCategory::Verification,
-            anyhow!(
-                "fresh evidence request answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            ),
-        ));
+/// The failure's message: the RA-TLS error's own words when the chain
+/// holds one (rustls wraps it as `InvalidCertificate(Other(..))`, whose
+/// display is a debug dump), prefixed by the context that led to it.
+fn describe(e: &anyhow::Error) -> String {
+    for cause in e.chain() {
+        if let Some(r) = chrysalis_ratls::Error::find_in(cause) {
+            return format!("error: {r}");
+        }
     }
-    let fresh = ratls::FreshEvidence::from_json(&String::from_utf8_lossy(&body))?;
-    let verified = ratls::verify_fresh(
-        &fresh,
-        peer.spki_der(),
-        peer.gpu_evidence_digest(),
-        &nonce,
-        cfg,
-        time::OffsetDateTime::now_utc(),
-    )?;
-    let gpus = gpu.check(peer, &fresh)?;
-    Ok((verified, gpus))
+    format!("error: {e:#}")
 }
 
-fn getrandom_fill(buf: &mut [u8]) -> anyhow::Result<()> {
-    use rustls::crypto::ring::default_provider;
-    default_provider()
-        .secure_random
-        .fill(buf)
-        .map_err(|_| anyhow!("no secure random source"))
+/// The rejected node and why, when the failure is a policy rejection.
+fn rejection(f: &Failure) -> Option<(&[String], Option<&chrysalis_ratls::RejectedNode>)> {
+    f.error
+        .chain()
+        .find_map(|c| c.downcast_ref::<chrysalis_client::Error>())
+        .and_then(|e| e.rejected_node())
+        .or_else(|| {
+            f.error
+                .chain()
+                .find_map(|c| chrysalis_ratls::Error::find_in(c))
+                .and_then(|e| match e {
+                    chrysalis_ratls::Error::Rejected { reasons, node } => {
+                        Some((reasons.as_slice(), node.as_deref()))
+                    }
+                    _ => None,
+                })
+        })
 }
 
-/// A GET request for `path` with an empty body.
-pub(crate) fn get_request(
-    path: &str,
-) -> Result<hyper::Request<http_body_util::Full<hyper::body::Bytes>>, Failure> {
-    hyper::Request::get(path)
-        .header("host", "chrysalis")
-        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
-        .map_err(|e| Failure::new(ErrorCategory::Malformed, e))
-}
-
-/// One HTTP/1.1 request over the verified stream; returns status and body.
-/// Any HTTP failure is a connection failure.
-pub(crate) async fn http_request(
-    stream: TlsStream,
-    req: hyper::Request<http_body_util::Full<hyper::body::Bytes>>,
-) -> Result<(u16, Vec<u8>), Failure> {
-    let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(conn_err)?;
-    tokio::spawn(conn);
-    let resp = sender.send_request(req).await.map_err(conn_err)?;
-    let status = resp.status().as_u16();
-    let body = resp
-        .into_body()
-        .collect()
-        .await
-        .map_err(conn_err)?
-        .to_bytes()
-        .to_vec();
-    Ok((status, body))
-}
-
-fn print_peer(
-    peer: &VerifiedPeer,
-    fresh: Option<&(VerifiedPeer, Option<chrysalis_gpu::verify::VerifiedGpuSet>)>,
-    gpu_label: &str,
-    json_out: bool,
-) {
-    let ev = peer.evidence();
-    let d = peer.decision();
-    let gpu_set = fresh.and_then(|(_, g)| g.as_ref());
-    let gpu = match (peer.gpu_evidence_digest(), gpu_set) {
-        (Some(dg), Some(_)) => format!(
-            "GPU evidence SHA-384 {} bound and verified ({gpu_label})",
-            hex::encode(dg)
-        ),
-        (Some(dg), None) => format!(
-            "GPU evidence SHA-384 {} bound (not verified: use --nonce or --gpu-policy)",
-            hex::encode(dg)
-        ),
-        (None, _) => "no GPU evidence bound".to_string(),
+fn tee_line(identity: &Identity, tcb: TcbStatus, simulated: bool) -> String {
+    let tee = match identity {
+        Identity::Tdx(_) => "Intel TDX",
+        Identity::Snp(_) => "AMD SEV-SNP",
     };
-    let fresh = fresh.map(|(f, _)| f);
+    let sim = if simulated { " (SIMULATED)" } else { "" };
+    format!("{tee}{sim}, TCB {tcb}")
+}
+
+fn print_failure(f: &Failure, cfg: Option<&NodeConfig>, json_out: bool) {
+    let banner = "!".repeat(78);
+    let Some((reasons, node)) = rejection(f) else {
+        if json_out {
+            println!(
+                "{}",
+                json!({"accepted": false, "error": {"exit_code": f.code(), "category": f.category.name(), "message": describe(&f.error)}})
+            );
+        } else {
+            eprintln!("{}", describe(&f.error));
+        }
+        return;
+    };
+    let closest = match (cfg, node) {
+        (Some(cfg), Some(n)) => explain::closest(cfg.verifier().policy(), &n.identity),
+        _ => None,
+    };
+    let not_verifiable: Vec<String> = cfg
+        .map(|c| {
+            c.not_verifiable()
+                .iter()
+                .map(|(l, w)| format!("{l}: {w}"))
+                .collect()
+        })
+        .unwrap_or_default();
     if json_out {
-        let v = json!({
-            "accepted": d.accepted,
-            "simulated": peer.is_simulated(),
-            "warning": peer.is_simulated().then_some(att::policy::SIMULATED_WARNING),
-            "gpu": gpu,
-            "gpus": gpu_set.map(|s| s.gpus()),
-            "peer": peer,
-            "fresh_evidence": fresh.map(|f| json!({"verified": true, "tcb_status": f.evidence().tcb_status()})),
-        });
-        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "accepted": false,
+                "node": node.map(|n| json!({
+                    "tee": match n.identity { Identity::Tdx(_) => "TDX", Identity::Snp(_) => "SNP" },
+                    "tcb_status": n.tcb_status.to_string(),
+                    "simulated": n.simulated,
+                    "identity": n.identity,
+                })),
+                "accepted_images": cfg.map(|c| c.pin().describe()),
+                "closest": closest.as_ref().map(|(l, rows)| json!({"configuration": l, "registers": rows})),
+                "not_verifiable": not_verifiable,
+                "reasons": reasons,
+                "error": {"exit_code": f.code(), "category": f.category.name(), "message": describe(&f.error)},
+            }))
+            .unwrap_or_default()
+        );
         return;
     }
-    let banner = "!".repeat(78);
-    if peer.is_simulated() {
+    if node.is_some_and(|n| n.simulated) {
         println!("{banner}\n!!! {}\n{banner}", att::policy::SIMULATED_WARNING);
     }
+    println!("decision: REJECTED");
+    if let Some(n) = node {
+        println!(
+            "node:     {} — not an accepted configuration",
+            tee_line(&n.identity, n.tcb_status, n.simulated)
+        );
+    }
+    if let Some(c) = cfg {
+        println!("accepts:  {}", c.pin().describe());
+    }
+    if let Some((label, rows)) = &closest {
+        println!("closest:  {label}");
+        print!("{}", explain::render(rows));
+    }
+    for r in reasons {
+        println!("rejected: {r}");
+    }
+    for nv in &not_verifiable {
+        println!("note:     not verifiable by default: {nv}");
+    }
+}
+
+fn print_node(node: &VerifiedNode, json_out: bool) {
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&node.to_json()).unwrap_or_default()
+        );
+        return;
+    }
+    let peer = node.peer();
+    let ev = peer.evidence();
+    let banner = "!".repeat(78);
+    if node.is_simulated() {
+        println!("{banner}\n!!! {}\n{banner}", att::policy::SIMULATED_WARNING);
+    }
+    if matches!(node.identity(), NodeIdentity::Unpinned) {
+        println!(
+            "{banner}\n!!! {}\n{banner}",
+            att::policy::NO_IMAGE_PINNED_WARNING
+        );
+    }
+    let gpu_state = match node.gpus() {
+        Some(set) => {
+            let all_cc = set.gpus().iter().all(|g| {
+                g.cc()
+                    .is_some_and(|c| c.system_cc_enabled && !c.devtools_mode)
+            });
+            format!(
+                "{} GPU(s) verified{}",
+                set.gpus().len(),
+                if all_cc { ", CC on, dev tools off" } else { "" }
+            )
+        }
+        None => "no GPU evidence".into(),
+    };
+    println!("decision: ACCEPTED");
     println!(
-        "decision: {}",
-        if d.accepted { "ACCEPTED" } else { "REJECTED" }
+        "node:     {}  ({}, {gpu_state})",
+        node.identity(),
+        tee_line(ev.identity(), ev.tcb_status(), node.is_simulated())
     );
+    println!("accepts:  {}", node.pin());
+    if let Some(img) = node.claimed_image() {
+        println!(
+            "claims:   image {} measurements.json sha256 {} (a hint; the registers decide)",
+            img.release.as_deref().unwrap_or("?"),
+            img.measurements_sha256
+                .map(hex::encode)
+                .unwrap_or_else(|| "?".into())
+        );
+    }
     println!(
-        "server: {} evidence in a {:?} certificate, anchor {:?}, TCB {}",
+        "server:   {} evidence in a {:?} certificate, anchor {:?}",
         ev.tee(),
         peer.format(),
-        ev.anchor(),
-        ev.tcb_status()
+        ev.anchor()
     );
     match ev.identity() {
         Identity::Tdx(id) => {
@@ -509,8 +470,20 @@ fn print_peer(
             println!("host_data:   {}", hex::encode(id.host_data));
         }
     }
+    let gpu = match (peer.gpu_evidence_digest(), node.gpus()) {
+        (Some(dg), Some(_)) => format!(
+            "GPU evidence SHA-384 {} bound and verified ({})",
+            hex::encode(dg),
+            node.gpu_policy()
+        ),
+        (Some(dg), None) => format!(
+            "GPU evidence SHA-384 {} bound (not verified: fresh evidence was not asked for)",
+            hex::encode(dg)
+        ),
+        (None, _) => "no GPU evidence bound".to_string(),
+    };
     println!("gpu:         {gpu}");
-    for g in gpu_set.map(|s| s.gpus()).unwrap_or_default() {
+    for g in node.gpus().map(|s| s.gpus()).unwrap_or_default() {
         let cc = match g.cc() {
             Some(c) => format!(
                 "CC {} / dev tools {}",
@@ -549,14 +522,13 @@ fn print_peer(
     if let Some(t) = peer.created_at() {
         println!("evidence created {}", att::timefmt::format_rfc3339(t));
     }
-    if fresh.is_some() {
+    if node.fresh().is_some() {
         println!("fresh evidence: verified (bound to our nonce and the same key)");
+    } else {
+        println!("fresh evidence: NOT asked for (certificate evidence only)");
     }
-    for w in &d.warnings {
+    for w in node.warnings() {
         println!("warning: {w}");
-    }
-    for r in &d.reasons {
-        println!("rejected: {r}");
     }
 }
 
@@ -572,8 +544,8 @@ pub fn run_chat(a: ChatArgs) -> i32 {
                 s
             }
         };
-        let cfg = Arc::new(verifier_config(&a.policy)?);
-        runtime().block_on(chat(&a, cfg, message))
+        let cfg = node_config(&a.policy, &a.gpu)?;
+        runtime().block_on(chat(&a, &cfg, message))
     })();
     match result {
         Ok(()) => exit::OK,
@@ -584,39 +556,19 @@ pub fn run_chat(a: ChatArgs) -> i32 {
     }
 }
 
-async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result<(), Failure> {
-    let (stream, peer) = connect(&a.url, cfg.clone()).await?;
-    if !peer.decision().accepted {
-        return Err(Failure::new(
-            ErrorCategory::Rejected,
-            anyhow!(
-                "server rejected by policy: {}",
-                peer.decision().reasons.join("; ")
-            ),
-        ));
-    }
-    if peer.is_simulated() {
+async fn chat(a: &ChatArgs, cfg: &NodeConfig, message: String) -> Result<(), Failure> {
+    let (node, mut conn) = chrysalis_client::node::connect_node(&a.url, cfg).await?;
+    if node.is_simulated() {
         eprintln!("!!! {} !!!", att::policy::SIMULATED_WARNING);
     }
-    let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
-    let (mut sender, conn) =
-        hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
-            .await
-            .map_err(conn_err)?;
-    tokio::spawn(conn);
+    eprintln!("chatting with {} ({})", node.identity(), node.peer().tee());
+    for w in node.warnings() {
+        eprintln!("warning: {w}");
+    }
     let model = match &a.model {
         Some(m) => m.clone(),
         None => {
-            let resp = sender
-                .send_request(get_request("/v1/models")?)
-                .await
-                .map_err(conn_err)?;
-            let body = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(conn_err)?
-                .to_bytes();
+            let (_, body) = conn.get("/v1/models").await?;
             let v: serde_json::Value = serde_json::from_slice(&body)
                 .context("GET /v1/models: not JSON")
                 .map_err(Failure::io)?;
@@ -632,8 +584,8 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
         "max_tokens": a.max_tokens,
         "messages": [{"role": "user", "content": message}],
     });
-    let resp = sender
-        .send_request(
+    let resp = conn
+        .send(
             hyper::Request::post("/v1/chat/completions")
                 .header("host", "chrysalis")
                 .header("content-type", "application/json")
@@ -643,8 +595,8 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
                 )))
                 .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?,
         )
-        .await
-        .map_err(conn_err)?;
+        .await?;
+    let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
     let status = resp.status();
     let mut body = resp.into_body();
     if !status.is_success() {
@@ -682,24 +634,4 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
     }
     let _ = writeln!(out);
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn urls() {
-        assert_eq!(
-            parse_url("https://127.0.0.1:8443").unwrap(),
-            ("127.0.0.1".into(), 8443)
-        );
-        assert_eq!(
-            parse_url("https://[::1]:443/v1").unwrap(),
-            ("::1".into(), 443)
-        );
-        assert!(parse_url("http://x:1").is_err());
-        assert!(parse_url("https://x").is_err());
-        assert!(parse_url("https://:80").is_err());
-    }
 }

@@ -33,16 +33,6 @@ impl Failure {
         Self::new(ErrorCategory::Io, error)
     }
 
-    /// A TLS connection that failed: the RA-TLS verifier's own typed error
-    /// when rustls carried one out of the handshake, else a connection
-    /// failure.
-    pub(crate) fn handshake(error: std::io::Error) -> Self {
-        match ratls::Error::find_in(&error).map(ratls::Error::category) {
-            Some(category) => Self::new(category, error),
-            None => Self::new(ErrorCategory::Connection, error),
-        }
-    }
-
     /// The exit code of this failure.
     pub(crate) fn code(&self) -> i32 {
         exit::code(self.category)
@@ -57,6 +47,18 @@ impl From<att::Error> for Failure {
 
 impl From<ratls::Error> for Failure {
     fn from(e: ratls::Error) -> Self {
+        Self::new(e.category(), e)
+    }
+}
+
+impl From<chrysalis_client::Error> for Failure {
+    fn from(e: chrysalis_client::Error) -> Self {
+        Self::new(e.category(), e)
+    }
+}
+
+impl From<chrysalis_releases::Error> for Failure {
+    fn from(e: chrysalis_releases::Error) -> Self {
         Self::new(e.category(), e)
     }
 }

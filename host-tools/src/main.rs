@@ -21,12 +21,17 @@ use clap::{Parser, Subcommand};
 
 /// Chrysalis: confidential GPU inference you can verify.
 ///
-/// Operators check and launch machines, auditors recompute measurements,
-/// clients verify attestation evidence before sending a prompt.
+/// Where to start:
+///
+///   client    chrysalis verify https://NODE:8443       is it a published Chrysalis release? (then: chrysalis chat)
+///
+///   auditor   chrysalis image reproduce RELEASE_DIR    rebuild a release bit for bit (then: measure, policy from-measurements)
+///
+///   operator  chrysalis host check                     is this host ready? (then: image build, launch, ton register)
 #[derive(Parser)]
 #[command(name = "chrysalis", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy, 5 connection failed (verify, chat).\nRun `chrysalis attest --help` to start."
+    after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy, 5 connection failed.\nShell completions: `chrysalis completions bash|zsh|fish`; man pages: `chrysalis man --out DIR`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -47,9 +52,11 @@ enum Command {
     Measure(measure::MeasureArgs),
     /// Policies: generate one from a measurements.json.
     Policy(measure::PolicyArgs),
-    /// Connect to an RA-TLS server (or read --cert FILE), verify its evidence
-    /// and binding, print who it is; exit 0 only if the policy accepts it
-    /// (2 malformed, 3 verification/key binding, 4 policy, 5 connection).
+    /// Verify a node: by default accepted only when it runs a published
+    /// Chrysalis release (every register pinned), with evidence bound to a
+    /// fresh nonce and, for a gpu release, verified GPU evidence; prints
+    /// who it is (exit 0), or who it is and why not (2 malformed, 3
+    /// verification/key binding, 4 policy, 5 connection).
     Verify(client::VerifyArgs),
     /// Send an OpenAI-compatible chat completion over a verified RA-TLS
     /// connection and stream the answer.
@@ -76,10 +83,69 @@ enum Command {
     Gpu(gpu::GpuArgs),
     /// Check this host: TDX/SNP enablement, IOMMU, QEMU and firmware, VFIO, GPU CC mode (`chrysalis host check`).
     Host(host::HostArgs),
+    /// Print a shell completion script, generated from these definitions
+    /// (`chrysalis completions bash > /etc/bash_completion.d/chrysalis`).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
+    /// Write man pages (chrysalis.1 and one per subcommand), generated from
+    /// these definitions, into DIR.
+    Man {
+        /// Output directory (created if missing).
+        #[arg(long, value_name = "DIR")]
+        out: std::path::PathBuf,
+    },
+}
+
+/// `chrysalis man --out DIR`: one page per command, `chrysalis-verify.1` …
+fn write_man_pages(dir: &std::path::Path) -> i32 {
+    fn pages(cmd: &clap::Command, prefix: &str, dir: &std::path::Path) -> std::io::Result<usize> {
+        let name = if prefix.is_empty() {
+            cmd.get_name().to_owned()
+        } else {
+            format!("{prefix}-{}", cmd.get_name())
+        };
+        let mut buf = Vec::new();
+        // clap names are `&'static str` without its `string` feature; this
+        // runs once per page in a short-lived process.
+        let static_name: &'static str = Box::leak(name.clone().into_boxed_str());
+        clap_mangen::Man::new(cmd.clone().name(static_name)).render(&mut buf)?;
+        chrysalis_attestation::fsutil::write_atomic(&dir.join(format!("{name}.1")), &buf)
+            .map_err(std::io::Error::other)?;
+        let mut n = 1;
+        for sub in cmd
+            .get_subcommands()
+            .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        {
+            n += pages(sub, &name, dir)?;
+        }
+        Ok(n)
+    }
+    let mut cmd = <Cli as clap::CommandFactory>::command();
+    cmd.build();
+    match std::fs::create_dir_all(dir).and_then(|()| pages(&cmd, "", dir)) {
+        Ok(n) => {
+            println!("wrote {n} man pages to {}", dir.display());
+            exit::OK
+        }
+        Err(e) => {
+            eprintln!("error: {}: {e}", dir.display());
+            exit::IO
+        }
+    }
 }
 
 fn main() {
-    let cli = Cli::parse();
+    // Usage errors exit 1 (the documented "I/O or usage" code), not clap's
+    // 2, which means malformed input here; help and version exit 0.
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            std::process::exit(if e.use_stderr() { exit::IO } else { exit::OK });
+        }
+    };
     let code = match cli.command {
         Command::Attest(args) => attest::run(args),
         Command::Measure(args) => measure::run(args),
@@ -91,6 +157,12 @@ fn main() {
         Command::Launch(args) => launch::run(args),
         Command::Host(args) => host::run(args),
         Command::Gpu(args) => gpu::run(args),
+        Command::Completions { shell } => {
+            let mut cmd = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut cmd, "chrysalis", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man { out } => write_man_pages(&out),
     };
     std::process::exit(code);
 }

@@ -392,3 +392,50 @@ fn real_vectors_through_the_cli() {
     ]);
     assert_eq!(code(&o), 0, "{}", text(&o));
 }
+
+#[test]
+fn usage_help_completions_and_man_pages() {
+    // Usage errors are exit 1 (I/O or usage), never 2 (malformed input).
+    let o = chrysalis(&["verify", "--no-such-flag"]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    let o = chrysalis(&[
+        "verify",
+        "https://127.0.0.1:1",
+        "--any-image",
+        "--release",
+        "x",
+    ]);
+    assert_eq!(code(&o), 1, "{}", text(&o));
+    // The top-level help starts each persona at its first command.
+    let o = chrysalis(&["--help"]);
+    assert_eq!(code(&o), 0);
+    let help = stdout(&o);
+    for first in [
+        "client    chrysalis verify",
+        "auditor   chrysalis image reproduce",
+        "operator  chrysalis host check",
+    ] {
+        assert!(help.contains(first), "{first}: {help}");
+    }
+    // Completions and man pages come from the same definitions.
+    let o = chrysalis(&["completions", "bash"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("--any-image"),
+        "verify's flags are completed"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let o = chrysalis(&["man", "--out", dir.path().to_str().unwrap()]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    let verify = std::fs::read_to_string(dir.path().join("chrysalis-verify.1")).unwrap();
+    assert!(verify.contains("any\\-image"), "{verify}");
+    assert!(!dir.path().join("chrysalis-help.1").exists());
+    // The published releases compiled in are listed.
+    let o = chrysalis(&["verify", "--list-releases"]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+    assert!(
+        stdout(&o).contains("chrysalis-0.1.0-cpu / "),
+        "{}",
+        text(&o)
+    );
+}

@@ -140,20 +140,35 @@ fn agent() -> (SocketAddr, tokio::runtime::Runtime) {
         let acceptor = tokio_rustls::TlsAcceptor::from(tls);
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(120);
         while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
-            let acceptor = acceptor.clone();
+            let (acceptor, sim, identity) = (acceptor.clone(), sim.clone(), identity.clone());
             tokio::spawn(async move {
                 let Ok(tls) = acceptor.accept(tcp).await else {
                     return;
                 };
                 let svc = hyper::service::service_fn(
-                    |req: hyper::Request<hyper::body::Incoming>| async move {
-                        let body = if req.uri().path() == "/v1/models" {
-                            r#"{"object":"list","data":[{"id":"tiny-llama","object":"model"}]}"#
-                        } else {
-                            "{}"
-                        };
-                        let _ = req.into_body().collect().await;
-                        Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (sim, identity) = (sim.clone(), identity.clone());
+                        async move {
+                            // Fresh evidence for the nonce (what every client asks
+                            // for after the handshake), the model list, else `{}`.
+                            let body = match req.uri().path() {
+                                "/attestation" => {
+                                    let q = req.uri().query().unwrap_or("").to_string();
+                                    let nonce = chrysalis_ratls::parse_nonce_query(&q).unwrap();
+                                    chrysalis_ratls::fresh_evidence(&sim, &identity, &nonce)
+                                        .unwrap()
+                                        .to_json()
+                                        .unwrap()
+                                }
+                                "/v1/models" => {
+                                    r#"{"object":"list","data":[{"id":"tiny-llama","object":"model"}]}"#
+                                        .to_string()
+                                }
+                                _ => "{}".to_string(),
+                            };
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                        }
                     },
                 );
                 let _ = hyper::server::conn::http1::Builder::new()
@@ -319,6 +334,7 @@ fn register_end_to_end_over_http() {
             "--registry",
             &registry,
             "--allow-sim",
+            "--any-image",
             "--seqno",
             "0",
             "--valid-until",
@@ -353,6 +369,7 @@ fn register_end_to_end_over_http() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--endpoint",
         "bad host:80",
     ]));
@@ -360,7 +377,7 @@ fn register_end_to_end_over_http() {
     assert_eq!(api.sends(), before);
 
     // Measurement not allowed yet: the registry refuses (202), exit 4.
-    let o = run(common(&["--wallet", &op_key, "--allow-sim"]));
+    let o = run(common(&["--wallet", &op_key, "--allow-sim", "--any-image"]));
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("202"), "{}", text(&o));
     assert!(text(&o).contains("measurement_not_allowed"), "{}", text(&o));
@@ -398,6 +415,7 @@ fn register_end_to_end_over_http() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--stake",
         "1",
     ]));
@@ -410,6 +428,7 @@ fn register_end_to_end_over_http() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--json",
         "--price",
         "0.5",
@@ -431,7 +450,7 @@ fn register_end_to_end_over_http() {
     assert!(msg_sends >= 2, "the 429 was not retried");
 
     // Registering the same key again: 207.
-    let o = run(common(&["--wallet", &op_key, "--allow-sim"]));
+    let o = run(common(&["--wallet", &op_key, "--allow-sim", "--any-image"]));
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("already_registered"), "{}", text(&o));
 
@@ -445,6 +464,7 @@ fn register_end_to_end_over_http() {
         &url,
         "--verify",
         "--allow-sim",
+        "--any-image",
         "--json",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
@@ -487,6 +507,7 @@ fn register_end_to_end_over_http() {
         "--registry",
         &registry,
         "--allow-sim",
+        "--any-image",
         "--price",
         "2",
         "--api",
@@ -590,6 +611,7 @@ fn register_end_to_end_over_http() {
         "--wait",
         "5",
         "--allow-sim",
+        "--any-image",
         "--api-version",
         "v2",
     ]);
@@ -657,11 +679,13 @@ fn allow_measurement_reads_measurements_json() {
     use chrysalis_ton::registry::ImageMeasurement;
     let dir = tempfile::tempdir().unwrap();
     let (admin_key, _) = new_wallet(dir.path(), "admin.key");
-    let (mrtd, r1, r2) = ([0x11u8; 48], [0x22u8; 48], [0x33u8; 48]);
+    let (mrtd, r0, r1, r2) = ([0x11u8; 48], [0x10u8; 48], [0x22u8; 48], [0x33u8; 48]);
     let manifest = json!({
         "schema": 1, "tool": "chrysalis test", "image": "chrysalis-0.1.0",
         "configurations": [
             {"name": "tdx-small", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
+             "tdx": {"mrtd": hex::encode(mrtd), "rtmr0": hex::encode(r0), "rtmr1": hex::encode(r1), "rtmr2": hex::encode(r2), "rtmr3": null}},
+            {"name": "tdx-no-rtmr0", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
              "tdx": {"mrtd": hex::encode(mrtd), "rtmr0": null, "rtmr1": hex::encode(r1), "rtmr2": hex::encode(r2), "rtmr3": null}},
             {"name": "snp-small", "vm": {"vcpus": 2, "memory_mib": 2048, "vmm": "qemu"},
              "snp": {"measurement": hex::encode([0x44u8; 48]), "vcpu_type": "EPYC-v4", "guest_features": "0x1"}}
@@ -690,23 +714,46 @@ fn allow_measurement_reads_measurements_json() {
     // Two configurations and no --config: names them, exit 2.
     let o = chrysalis(&base);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
-    assert!(text(&o).contains("tdx-small, snp-small"), "{}", text(&o));
+    assert!(
+        text(&o).contains("tdx-small, tdx-no-rtmr0, snp-small"),
+        "{}",
+        text(&o)
+    );
     let mut args = base.to_vec();
     args.extend(["--config", "tdx-small"]);
     let o = chrysalis(&args);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v = json_out(&o);
+    // The complete identity: every register, RTMR3 of the default host
+    // configuration (a cpu image measures `{}`), MRCONFIGID/MROWNER/
+    // MROWNERCONFIG zero.
+    let rtmr3 = chrysalis_attestation::runtime_events::rtmr3_expected(b"{}");
     assert_eq!(
         v["measurement"],
-        ImageMeasurement::tdx(&mrtd, &r1, &r2).to_hex()
+        ImageMeasurement::tdx(&chrysalis_ton::registry::TdxRegisters {
+            mrtd,
+            rtmr: [r0, r1, r2, rtmr3],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
+        })
+        .to_hex()
     );
     assert_eq!(v["release"], "chrysalis-0.1.0");
     assert_eq!(v["tee"], "tdx");
+    // A configuration that does not predict a register cannot be allowed:
+    // a subset would admit machines that differ in it.
+    let mut args = base.to_vec();
+    args.extend(["--config", "tdx-no-rtmr0"]);
+    let o = chrysalis(&args);
+    assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+    assert!(text(&o).contains("RTMR0"), "{}", text(&o));
     let mut args = base.to_vec();
     args.extend(["--config", "snp-small"]);
     let v = json_out(&chrysalis(&args));
+    let host_data: [u8; 32] = <sha2::Sha256 as sha2::Digest>::digest(b"{}").into();
     assert_eq!(
         v["measurement"],
-        ImageMeasurement::snp(&[0x44; 48]).to_hex()
+        ImageMeasurement::snp(&[0x44; 48], &host_data).to_hex()
     );
 }

@@ -126,15 +126,47 @@ fn verify_accepts_simulated_servers_only_with_allow_sim() {
     for tee in [Tee::Tdx, Tee::Snp] {
         let s = server(tee);
         let url = format!("https://{}", s.addr);
-        let o = chrysalis(&["verify", &url, "--allow-sim", "--nonce", "--json"]);
+        let o = chrysalis(&["verify", &url, "--allow-sim", "--any-image", "--json"]);
         assert_eq!(o.status.code(), Some(0), "{tee}: {}", text(&o));
         let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(v["accepted"], true);
         assert_eq!(v["simulated"], true);
-        assert_eq!(v["fresh_evidence"]["verified"], true);
+        assert_eq!(v["fresh_evidence"], true, "fresh evidence is the default");
+        assert_eq!(v["node"]["kind"], "unpinned");
+        assert!(
+            v["warnings"].to_string().contains("NO IMAGE PINNED"),
+            "--any-image says so on every output: {v}"
+        );
+        let o = chrysalis(&["verify", &url, "--allow-sim", "--any-image"]);
+        assert_eq!(o.status.code(), Some(0), "{tee}: {}", text(&o));
+        assert!(text(&o).contains("NO IMAGE PINNED"), "{}", text(&o));
+        // Without --allow-sim: rejected as simulated (and as no published image).
         let o = chrysalis(&["verify", &url]);
         assert_eq!(o.status.code(), Some(4), "{tee}: {}", text(&o));
         assert!(text(&o).contains("SIMULATED"), "{}", text(&o));
+        // The default accepts only published releases: the simulator's own
+        // registers are no published configuration. The node is named
+        // first, then the closest published configuration, register by
+        // register.
+        let o = chrysalis(&["verify", &url, "--allow-sim"]);
+        assert_eq!(o.status.code(), Some(4), "{tee}: {}", text(&o));
+        let out = text(&o);
+        assert!(out.contains("decision: REJECTED"), "{out}");
+        assert!(out.contains("not an accepted configuration"), "{out}");
+        assert!(out.contains("accepts:  published releases ("), "{out}");
+        if tee == Tee::Snp {
+            assert!(
+                out.contains("closest:  chrysalis-0.1.0-cpu / snp-"),
+                "{out}"
+            );
+            assert!(out.contains("<- differs"), "{out}");
+        }
+        let o = chrysalis(&["verify", &url, "--allow-sim", "--json"]);
+        assert_eq!(o.status.code(), Some(4), "{tee}: {}", text(&o));
+        let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["accepted"], false);
+        assert_eq!(v["error"]["category"], "rejected");
+        assert_eq!(v["node"]["simulated"], true);
     }
 }
 
@@ -191,7 +223,7 @@ fn verify_cert_offline_and_errors_have_their_exit_codes() {
     let cert = dir.path().join("server.der");
     std::fs::write(&cert, s.identity.cert_der()).unwrap();
     let c = cert.to_str().unwrap();
-    let o = chrysalis(&["verify", "--cert", c, "--allow-sim"]);
+    let o = chrysalis(&["verify", "--cert", c, "--allow-sim", "--any-image"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(String::from_utf8_lossy(&o.stdout).contains("ACCEPTED"));
     // A flipped byte inside the evidence: verification failure (3) or malformed (2), never accepted.
@@ -199,7 +231,7 @@ fn verify_cert_offline_and_errors_have_their_exit_codes() {
     let mid = bad.len() / 2;
     bad[mid] ^= 0x01;
     std::fs::write(&cert, &bad).unwrap();
-    let o = chrysalis(&["verify", "--cert", c, "--allow-sim"]);
+    let o = chrysalis(&["verify", "--cert", c, "--allow-sim", "--any-image"]);
     assert!(matches!(o.status.code(), Some(2) | Some(3)), "{}", text(&o));
     std::fs::write(&cert, b"not a certificate").unwrap();
     let o = chrysalis(&["verify", "--cert", c]);
@@ -224,11 +256,14 @@ fn verify_cert_offline_and_errors_have_their_exit_codes() {
 fn chat_streams_over_a_verified_connection_and_sends_nothing_to_a_rejected_server() {
     let s = server(Tee::Tdx);
     let url = format!("https://{}", s.addr);
-    let o = chrysalis(&["chat", &url, "--allow-sim", "-m", "hi"]);
+    let o = chrysalis(&["chat", &url, "--allow-sim", "--any-image", "-m", "hi"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "Hello there");
     assert_eq!(s.chat_requests.load(Ordering::SeqCst), 1);
     let o = chrysalis(&["chat", &url, "-m", "secret prompt"]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    // Simulated, but not a published image: the default still refuses.
+    let o = chrysalis(&["chat", &url, "--allow-sim", "-m", "secret prompt"]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert_eq!(
         s.chat_requests.load(Ordering::SeqCst),
@@ -280,6 +315,7 @@ fn verify_checks_the_gpu_evidence_the_certificate_commits_to() {
         "verify",
         &url,
         "--allow-sim",
+        "--any-image",
         "--gpu-policy",
         strict.to_str().unwrap(),
     ]);
@@ -292,7 +328,7 @@ fn verify_checks_the_gpu_evidence_the_certificate_commits_to() {
     // Committed and served: authenticity verified and shown.
     let good = server_with_gpu(Tee::Tdx, Some(bundle.clone()), Some(bundle.clone()));
     let url = format!("https://{}", good.addr);
-    let o = chrysalis(&["verify", &url, "--allow-sim", "--nonce"]);
+    let o = chrysalis(&["verify", &url, "--allow-sim", "--any-image", "--nonce"]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let out = text(&o);
     assert!(
@@ -309,6 +345,7 @@ fn verify_checks_the_gpu_evidence_the_certificate_commits_to() {
         "verify",
         &url,
         "--allow-sim",
+        "--any-image",
         "--gpu-policy",
         strict.to_str().unwrap(),
     ]);
@@ -319,6 +356,6 @@ fn verify_checks_the_gpu_evidence_the_certificate_commits_to() {
     assert_ne!(swapped, bundle);
     let bad = server_with_gpu(Tee::Tdx, Some(bundle), Some(swapped));
     let url = format!("https://{}", bad.addr);
-    let o = chrysalis(&["verify", &url, "--allow-sim", "--nonce"]);
+    let o = chrysalis(&["verify", &url, "--allow-sim", "--any-image", "--nonce"]);
     assert_eq!(o.status.code(), Some(3), "{}", text(&o));
 }

@@ -84,8 +84,19 @@ impl std::str::FromStr for Mode {
     }
 }
 
+/// The genuine identity this process serves and its simulated TEE (to
+/// answer `GET /attestation?nonce=` with fresh evidence, as the agent does).
+static GENUINE: std::sync::OnceLock<(SimProvider, Arc<RaTlsIdentity>)> = std::sync::OnceLock::new();
+
 /// A simulated TEE's identity with its collateral embedded.
-pub fn sim_identity(tee: Tee) -> Result<RaTlsIdentity, BoxError> {
+pub fn sim_identity(tee: Tee) -> Result<Arc<RaTlsIdentity>, BoxError> {
+    let (sim, identity) = sim_provider_and_identity(tee)?;
+    let identity = Arc::new(identity);
+    let _ = GENUINE.set((sim, identity.clone()));
+    Ok(identity)
+}
+
+fn sim_provider_and_identity(tee: Tee) -> Result<(SimProvider, RaTlsIdentity), BoxError> {
     let sim = SimProvider::new(tee)?;
     let collateral = match tee {
         Tee::Tdx => Collateral::Tdx(sim.tdx_collateral().ok_or("no TDX collateral")?),
@@ -95,7 +106,29 @@ pub fn sim_identity(tee: Tee) -> Result<RaTlsIdentity, BoxError> {
         collateral: Some(EmbeddedCollateral::from_collateral(&collateral)),
         ..IdentityOptions::default()
     };
-    Ok(RaTlsIdentity::generate(&sim, &opts)?)
+    let identity = RaTlsIdentity::generate(&sim, &opts)?;
+    Ok((sim, identity))
+}
+
+/// The fresh-evidence answer to a `GET /attestation?nonce=HEX` request head,
+/// from the genuine identity (None for any other request).
+fn fresh_answer(request: &[u8]) -> Option<Vec<u8>> {
+    let rest = request.strip_prefix(b"GET /attestation?")?;
+    let end = rest.iter().position(|&b| b == b' ')?;
+    let query = std::str::from_utf8(&rest[..end]).ok()?;
+    let nonce = chrysalis_ratls::parse_nonce_query(query).ok()?;
+    let (sim, identity) = GENUINE.get()?;
+    let body = chrysalis_ratls::fresh_evidence(sim, identity, &nonce)
+        .ok()?
+        .to_json()
+        .ok()?;
+    let mut a = format!(
+        "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    )
+    .into_bytes();
+    a.extend_from_slice(body.as_bytes());
+    Some(a)
 }
 
 /// A certificate for `key` with these extensions, valid for an hour.
@@ -223,6 +256,8 @@ pub fn serve_connection(cfg: Arc<ServerConfig>, tcp: TcpStream) -> Outcome {
             .into_bytes();
             a.extend_from_slice(&big_body());
             a
+        } else if let Some(fresh) = fresh_answer(&request) {
+            fresh
         } else {
             RESPONSE.to_vec()
         };

@@ -110,6 +110,28 @@ pub enum Error {
 }
 
 impl Error {
+    /// A node-verification failure for `peer`: a rejection keeps every
+    /// reason; the category decides the Python exception.
+    pub fn from_client(peer: &str, e: &chrysalis_client::Error) -> Self {
+        if let chrysalis_client::Error::TimedOut { after, .. } = e {
+            return Error::Timeout {
+                peer: peer.to_owned(),
+                what: "TLS handshake",
+                after: *after,
+            };
+        }
+        let reasons = e
+            .rejected_node()
+            .map(|(r, _)| r.to_vec())
+            .unwrap_or_default();
+        Error::Verification {
+            peer: peer.to_owned(),
+            category: e.category(),
+            message: e.to_string(),
+            reasons,
+        }
+    }
+
     /// The Python exception family.
     pub fn kind(&self) -> ErrorKind {
         match self {
@@ -140,7 +162,7 @@ impl Error {
     /// The verifier's error as ours, for `peer`.
     pub fn from_ratls(peer: &str, e: &chrysalis_ratls::Error) -> Self {
         let reasons = match e {
-            chrysalis_ratls::Error::Rejected { reasons } => reasons.clone(),
+            chrysalis_ratls::Error::Rejected { reasons, .. } => reasons.clone(),
             _ => Vec::new(),
         };
         Error::Verification {
@@ -204,6 +226,7 @@ mod tests {
     fn rejection_keeps_every_reason_and_maps_to_rejected() {
         let e = chrysalis_ratls::Error::Rejected {
             reasons: vec!["simulated".into(), "debug".into()],
+            node: None,
         };
         let ours = Error::from_ratls("h:1", &e);
         assert_eq!(ours.kind(), ErrorKind::Rejected);

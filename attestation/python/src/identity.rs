@@ -18,9 +18,12 @@ use crate::error::{Error, Result};
 pub enum GpuEvidenceStatus {
     /// The certificate binds no GPU evidence: nothing about a GPU is proven.
     Absent,
-    /// The claims bind the SHA-384 of GPU evidence, but this release does
-    /// not verify GPU evidence itself.
+    /// The claims bind the SHA-384 of GPU evidence, but it was not
+    /// verified (a plain handshake; `verify()` verifies it).
     BoundNotVerified,
+    /// The GPU evidence the certificate binds was served with fresh
+    /// evidence and verified (`verify()`).
+    Verified,
 }
 
 impl GpuEvidenceStatus {
@@ -29,6 +32,7 @@ impl GpuEvidenceStatus {
         match self {
             GpuEvidenceStatus::Absent => "absent",
             GpuEvidenceStatus::BoundNotVerified => "bound_not_verified",
+            GpuEvidenceStatus::Verified => "verified",
         }
     }
 }
@@ -99,6 +103,13 @@ pub struct IdentityView {
     /// True when the expensive checks came from the verification cache
     /// (validity and policy are checked on every connection).
     pub from_cache: bool,
+    /// The accepted configuration the registers matched, e.g.
+    /// `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`; `None` when the policy
+    /// pins no image (then `warnings` says NO IMAGE PINNED).
+    pub node: Option<String>,
+    /// True when evidence bound to a fresh nonce of ours was verified too
+    /// (`verify()`; a plain handshake checks the certificate's evidence).
+    pub fresh_evidence: bool,
 }
 
 impl IdentityView {
@@ -156,7 +167,25 @@ impl IdentityView {
                 .and_then(|i| i.measurements_sha256.map(hex::encode)),
             warnings: peer.decision().warnings.clone(),
             from_cache: peer.from_cache(),
+            node: peer.decision().matched.clone(),
+            fresh_evidence: false,
         }
+    }
+
+    /// The view of a node verified by `chrysalis_client::verify_node`:
+    /// fresh evidence and GPU evidence as that check found them.
+    pub fn of_node(node: &chrysalis_client::VerifiedNode) -> Self {
+        let mut v = IdentityView::new(node.peer());
+        v.fresh_evidence = node.fresh().is_some();
+        if node.gpus().is_some() {
+            v.gpu_evidence = GpuEvidenceStatus::Verified;
+        }
+        v.node = match node.identity() {
+            chrysalis_client::NodeIdentity::Unpinned => None,
+            other => Some(other.to_string()),
+        };
+        v.warnings = node.warnings();
+        v
     }
 
     /// The view as a JSON value (what Python's `to_dict()` returns).

@@ -128,16 +128,85 @@ fn json_to_py<'py>(py: Python<'py>, v: &Value) -> PyResult<Bound<'py, PyAny>> {
 #[derive(Debug, Clone)]
 pub struct PyPolicy {
     inner: chrysalis_attestation::Policy,
+    pin: PinKind,
+}
+
+/// Where a [`PyPolicy`]'s image pinning came from (decides how `verify()`
+/// names the node).
+#[derive(Debug, Clone)]
+enum PinKind {
+    /// The published releases compiled in (all, or one by name).
+    Published(Option<String>),
+    /// A policy file or text.
+    Custom,
+    /// No image pinned, on purpose.
+    AnyImage,
+}
+
+impl PyPolicy {
+    fn custom(inner: chrysalis_attestation::Policy) -> Self {
+        Self {
+            inner,
+            pin: PinKind::Custom,
+        }
+    }
+
+    fn published_inner(release: Option<String>) -> chrysalis_releases::Result<Self> {
+        let catalogue = match &release {
+            None => chrysalis_releases::Catalogue::builtin().clone(),
+            Some(r) => chrysalis_releases::Catalogue::builtin().only(r)?,
+        };
+        Ok(Self {
+            inner: catalogue.policy().policy,
+            pin: PinKind::Published(release),
+        })
+    }
+
+    /// The node-verification configuration for this policy.
+    fn node_config(
+        &self,
+        allow_sim: bool,
+    ) -> chrysalis_client::Result<chrysalis_client::NodeConfig> {
+        use chrysalis_client::ImagePin;
+        let pin = match &self.pin {
+            PinKind::Published(None) => ImagePin::published(),
+            PinKind::Published(Some(r)) => ImagePin::release(r)?,
+            PinKind::AnyImage => ImagePin::AnyImage,
+            PinKind::Custom => ImagePin::Policy {
+                policy: Box::new(self.inner.clone()),
+                source: "the given policy".into(),
+            },
+        };
+        Ok(chrysalis_client::NodeConfig::new(pin)
+            .allow_simulated(allow_sim || self.inner.allow_simulated)
+            .accept_tcb(self.inner.accepted_tcb_status.iter().copied()))
+    }
 }
 
 #[pymethods]
 impl PyPolicy {
-    /// The default policy: TCB `UpToDate` only, no debug guests, no
-    /// simulated evidence.
+    /// The default policy: the published Chrysalis releases compiled into
+    /// this build (every register of each configuration pinned), TCB
+    /// `UpToDate` only, no debug guests, no simulated evidence.
     #[new]
     fn new() -> Self {
+        Self::published_inner(None).expect("the built-in catalogue has no unknown release")
+    }
+
+    /// Only the published release `release` (None: every published one).
+    #[staticmethod]
+    #[pyo3(signature = (release = None))]
+    fn published(py: Python<'_>, release: Option<String>) -> PyResult<Self> {
+        Self::published_inner(release).map_err(|e| to_py(py, Error::Argument(e.to_string())))
+    }
+
+    /// Any image on an authentic TEE: authenticity, TCB and debug only.
+    /// Every identity's `warnings` says NO IMAGE PINNED.
+    #[staticmethod]
+    fn any_image() -> Self {
         Self {
             inner: chrysalis_attestation::Policy::default(),
+            pin: PinKind::AnyImage,
         }
     }
 
@@ -145,7 +214,7 @@ impl PyPolicy {
     #[staticmethod]
     fn from_toml(py: Python<'_>, text: &str) -> PyResult<Self> {
         policy_from_toml(text)
-            .map(|inner| Self { inner })
+            .map(Self::custom)
             .map_err(|e| to_py(py, e))
     }
 
@@ -153,8 +222,22 @@ impl PyPolicy {
     #[staticmethod]
     fn from_file(py: Python<'_>, path: PathBuf) -> PyResult<Self> {
         policy_from_file(&path)
-            .map(|inner| Self { inner })
+            .map(Self::custom)
             .map_err(|e| to_py(py, e))
+    }
+
+    /// What image this policy accepts, in words.
+    #[getter]
+    fn accepts(&self) -> String {
+        match &self.pin {
+            PinKind::Published(None) => format!(
+                "published releases ({})",
+                chrysalis_releases::Catalogue::builtin().names()
+            ),
+            PinKind::Published(Some(r)) => format!("published release {r}"),
+            PinKind::Custom => "the given policy".into(),
+            PinKind::AnyImage => "ANY IMAGE (no measurement pinned)".into(),
+        }
     }
 
     /// True when the policy itself accepts simulated evidence.
@@ -291,7 +374,22 @@ impl PyIdentity {
     fn verified_at(&self) -> &str {
         &self.inner.verified_at
     }
-    /// Image release named in the claims.
+    /// The accepted configuration the registers matched (e.g.
+    /// `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`); None when no image is
+    /// pinned.
+    #[getter]
+    fn node(&self) -> Option<String> {
+        self.inner.node.clone()
+    }
+
+    /// True when evidence bound to a fresh nonce was verified (`verify()`).
+    #[getter]
+    fn fresh_evidence(&self) -> bool {
+        self.inner.fresh_evidence
+    }
+
+    /// Image release named in the claims (a hint; `node` is what the
+    /// registers matched).
     #[getter]
     fn release(&self) -> Option<String> {
         self.inner.release.clone()
@@ -328,12 +426,17 @@ impl PyIdentity {
         )
     }
     fn __eq__(&self, other: &Self) -> bool {
-        // Same evidence, same key: the verification time and cache flag
+        // Same evidence, same key: the verification time, the cache flag
+        // and how much was checked on top (fresh evidence, the GPU bundle)
         // do not make another identity.
         let strip = |v: &IdentityView| {
             let mut v = v.clone();
             v.verified_at.clear();
             v.from_cache = false;
+            v.fresh_evidence = false;
+            if v.gpu_evidence == crate::identity::GpuEvidenceStatus::Verified {
+                v.gpu_evidence = crate::identity::GpuEvidenceStatus::BoundNotVerified;
+            }
             v
         };
         strip(&self.inner) == strip(&other.inner)
@@ -346,6 +449,7 @@ impl PyIdentity {
 #[derive(Debug)]
 pub struct PyVerifier {
     client: Client,
+    node: chrysalis_client::NodeConfig,
 }
 
 #[pymethods]
@@ -354,11 +458,15 @@ impl PyVerifier {
     /// accepts simulated evidence.
     #[new]
     #[pyo3(signature = (policy = None, allow_sim = false))]
-    fn new(policy: Option<&PyPolicy>, allow_sim: bool) -> Self {
-        let p = policy.map(|p| p.inner.clone()).unwrap_or_default();
-        Self {
-            client: Client::new(p, allow_sim),
-        }
+    fn new(py: Python<'_>, policy: Option<&PyPolicy>, allow_sim: bool) -> PyResult<Self> {
+        let p = policy.cloned().unwrap_or_else(PyPolicy::new);
+        let node = p
+            .node_config(allow_sim)
+            .map_err(|e| to_py(py, Error::from_client("policy", &e)))?;
+        Ok(Self {
+            client: Client::with_config((**node.verifier()).clone()),
+            node,
+        })
     }
 
     /// True when simulated evidence is accepted.
@@ -398,20 +506,50 @@ impl PyVerifier {
         })
     }
 
-    /// Connects to an `https://HOST[:PORT]` URL, verifies, closes, and
-    /// returns what the peer proved.
+    /// Verifies the node at an `https://HOST:PORT` URL the way
+    /// `chrysalis verify` does (the same library): RA-TLS handshake,
+    /// evidence bound to a fresh nonce for the same key, the accepted
+    /// configuration it matches, and its GPU evidence (required for a gpu
+    /// release); closes and returns what the node proved.
     #[pyo3(signature = (url, timeout = None))]
     fn verify(&self, py: Python<'_>, url: &str, timeout: Option<f64>) -> PyResult<PyIdentity> {
+        // The same URL rules (and ValueError) as the connections.
         let target = Target::parse_url(url).map_err(|e| to_py(py, e))?;
         let timeout = secs(timeout)?;
-        let client = self.client.clone();
+        let mut node = self.node.clone();
+        if let Some(t) = timeout {
+            node = node.connect_timeout(t);
+        }
+        let url = format!("https://{}", target.authority());
         py.detach(move || {
-            client.connect(&target, timeout).map(|mut s| {
-                s.close();
-                s.identity().clone()
-            })
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| Error::Io {
+                    peer: url.clone(),
+                    what: "starting the I/O runtime",
+                    source: e,
+                })?;
+            let fut = chrysalis_client::verify_node(&url, &node);
+            // `timeout` bounds the handshake (above) and, with a margin
+            // for the nonce round trip, the whole verification.
+            let r = match timeout {
+                Some(t) => rt.block_on(async {
+                    let whole = t + t.max(Duration::from_secs(1));
+                    tokio::time::timeout(whole, fut)
+                        .await
+                        .map_err(|_| Error::Timeout {
+                            peer: url.clone(),
+                            what: "verification",
+                            after: whole,
+                        })
+                })?,
+                None => rt.block_on(fut),
+            };
+            r.map(|n| IdentityView::of_node(&n))
+                .map_err(|e| Error::from_client(&url, &e))
         })
-        .map(|inner| PyIdentity { inner })
+        .map(|v| PyIdentity { inner: Arc::new(v) })
         .map_err(|e| to_py(py, e))
     }
 

@@ -31,7 +31,7 @@ def _chat_bodies(engine: engine_stub.Engine) -> list[bytes]:
 
 def test_openai_streams_over_a_verified_connection(agent, engine) -> None:
     before = len(_chat_bodies(engine))
-    with _client(agent, allow_sim=True) as client:
+    with _client(agent, allow_sim=True, any_image=True) as client:
         stream = client.chat.completions.create(
             model=engine_stub.MODEL,
             messages=[{"role": "user", "content": PROMPT}],
@@ -45,7 +45,7 @@ def test_openai_streams_over_a_verified_connection(agent, engine) -> None:
 
 
 def test_openai_non_streaming_and_connection_reuse(agent, engine) -> None:
-    with _client(agent, allow_sim=True) as client:
+    with _client(agent, allow_sim=True, any_image=True) as client:
         for _ in range(3):
             r = client.chat.completions.create(
                 model=engine_stub.MODEL, messages=[{"role": "user", "content": PROMPT}]
@@ -74,7 +74,7 @@ def test_openai_refuses_an_impostor_before_sending(ratls_server: Callable) -> No
     client = openai.OpenAI(
         base_url=f"{srv.url}/v1",
         api_key="unused",
-        http_client=chrysalis.http_client(allow_sim=True),
+        http_client=chrysalis.http_client(allow_sim=True, any_image=True),
     )
     with pytest.raises(chrysalis.VerificationFailed, match="key not bound"):
         client.chat.completions.create(
@@ -86,7 +86,7 @@ def test_openai_refuses_an_impostor_before_sending(ratls_server: Callable) -> No
 
 def test_plain_tls_server_is_refused_through_httpx(ratls_server: Callable) -> None:
     srv = ratls_server("plain")
-    with chrysalis.http_client(allow_sim=True) as c:
+    with chrysalis.http_client(allow_sim=True, any_image=True) as c:
         with pytest.raises(chrysalis.MalformedEvidence):
             c.post(f"{srv.url}/v1/chat/completions", json={"secret": PROMPT})
     [report] = srv.connections(1)
@@ -94,17 +94,17 @@ def test_plain_tls_server_is_refused_through_httpx(ratls_server: Callable) -> No
 
 
 def test_httpx_response_carries_the_connection_identity(agent) -> None:
-    with chrysalis.http_client(allow_sim=True) as c:
+    with chrysalis.http_client(allow_sim=True, any_image=True) as c:
         r = c.get(f"{agent.url}/v1/models")
         assert r.status_code == 200
         ident = chrysalis.identity_of(r)
         assert ident is not None and ident.tee == "tdx" and ident.simulated
-        assert ident == chrysalis.verify(agent.url, allow_sim=True)
+        assert ident == chrysalis.verify(agent.url, allow_sim=True, any_image=True)
     assert chrysalis.identity_of(httpx.Response(200)) is None
 
 
 def test_http_urls_and_unsafe_arguments_are_refused(agent) -> None:
-    with chrysalis.http_client(allow_sim=True) as c:
+    with chrysalis.http_client(allow_sim=True, any_image=True) as c:
         with pytest.raises(httpx.UnsupportedProtocol, match="not https"):
             c.get(agent.url.replace("https://", "http://"))
     for bad in ({"verify": False}, {"transport": httpx.HTTPTransport()}, {"http2": True}):
@@ -118,7 +118,7 @@ def test_connect_errors_keep_httpx_types(agent) -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with chrysalis.http_client(allow_sim=True) as c:
+    with chrysalis.http_client(allow_sim=True, any_image=True) as c:
         with pytest.raises(httpx.ConnectError, match=f"connect to 127.0.0.1:{port}: Connection refused"):
             c.get(f"https://127.0.0.1:{port}/")
 
@@ -129,7 +129,7 @@ def test_async_openai_streams_and_rejects(agent, engine) -> None:
         async with openai.AsyncOpenAI(
             base_url=f"{agent.url}/v1",
             api_key="unused",
-            http_client=chrysalis.async_http_client(allow_sim=True),
+            http_client=chrysalis.async_http_client(allow_sim=True, any_image=True),
         ) as client:
             stream = await client.chat.completions.create(
                 model=engine_stub.MODEL,
@@ -171,7 +171,7 @@ def test_async_impostor_and_identity(ratls_server: Callable, agent) -> None:
     srv = ratls_server("stolen-cert")
 
     async def main() -> None:
-        async with chrysalis.async_http_client(allow_sim=True) as c:
+        async with chrysalis.async_http_client(allow_sim=True, any_image=True) as c:
             with pytest.raises(chrysalis.VerificationFailed, match="handshake signature"):
                 await c.post(f"{srv.url}/v1/chat/completions", json={"secret": PROMPT})
             r = await c.get(f"{agent.url}/v1/models")
@@ -191,12 +191,12 @@ def _big_body() -> bytes:
 
 def test_large_bodies_sync_and_async(ratls_server: Callable) -> None:
     srv = ratls_server("genuine")
-    with chrysalis.http_client(allow_sim=True) as c:
+    with chrysalis.http_client(allow_sim=True, any_image=True) as c:
         r = c.get(f"{srv.url}/big")
         assert r.status_code == 200 and r.content == _big_body()
 
     async def main() -> None:
-        async with chrysalis.async_http_client(allow_sim=True) as c:
+        async with chrysalis.async_http_client(allow_sim=True, any_image=True) as c:
             r = await c.get(f"{srv.url}/big")
             assert r.status_code == 200 and r.content == _big_body()
 

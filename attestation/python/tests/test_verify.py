@@ -17,7 +17,7 @@ HEX48 = 96  # hex digits of a 48-byte register
 
 
 def test_agent_identity_with_allow_sim(agent) -> None:
-    ident = chrysalis.verify(agent.url, allow_sim=True)
+    ident = chrysalis.verify(agent.url, allow_sim=True, any_image=True)
     assert ident.tee == "tdx"
     assert ident.format == "chrysalis"
     assert ident.simulated is True
@@ -39,7 +39,7 @@ def test_agent_identity_with_allow_sim(agent) -> None:
     assert json.loads(ident.to_json()) == d
     assert "tee='tdx'" in repr(ident)
     # The same server, verified again: the same identity (same key).
-    again = chrysalis.verify(agent.url, allow_sim=True)
+    again = chrysalis.verify(agent.url, allow_sim=True, any_image=True)
     assert again == ident
     assert again.public_key_sha256 == ident.public_key_sha256
 
@@ -51,6 +51,24 @@ def test_default_policy_rejects_simulated_evidence(agent) -> None:
     assert not isinstance(e.value, chrysalis.VerificationFailed)
     assert "SIMULATED" in str(e.value)
     assert e.value.reasons and any("SIMULATED" in r for r in e.value.reasons)
+
+
+def test_default_policy_accepts_only_published_releases(agent) -> None:
+    # Simulated evidence allowed, but the simulator's own registers are no
+    # published configuration: the default (published releases) refuses.
+    assert chrysalis.load_policy(None).accepts.startswith("published releases (chrysalis-")
+    with pytest.raises(chrysalis.PolicyRejected) as e:
+        chrysalis.verify(agent.url, allow_sim=True)
+    assert not any("SIMULATED" in r for r in e.value.reasons), e.value.reasons
+    assert e.value.reasons, "every failed rule is listed"
+    # --any-image accepts any image, loudly, after the nonce round trip.
+    ident = chrysalis.verify(agent.url, allow_sim=True, any_image=True)
+    assert ident.node is None and ident.fresh_evidence is True
+    assert any("NO IMAGE PINNED" in w for w in ident.warnings), ident.warnings
+    with pytest.raises(TypeError):
+        chrysalis.load_policy("allow_simulated = true", any_image=True)
+    with pytest.raises(ValueError, match="chrysalis-9.9.9-cpu"):
+        chrysalis.verify(agent.url, allow_sim=True, release="chrysalis-9.9.9-cpu")
 
 
 def test_policy_as_toml_text_file_path_and_object(agent, tmp_path: Path) -> None:
@@ -124,10 +142,10 @@ def silent_server() -> Iterator[int]:
 
 def test_connection_failures(silent_server: int) -> None:
     with pytest.raises(chrysalis.ConnectionFailed) as e:
-        chrysalis.verify(f"https://127.0.0.1:{_free_port()}", allow_sim=True)
+        chrysalis.verify(f"https://127.0.0.1:{_free_port()}", allow_sim=True, any_image=True)
     assert "connect to 127.0.0.1" in str(e.value)
     with pytest.raises(chrysalis.ConnectionTimedOut, match="TLS handshake timed out"):
-        chrysalis.verify(f"https://127.0.0.1:{silent_server}", allow_sim=True, timeout=0.3)
+        chrysalis.verify(f"https://127.0.0.1:{silent_server}", allow_sim=True, any_image=True, timeout=0.3)
 
 
 @pytest.mark.parametrize(
@@ -141,7 +159,7 @@ def test_connection_failures(silent_server: int) -> None:
 def test_impostors_are_refused(ratls_server: Callable, mode: str, error: type, words: str) -> None:
     srv = ratls_server(mode)
     with pytest.raises(error) as e:
-        chrysalis.verify(srv.url, allow_sim=True)
+        chrysalis.verify(srv.url, allow_sim=True, any_image=True)
     assert words in str(e.value)
     # Every impostor is a verification failure; a plain TLS server's
     # certificate is the special case with no evidence at all.
@@ -153,7 +171,7 @@ def test_impostors_are_refused(ratls_server: Callable, mode: str, error: type, w
 
 def test_snp_identity(ratls_server: Callable) -> None:
     srv = ratls_server("genuine", tee="snp")
-    ident = chrysalis.verify(srv.url, allow_sim=True)
+    ident = chrysalis.verify(srv.url, allow_sim=True, any_image=True)
     assert ident.tee == "snp"
     assert len(ident.measurements["measurement"]) == HEX48
     assert "host_data" in ident.measurements
@@ -170,7 +188,7 @@ def test_offline_certificate_verification(ratls_server: Callable) -> None:
     with socket.create_connection((host, int(port))) as raw, ctx.wrap_socket(raw) as tls:
         der = tls.getpeercert(binary_form=True)
     assert der
-    v = chrysalis.Verifier(allow_sim=True)
+    v = chrysalis.Verifier(chrysalis.Policy.any_image(), allow_sim=True)
     ident = v.verify_certificate(der)
     assert ident.tee == "tdx" and ident.simulated
     with pytest.raises(chrysalis.PolicyRejected):

@@ -149,6 +149,9 @@ pub enum Error {
     Rejected {
         /// Every failed rule, in the policy's order.
         reasons: Vec<String>,
+        /// Who the node is: its verified (authentic, but not accepted)
+        /// identity, so that a rejection can name the node first.
+        node: Option<Box<RejectedNode>>,
     },
 
     /// TLS 1.2 was offered or attempted; RA-TLS is TLS 1.3 only.
@@ -176,6 +179,18 @@ pub enum Error {
         /// What it reported.
         source: chrysalis_attestation::Error,
     },
+}
+
+/// The verified identity of a node the policy rejected (authentic evidence,
+/// not accepted): what a client prints before the reasons.
+#[derive(Debug, Clone)]
+pub struct RejectedNode {
+    /// The registers and launch identity the evidence proved.
+    pub identity: chrysalis_attestation::Identity,
+    /// The TCB status the verifier derived.
+    pub tcb_status: chrysalis_attestation::TcbStatus,
+    /// True when the evidence chained to a simulated root.
+    pub simulated: bool,
 }
 
 impl Error {

@@ -52,7 +52,7 @@ pub use cache::{CacheStats, PeerCache};
 pub use cert::{CertFormat, RaTlsCertificate};
 pub use claims::{Claims, ClaimsPurpose, ImageId};
 pub use collateral::EmbeddedCollateral;
-pub use error::{Error, ErrorCategory, Result};
+pub use error::{Error, ErrorCategory, RejectedNode, Result};
 pub use fresh::{
     fresh_evidence, fresh_evidence_at, parse_nonce_query, verify_fresh, FreshEvidence,
 };

@@ -311,6 +311,11 @@ pub(crate) fn decide(
     if !decision.accepted {
         return Err(Error::Rejected {
             reasons: decision.reasons,
+            node: Some(Box::new(crate::error::RejectedNode {
+                identity: core.evidence.identity().clone(),
+                tcb_status: core.evidence.tcb_status(),
+                simulated: core.evidence.is_simulated(),
+            })),
         });
     }
     Ok(VerifiedPeer::new(core, decision, from_cache))

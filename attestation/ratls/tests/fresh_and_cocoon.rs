@@ -94,7 +94,7 @@ fn fresh_evidence_round_trip_and_mismatches() {
     )
     .unwrap_err();
     match e {
-        Error::Rejected { reasons } => {
+        Error::Rejected { reasons, .. } => {
             assert!(reasons.iter().any(|r| r.contains("old")), "{reasons:?}")
         }
         other => panic!("{other:?}"),

@@ -231,7 +231,7 @@ async fn measurement_not_in_policy_is_rejected() {
     let err = exchange(server(&id), c).await.client.unwrap_err();
     let e = ratls_error(&err);
     match e {
-        Error::Rejected { reasons } => {
+        Error::Rejected { reasons, .. } => {
             assert!(
                 reasons
                     .iter()

@@ -4,7 +4,9 @@
 use anyhow::{anyhow, Context};
 use chrysalis_attestation::ErrorCategory;
 use chrysalis_ton::coins::NANOTONS_PER_TON;
-use chrysalis_ton::registry::{self, ImageMeasurement, Label, RegistryMessage, TeeType};
+use chrysalis_ton::registry::{
+    self, ImageMeasurement, Label, RegistryMessage, TdxRegisters, TeeType,
+};
 use serde_json::{json, Value};
 
 use super::args::{AllowArgs, DeployArgs, DisallowArgs};
@@ -98,35 +100,63 @@ pub(super) fn allow(a: AllowArgs) -> Result<Value, Failure> {
                 )));
             }
         };
-        let h48 = |field: &str, v: Option<&String>| -> Result<[u8; 48], Failure> {
-            let v = v.ok_or_else(|| {
-                bad(format!(
-                    "configuration {}: {field} is null; it cannot identify the image",
-                    cfg.name
-                ))
-            })?;
-            hex::decode(v)
+        // The complete identity the configuration predicts (every
+        // register; RTMR3 and HOST_DATA for the default host configuration,
+        // as a client's default policy derives them), never a subset.
+        let release_name = m
+            .image
+            .clone()
+            .unwrap_or_else(|| "measurements.json".into());
+        let published = chrysalis_releases::Release::parse(&release_name, &text)
+            .map_err(|e| bad(format!("{}: {e}", path.display())))?;
+        let conf = published
+            .configuration(&cfg.name)
+            .map_err(|e| bad(e.to_string()))?;
+        let unverifiable = |why: chrysalis_releases::NotVerifiable| {
+            bad(format!(
+                "configuration {} cannot be allowed: {why}",
+                cfg.name
+            ))
+        };
+        let h = |field: &str, v: &Option<String>, n: usize| -> Result<Vec<u8>, Failure> {
+            let v = v.clone().unwrap_or_else(|| "00".repeat(n));
+            hex::decode(&v)
                 .ok()
-                .and_then(|b| b.try_into().ok())
+                .filter(|b| b.len() == n)
                 .ok_or_else(|| {
                     bad(format!(
-                        "configuration {}: {field} is not 48 bytes of hex",
+                        "configuration {}: {field} is not {n} bytes of hex",
                         cfg.name
                     ))
                 })
         };
-        let (meas, tee) = if let Some(t) = &cfg.tdx {
+        let h48 = |field: &str, v: &Option<String>| -> Result<[u8; 48], Failure> {
+            Ok(h(field, v, 48)?.try_into().unwrap_or([0; 48]))
+        };
+        let (meas, tee) = if let Some(set) = conf.tdx_set() {
+            let set = set.map_err(unverifiable)?;
             (
-                ImageMeasurement::tdx(
-                    &h48("mrtd", Some(&t.mrtd))?,
-                    &h48("rtmr1", t.rtmr1.as_ref())?,
-                    &h48("rtmr2", t.rtmr2.as_ref())?,
-                ),
+                ImageMeasurement::tdx(&TdxRegisters {
+                    mrtd: h48("mrtd", &set.mrtd)?,
+                    rtmr: [
+                        h48("rtmr0", &set.rtmr0)?,
+                        h48("rtmr1", &set.rtmr1)?,
+                        h48("rtmr2", &set.rtmr2)?,
+                        h48("rtmr3", &set.rtmr3)?,
+                    ],
+                    mrconfigid: h48("mrconfigid", &set.mrconfigid)?,
+                    mrowner: h48("mrowner", &set.mrowner)?,
+                    mrownerconfig: h48("mrownerconfig", &set.mrownerconfig)?,
+                }),
                 TeeType::Tdx,
             )
-        } else if let Some(s) = &cfg.snp {
+        } else if let Some(set) = conf.snp_set() {
+            let set = set.map_err(unverifiable)?;
+            let host_data: [u8; 32] = h("host_data", &set.host_data, 32)?
+                .try_into()
+                .unwrap_or([0; 32]);
             (
-                ImageMeasurement::snp(&h48("measurement", Some(&s.measurement))?),
+                ImageMeasurement::snp(&h48("measurement", &set.measurement)?, &host_data),
                 TeeType::Snp,
             )
         } else {

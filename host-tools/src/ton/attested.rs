@@ -3,12 +3,11 @@
 //! compare with the chain.
 
 use chrysalis_attestation::ErrorCategory;
-use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use chrysalis_attestation as att;
-use chrysalis_ton::registry::{ImageMeasurement, MachineId, TeeType};
+use chrysalis_ton::registry::{ImageMeasurement, MachineId, TdxRegisters, TeeType};
 use serde_json::{json, Value};
 
 use super::outcome::fail;
@@ -25,28 +24,47 @@ pub(super) struct Attested {
 fn image_measurement(ev: &att::VerifiedEvidence) -> (ImageMeasurement, TeeType) {
     match ev.identity() {
         att::Identity::Tdx(id) => (
-            ImageMeasurement::tdx(&id.mrtd, &id.rtmr[1], &id.rtmr[2]),
+            ImageMeasurement::tdx(&TdxRegisters {
+                mrtd: id.mrtd,
+                rtmr: id.rtmr,
+                mrconfigid: id.mrconfigid,
+                mrowner: id.mrowner,
+                mrownerconfig: id.mrownerconfig,
+            }),
             TeeType::Tdx,
         ),
-        att::Identity::Snp(id) => (ImageMeasurement::snp(&id.measurement), TeeType::Snp),
+        att::Identity::Snp(id) => (
+            ImageMeasurement::snp(&id.measurement, &id.host_data),
+            TeeType::Snp,
+        ),
     }
 }
 
-/// Connects, verifies the evidence with the policy (exit 3/4 on failure)
-/// and, when asked, reads the first model of GET /v1/models.
+/// Connects and verifies the node as `chrysalis verify` does (published
+/// releases by default, fresh evidence, GPU evidence for gpu releases; exit
+/// 3/4 on failure) and, when asked, reads the first model of GET
+/// /v1/models over the same verified connection.
 pub(super) fn attest(
     url: &str,
     policy: &PolicyOpts,
     want_model: bool,
 ) -> Result<Attested, Failure> {
-    let cfg = Arc::new(client::verifier_config(policy)?);
-    let (peer, model) = client::runtime().block_on(async {
-        let (stream, peer) = client::connect(url, cfg).await?;
-        let model = if want_model && peer.decision().accepted {
-            let req = client::get_request("/v1/models")?;
-            match tokio::time::timeout(Duration::from_secs(10), client::http_request(stream, req))
-                .await
-            {
+    let cfg = client::node_config(policy, &client::GpuOpts::default())?;
+    let (node, model) = client::runtime().block_on(async {
+        let (node, mut conn) = chrysalis_client::node::connect_node(url, &cfg)
+            .await
+            .map_err(|e| match e.rejected_node() {
+                Some((reasons, _)) => fail(
+                    ErrorCategory::Rejected,
+                    anyhow!(
+                        "the agent's evidence is authentic but the policy rejects it: {}; nothing was sent",
+                        reasons.join("; ")
+                    ),
+                ),
+                None => Failure::from(e),
+            })?;
+        let model = if want_model {
+            match tokio::time::timeout(Duration::from_secs(10), conn.get("/v1/models")).await {
                 Ok(Ok((200, body))) => serde_json::from_slice::<Value>(&body)
                     .ok()
                     .and_then(|v| v["data"][0]["id"].as_str().map(str::to_string)),
@@ -55,21 +73,16 @@ pub(super) fn attest(
         } else {
             None
         };
-        Ok::<_, Failure>((peer, model))
+        Ok::<_, Failure>((node, model))
     })?;
-    if !peer.decision().accepted {
-        let reasons = peer.decision().reasons.join("; ");
-        return Err(fail(
-            ErrorCategory::Rejected,
-            anyhow!("the agent's evidence is authentic but the policy rejects it ({reasons}); nothing was sent"),
-        ));
-    }
-    if peer.is_simulated() {
+    if node.is_simulated() {
         eprintln!("{}", "!".repeat(78));
         eprintln!("!!! {}", att::policy::SIMULATED_WARNING);
         eprintln!("!!! registering a SIMULATED machine (--allow-sim): it proves nothing");
         eprintln!("{}", "!".repeat(78));
     }
+    eprintln!("verified: {}", node.identity());
+    let peer = node.peer().clone();
     let (measurement, tee) = image_measurement(peer.evidence());
     Ok(Attested {
         peer,

@@ -150,20 +150,32 @@ impl TeeType {
 pub struct ImageMeasurement(pub [u8; 32]);
 
 impl ImageMeasurement {
-    /// From TDX registers (48 bytes each).
-    pub fn tdx(mrtd: &[u8; 48], rtmr1: &[u8; 48], rtmr2: &[u8; 48]) -> Self {
+    /// The complete identity of a TDX configuration: SHA-256 of
+    /// `"chrysalis/image-measurement/v2/tdx"` ‖ MRTD ‖ RTMR0 ‖ RTMR1 ‖
+    /// RTMR2 ‖ RTMR3 ‖ MRCONFIGID ‖ MROWNER ‖ MROWNERCONFIG (48 bytes each,
+    /// report byte order). Every register a published configuration pins,
+    /// never a subset: a machine with other ACPI tables (RTMR0) or another
+    /// runtime configuration (RTMR3) has another identity.
+    pub fn tdx(registers: &TdxRegisters) -> Self {
         let mut h = Sha256::new();
-        h.update(b"chrysalis/image-measurement/v1/tdx");
-        h.update(mrtd);
-        h.update(rtmr1);
-        h.update(rtmr2);
+        h.update(b"chrysalis/image-measurement/v2/tdx");
+        h.update(registers.mrtd);
+        for r in &registers.rtmr {
+            h.update(r);
+        }
+        h.update(registers.mrconfigid);
+        h.update(registers.mrowner);
+        h.update(registers.mrownerconfig);
         ImageMeasurement(h.finalize().into())
     }
-    /// From the SNP launch measurement (48 bytes).
-    pub fn snp(measurement: &[u8; 48]) -> Self {
+    /// The complete identity of an SNP configuration: SHA-256 of
+    /// `"chrysalis/image-measurement/v2/snp"` ‖ MEASUREMENT (48 bytes) ‖
+    /// HOST_DATA (32 bytes: the runtime configuration's digest).
+    pub fn snp(measurement: &[u8; 48], host_data: &[u8; 32]) -> Self {
         let mut h = Sha256::new();
-        h.update(b"chrysalis/image-measurement/v1/snp");
+        h.update(b"chrysalis/image-measurement/v2/snp");
         h.update(measurement);
+        h.update(host_data);
         ImageMeasurement(h.finalize().into())
     }
     /// Lower-case hex.
@@ -174,6 +186,22 @@ impl ImageMeasurement {
     pub fn from_hex(s: &str) -> Result<Self> {
         Ok(ImageMeasurement(hex32("measurement", s)?))
     }
+}
+
+/// The TDX registers an [`ImageMeasurement`] covers (48 bytes each, report
+/// byte order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TdxRegisters {
+    /// MRTD.
+    pub mrtd: [u8; 48],
+    /// RTMR0..RTMR3.
+    pub rtmr: [[u8; 48]; 4],
+    /// MRCONFIGID (all-zero for a Chrysalis TD).
+    pub mrconfigid: [u8; 48],
+    /// MROWNER (all-zero for a Chrysalis TD).
+    pub mrowner: [u8; 48],
+    /// MROWNERCONFIG (all-zero for a Chrysalis TD).
+    pub mrownerconfig: [u8; 48],
 }
 
 /// A machine id: SHA-256 of its RA-TLS SubjectPublicKeyInfo DER at

@@ -128,7 +128,13 @@ fn int_arg(bytes: &[u8; 32]) -> Value {
 }
 
 fn sim_measurement() -> ImageMeasurement {
-    ImageMeasurement::tdx(&[1; 48], &[2; 48], &[3; 48])
+    ImageMeasurement::tdx(&chrysalis_ton::registry::TdxRegisters {
+        mrtd: [1; 48],
+        rtmr: [[2; 48], [3; 48], [4; 48], [5; 48]],
+        mrconfigid: [0; 48],
+        mrowner: [0; 48],
+        mrownerconfig: [0; 48],
+    })
 }
 
 fn spki(n: u8) -> Vec<u8> {

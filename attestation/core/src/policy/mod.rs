@@ -329,8 +329,14 @@ impl Policy {
                 !self.snp.measurements.is_empty(),
             ),
         };
+        let other_tee_pinned = match ev.identity() {
+            Identity::Tdx(_) => !self.snp.measurements.is_empty(),
+            Identity::Snp(_) => !self.tdx.measurements.is_empty(),
+        };
         if !image_pinned {
-            if self.require_image {
+            // With sets for the other TEE only, the TEE check already said
+            // "policy lists only … measurements".
+            if self.require_image && !other_tee_pinned {
                 reasons.push(format!(
                     "no accepted {} configuration: the policy requires a pinned image but lists no {} measurement set",
                     ev.tee(),

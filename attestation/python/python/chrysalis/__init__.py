@@ -103,17 +103,31 @@ DEFAULT_VERIFY_TIMEOUT = 30.0
 _REFUSED_KWARGS = ("transport", "mounts", "verify", "cert", "proxy", "http2", "app", "uds")
 
 
-def load_policy(policy: PolicyLike = None) -> Policy:
+def load_policy(
+    policy: PolicyLike = None, *, release: str | None = None, any_image: bool = False
+) -> Policy:
     """The :class:`Policy` that ``policy`` names.
 
     A :class:`Policy` is used as is; an ``os.PathLike`` is a file; a
     ``str`` is TOML text when it contains ``=``, ``[`` or a newline (every
     non-empty policy does) or is blank, else a file path; None is the
-    default policy (TCB ``UpToDate`` only, no debug, no simulated evidence).
+    default policy: the published Chrysalis releases compiled into this
+    package (every register of each configuration pinned), TCB
+    ``UpToDate`` only, no debug, no simulated evidence. ``release`` narrows
+    the default to one published release; ``any_image=True`` accepts any
+    image on an authentic TEE (every identity's ``warnings`` says NO IMAGE
+    PINNED).
 
     Raises:
         InvalidPolicy: unreadable file, bad TOML, unknown key, wrong hex length.
+        TypeError: more than one of ``policy``, ``release``, ``any_image``.
     """
+    if sum(x is not None and x is not False for x in (policy, release, any_image)) > 1:
+        raise TypeError("give at most one of policy, release and any_image")
+    if any_image:
+        return Policy.any_image()
+    if release is not None:
+        return Policy.published(release)
     if policy is None:
         return Policy()
     if isinstance(policy, Policy):
@@ -127,10 +141,17 @@ def load_policy(policy: PolicyLike = None) -> Policy:
     raise TypeError(f"policy: expected Policy, a path, TOML text or None, got {type(policy).__name__}")
 
 
-def verifier(policy: PolicyLike = None, allow_sim: bool = False) -> Verifier:
-    """A :class:`Verifier` for ``policy``; ``allow_sim=True`` also accepts
-    SIMULATED evidence (development only: it proves nothing)."""
-    return Verifier(load_policy(policy), allow_sim)
+def verifier(
+    policy: PolicyLike = None,
+    allow_sim: bool = False,
+    *,
+    release: str | None = None,
+    any_image: bool = False,
+) -> Verifier:
+    """A :class:`Verifier` for ``policy`` (see :func:`load_policy`);
+    ``allow_sim=True`` also accepts SIMULATED evidence (development only:
+    it proves nothing)."""
+    return Verifier(load_policy(policy, release=release, any_image=any_image), allow_sim)
 
 
 def verify(
@@ -138,12 +159,18 @@ def verify(
     policy: PolicyLike = None,
     allow_sim: bool = False,
     timeout: float | None = DEFAULT_VERIFY_TIMEOUT,
+    *,
+    release: str | None = None,
+    any_image: bool = False,
 ) -> VerifiedIdentity:
-    """Connects to ``https://HOST[:PORT]``, verifies the server's RA-TLS
-    evidence against ``policy``, closes, and returns what it proved.
+    """Verifies the node at ``https://HOST:PORT`` exactly as ``chrysalis
+    verify`` does (the same Rust library): RA-TLS handshake, evidence bound
+    to a fresh random nonce for the same key, the published configuration
+    it runs (``identity.node``; by default only published releases are
+    accepted), and its GPU evidence (required for a gpu release); closes
+    and returns what it proved.
 
-    Nothing but the TLS handshake is sent. The network I/O and the
-    verification run in Rust with the GIL released.
+    The network I/O and the verification run in Rust with the GIL released.
 
     Raises:
         MalformedEvidence: no RA-TLS evidence, or undecodable evidence.
@@ -153,7 +180,7 @@ def verify(
         InvalidPolicy: the policy cannot be read.
         ValueError: the URL is not ``https://HOST[:PORT]``.
     """
-    return verifier(policy, allow_sim).verify(url, timeout)
+    return verifier(policy, allow_sim, release=release, any_image=any_image).verify(url, timeout)
 
 
 def _split_kwargs(kind: str, kwargs: dict[str, Any]) -> tuple[httpx.Limits, dict[str, Any]]:
@@ -172,6 +199,8 @@ def http_client(
     policy: PolicyLike = None,
     allow_sim: bool = False,
     *,
+    release: str | None = None,
+    any_image: bool = False,
     retries: int = 0,
     **httpx_kwargs: Any,
 ) -> httpx.Client:
@@ -185,7 +214,9 @@ def http_client(
     ``retries`` retries connect errors (never verification failures).
     """
     limits, kwargs = _split_kwargs("http_client", dict(httpx_kwargs))
-    transport = RaTlsTransport(verifier(policy, allow_sim), limits=limits, retries=retries)
+    transport = RaTlsTransport(
+        verifier(policy, allow_sim, release=release, any_image=any_image), limits=limits, retries=retries
+    )
     return httpx.Client(transport=transport, **kwargs)
 
 
@@ -193,11 +224,15 @@ def async_http_client(
     policy: PolicyLike = None,
     allow_sim: bool = False,
     *,
+    release: str | None = None,
+    any_image: bool = False,
     retries: int = 0,
     **httpx_kwargs: Any,
 ) -> httpx.AsyncClient:
     """An ``httpx.AsyncClient`` whose every connection is verified RA-TLS
     (for ``openai.AsyncOpenAI(http_client=...)``); see :func:`http_client`."""
     limits, kwargs = _split_kwargs("async_http_client", dict(httpx_kwargs))
-    transport = AsyncRaTlsTransport(verifier(policy, allow_sim), limits=limits, retries=retries)
+    transport = AsyncRaTlsTransport(
+        verifier(policy, allow_sim, release=release, any_image=any_image), limits=limits, retries=retries
+    )
     return httpx.AsyncClient(transport=transport, **kwargs)

@@ -33,9 +33,19 @@ class InvalidPolicy(ChrysalisError):
 
 class Policy:
     """Which TCB statuses, measurements, debug and simulated evidence are
-    acceptable (README "Policy file"). ``Policy()`` is the default policy."""
+    acceptable (README "Policy file"). ``Policy()`` is the default policy:
+    the published Chrysalis releases compiled into this package."""
 
     def __init__(self) -> None: ...
+    @staticmethod
+    def published(release: str | None = None) -> Policy:
+        """Only published releases (all, or the one named)."""
+    @staticmethod
+    def any_image() -> Policy:
+        """Any image on an authentic TEE; outputs say NO IMAGE PINNED."""
+    @property
+    def accepts(self) -> str:
+        """What image this policy accepts, in words."""
     @staticmethod
     def from_toml(text: str) -> Policy: ...
     @staticmethod
@@ -104,6 +114,13 @@ class VerifiedIdentity:
     def verified_at(self) -> str:
         """RFC 3339."""
     @property
+    def node(self) -> str | None:
+        """The accepted configuration the registers matched, e.g.
+        ``chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4``; None: no image pinned."""
+    @property
+    def fresh_evidence(self) -> bool:
+        """True when evidence bound to a fresh nonce was verified (``verify``)."""
+    @property
     def release(self) -> str | None: ...
     @property
     def warnings(self) -> list[str]: ...
@@ -155,7 +172,9 @@ class Verifier:
     def connect(self, host: str, port: int, timeout: float | None = None) -> RaTlsStream:
         """Connects and completes a verified TLS 1.3 handshake."""
     def verify(self, url: str, timeout: float | None = None) -> VerifiedIdentity:
-        """Connects to ``https://HOST[:PORT]``, verifies, closes."""
+        """Verifies the node at ``https://HOST:PORT`` like ``chrysalis
+        verify``: handshake, nonce-fresh evidence, published configuration,
+        GPU evidence; closes."""
     def session(self, host: str, port: int) -> TlsSession: ...
     def verify_certificate(self, der: bytes) -> VerifiedIdentity:
         """Verifies a DER certificate offline, now."""
