@@ -6,12 +6,13 @@
 //! --sim-configuration …`) with exactly one deviation (`--sim-set FIELD=VALUE`
 //! or a host-chosen runtime configuration), or a hostile RA-TLS server
 //! where the agent cannot play the attack, and runs the real
-//! `chrysalis verify https://127.0.0.1:PORT --allow-sim --nonce` against
-//! it. Every attack must be refused, with its own reason and exit code; the
+//! `chrysalis verify https://127.0.0.1:PORT --allow-sim` against
+//! it (the default client: the published releases, fresh evidence for a
+//! nonce). Every attack must be refused, with its own reason and exit code; the
 //! honest node must be accepted. The README's "Malicious-host suite" table
 //! lists the cases.
 //!
-//! The client accepts what the published releases pin
+//! The client accepts what the published releases pin, by default
 //! ([`node::Accept::Published`]). The 0.1.0 TDX configurations do not
 //! predict RTMR0, so by default no TDX node of that release can be
 //! verified at all (asserted below); to show that each TDX check still
@@ -76,6 +77,7 @@ fn honest_snp_node_of_the_published_release_is_accepted() {
     assert_eq!(v.code, Some(0), "{}", v.json);
     assert_eq!(v.json["accepted"], true);
     assert_eq!(v.json["simulated"], true, "the banner stays");
+    assert_eq!(v.node(), SNP_LABEL, "named");
     let id = &v.json["peer"]["evidence"]["identity"];
     let c = chrysalis_releases::Catalogue::builtin()
         .find(SNP_LABEL)
@@ -103,7 +105,16 @@ fn honest_tdx_node_is_accepted_only_where_rtmr0_is_known() {
         "{}",
         n.log
     );
-    verify(&n.url, Accept::Published).refused(REJECTED, "no accepted tdx configuration");
+    let v = verify(&n.url, Accept::Published);
+    v.refused(
+        REJECTED,
+        "policy lists only SNP measurements but the evidence is TDX",
+    );
+    let why = v.json["not_verifiable"].to_string();
+    assert!(
+        why.contains("chrysalis-0.1.0-cpu / tdx-2cpu-2048m-0gpu") && why.contains("RTMR0"),
+        "the client says why: {why}"
+    );
     let v = verify(&n.url, Accept::PublishedWithSimRtmr0);
     assert_eq!(v.code, Some(0), "{}", v.json);
     assert_eq!(v.json["accepted"], true);
@@ -115,7 +126,10 @@ fn honest_tdx_node_is_accepted_only_where_rtmr0_is_known() {
 fn unknown_image_snp() {
     // The simulator's own registers: not any published configuration.
     let n = Node::start(&["--sim-tee".into(), "snp".into()]);
-    verify(&n.url, Accept::Published).refused(REJECTED, "MEASUREMENT is");
+    let v = verify(&n.url, Accept::Published);
+    v.refused(REJECTED, "SNP measurements match none of the");
+    assert!(v.message().contains("MEASUREMENT is"), "{}", v.message());
+    assert_eq!(v.node(), "", "not named as a release");
 }
 
 #[test]
@@ -180,7 +194,10 @@ fn snp_tcb_below_the_product_floor() {
 #[test]
 fn unknown_image_tdx() {
     let n = Node::start(&["--sim-tee".into(), "tdx".into()]);
-    verify(&n.url, Accept::Published).refused(REJECTED, "no accepted tdx configuration");
+    verify(&n.url, Accept::Published).refused(
+        REJECTED,
+        "policy lists only SNP measurements but the evidence is TDX",
+    );
     verify(&n.url, Accept::PublishedWithSimRtmr0).refused(REJECTED, "MRTD is");
 }
 
@@ -273,11 +290,12 @@ fn runtime_configuration_not_allowed_tdx_rtmr3() {
 #[test]
 fn genuine_evidence_on_a_certificate_for_another_key() {
     let url = hostile::serve(hostile::Attack::CopiedEvidence);
-    verify(&url, Accept::Published).refused(VERIFICATION, "key");
+    verify(&url, Accept::Published)
+        .refused(VERIFICATION, "key not bound in evidence: the claims name");
 }
 
 #[test]
 fn replayed_attestation_nonce() {
     let url = hostile::serve(hostile::Attack::ReplayedNonce);
-    verify(&url, Accept::Published).refused(VERIFICATION, "nonce");
+    verify(&url, Accept::Published).refused(VERIFICATION, "nonce mismatch: asked for");
 }

@@ -7,8 +7,10 @@ The Rust suite (``tests/tests/malicious_host.rs``) runs the same cases
 through ``chrysalis verify``; the README's "Malicious-host suite" table
 lists them.
 
-The policy pins what the published releases predict. It is computed here,
-independently of the Rust code that builds the default client policy, from
+The client is the default one: ``chrysalis.verify(url, allow_sim=True)``
+accepts the published releases compiled into the wheel, with evidence bound
+to a fresh nonce. As a cross-check the same policy is also computed here,
+independently of the Rust code that builds it, from
 ``measurements/releases/*/measurements.json``: each SNP configuration's
 MEASUREMENT with HOST_DATA = SHA-256 of the default host configuration
 ``{}``, and ``require_image``. The 0.1.0 TDX configurations leave RTMR0
@@ -110,24 +112,34 @@ def node(agent_bin: Path, engine) -> Iterator[Callable[..., str]]:
         p.stop()
 
 
-def rejected(url: str, policy: str, words: str) -> None:
+#: The default client (the published releases).
+DEFAULT = None
+
+
+def rejected(url: str, policy: str | None, words: str) -> None:
     with pytest.raises(chrysalis.PolicyRejected) as e:
         chrysalis.verify(url, policy=policy, allow_sim=True)
     assert any(words in r for r in e.value.reasons), e.value.reasons
 
 
-def test_honest_snp_node_is_accepted(node) -> None:
-    ident = chrysalis.verify(node(SNP_CONF), policy=PUBLISHED, allow_sim=True)
+def test_honest_snp_node_is_accepted_and_named(node) -> None:
+    url = node(SNP_CONF)
+    ident = chrysalis.verify(url, allow_sim=True)
+    assert ident.node == f"{RELEASE} / {SNP_CONF}"
+    assert ident.fresh_evidence is True
     published = json.loads((REPO / "measurements/releases" / RELEASE / "measurements.json").read_text())
     conf = next(c for c in published["configurations"] if c["name"] == SNP_CONF)
     assert ident.tee == "snp" and ident.simulated
     assert ident.measurements["measurement"] == conf["snp"]["measurement"]
     assert ident.measurements["host_data"] == hashlib.sha256(b"{}").hexdigest()
+    # The policy recomputed here agrees with the compiled-in default.
+    assert chrysalis.verify(url, policy=PUBLISHED, allow_sim=True).node == f"policy set {ident.node}"
 
 
 def test_honest_tdx_node_is_refused_by_default_and_accepted_where_rtmr0_is_known(node) -> None:
     url = node(TDX_CONF)
-    rejected(url, PUBLISHED, "no accepted tdx configuration")
+    for policy in (DEFAULT, PUBLISHED):
+        rejected(url, policy, "policy lists only SNP measurements but the evidence is TDX")
     ident = chrysalis.verify(url, policy=COMPLETED, allow_sim=True)
     assert ident.measurements["rtmr3"] == replay(boot_events(b"{}")), "RTMR3 recomputed in Python"
 
@@ -147,18 +159,18 @@ SNP_ATTACKS = [
 
 @pytest.mark.parametrize("case,sets,words", SNP_ATTACKS, ids=[c[0] for c in SNP_ATTACKS])
 def test_snp_attacks_are_refused(node, case: str, sets: tuple[str, ...], words: str) -> None:
-    rejected(node(SNP_CONF, *sets), PUBLISHED, words)
+    rejected(node(SNP_CONF, *sets), DEFAULT, words)
 
 
 def test_unknown_image_is_refused(node) -> None:
-    rejected(node(None, extra=("--sim-tee", "snp")), PUBLISHED, "MEASUREMENT is")
+    rejected(node(None, extra=("--sim-tee", "snp")), DEFAULT, "MEASUREMENT is")
     rejected(node(None), COMPLETED, "MRTD is")
 
 
 def test_runtime_configuration_not_allowed(node, tmp_path: Path) -> None:
     cfg = tmp_path / "runtime.json"
     cfg.write_text('{"model": "attacker-chosen"}')
-    rejected(node(SNP_CONF, extra=("--runtime-config", str(cfg))), PUBLISHED, "HOST_DATA is")
+    rejected(node(SNP_CONF, extra=("--runtime-config", str(cfg))), DEFAULT, "HOST_DATA is")
     rejected(node(TDX_CONF, extra=("--runtime-config", str(cfg))), COMPLETED, "RTMR3 is")
 
 
@@ -186,13 +198,13 @@ TDX_ATTACKS = [
 def test_tdx_attacks_are_refused(node, case: str, sets: tuple[str, ...], words: str) -> None:
     url = node(TDX_CONF, *sets)
     with pytest.raises(chrysalis.PolicyRejected):
-        chrysalis.verify(url, policy=PUBLISHED, allow_sim=True)
+        chrysalis.verify(url, allow_sim=True)
     rejected(url, COMPLETED, words)
 
 
 def test_sept_ve_disable_clear_is_refused(node) -> None:
     url = node(TDX_CONF, "td_attributes=0")
-    for policy in (PUBLISHED, COMPLETED):
+    for policy in (DEFAULT, COMPLETED):
         with pytest.raises(chrysalis.ChrysalisError) as e:
             chrysalis.verify(url, policy=policy, allow_sim=True)
         assert "SEPT_VE_DISABLE (bit 28) is clear" in str(e.value), str(e.value)
@@ -201,4 +213,4 @@ def test_sept_ve_disable_clear_is_refused(node) -> None:
 def test_evidence_on_a_certificate_for_another_key_is_refused(ratls_server: Callable) -> None:
     srv = ratls_server("copied-evidence", tee="snp")
     with pytest.raises(chrysalis.VerificationFailed, match="key not bound in evidence"):
-        chrysalis.verify(srv.url, policy=PUBLISHED, allow_sim=True)
+        chrysalis.verify(srv.url, allow_sim=True)

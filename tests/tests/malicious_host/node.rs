@@ -367,9 +367,14 @@ pub struct Verdict {
 }
 
 impl Verdict {
-    /// The rejection or error message (`error.message`).
+    /// The rejection or error message (`error.message`: every reason).
     pub fn message(&self) -> &str {
         self.json["error"]["message"].as_str().unwrap_or_default()
+    }
+
+    /// The label of the configuration the node was found to run.
+    pub fn node(&self) -> &str {
+        self.json["node"]["label"].as_str().unwrap_or_default()
     }
 
     /// Asserts a refusal with `code` whose message contains `reason`.
@@ -388,9 +393,8 @@ impl Verdict {
 /// How the client is told what to accept.
 #[derive(Clone, Copy)]
 pub enum Accept {
-    /// The published releases: what a default client accepts (today
-    /// through the policy `chrysalis_releases::Catalogue::policy` builds,
-    /// written to a file).
+    /// The published releases compiled into `chrysalis`: the default
+    /// (no policy flag).
     Published,
     /// The published releases, with the TDX configuration completed by the
     /// simulator's RTMR0 (which 0.1.0 does not predict), so the TDX checks
@@ -398,22 +402,21 @@ pub enum Accept {
     PublishedWithSimRtmr0,
 }
 
-/// `chrysalis verify URL --allow-sim --nonce --json` with `accept`.
+/// `chrysalis verify URL --allow-sim --json` (fresh evidence for a nonce
+/// is the default) with `accept`.
 pub fn verify(url: &str, accept: Accept) -> Verdict {
-    let policy = match accept {
-        Accept::Published => published_policy(),
-        Accept::PublishedWithSimRtmr0 => completed_tdx_policy(),
-    };
+    let mut args: Vec<String> = ["verify", url, "--allow-sim", "--json"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    if let Accept::PublishedWithSimRtmr0 = accept {
+        args.extend([
+            "--policy".into(),
+            completed_tdx_policy().to_string_lossy().into_owned(),
+        ]);
+    }
     let out = Command::new(&bins().chrysalis)
-        .args([
-            "verify",
-            url,
-            "--allow-sim",
-            "--nonce",
-            "--json",
-            "--policy",
-            policy.to_str().unwrap(),
-        ])
+        .args(&args)
         .stdin(Stdio::null())
         .output()
         .expect("run chrysalis verify");
@@ -436,13 +439,6 @@ fn write_policy(name: &str, catalogue: &Catalogue) -> PathBuf {
     let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
     std::fs::write(&path, text).expect("write policy");
     path
-}
-
-/// The default client policy of the published releases, as a file.
-pub fn published_policy() -> PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| write_policy("malicious-host-published.toml", Catalogue::builtin()))
-        .clone()
 }
 
 /// [`Accept::PublishedWithSimRtmr0`] as a file.
