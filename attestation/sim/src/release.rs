@@ -101,13 +101,9 @@ impl SimRelease {
             register,
             len,
         };
+        // Published registers are written as --sim-set writes byte fields.
         let bytes = |field: SimField, text: &str| {
-            let len = match field.kind() {
-                crate::overrides::FieldKind::Bytes(n) => n,
-                crate::overrides::FieldKind::Int(_) => 8,
-            };
-            let v = hex::decode(text.trim()).map_err(|_| bad(field.name(), len))?;
-            SimOverride::bytes(field, &v).map_err(|_| bad(field.name(), len))
+            SimOverride::parse_value(field, text).map_err(|_| bad(field.name(), 48))
         };
         match tee {
             Tee::Tdx => {
@@ -245,6 +241,35 @@ mod tests {
                 && r.warnings()[0].contains("cannot be verified by default"),
             "{:?}",
             r.warnings()
+        );
+    }
+
+    #[test]
+    fn recorded_td_attributes_and_xfam_are_played_in_report_byte_order() {
+        use chrysalis_releases::Release;
+        // (A malformed register never gets here: Release::parse refuses it.)
+        let text = |mrtd: &str| {
+            format!(
+                r#"{{"schema":1,"tool":"t","image":"r-cpu","configurations":[
+                {{"name":"tdx-a","vm":{{"vcpus":2,"memory_mib":2048,"gpus":0,"vmm":"qemu"}},
+                  "tdx":{{"mrtd":"{mrtd}","rtmr0":"{r}","rtmr1":"{r}","rtmr2":"{r}","rtmr3":null,
+                          "td_attributes":"0000001000000040","xfam":"e718060000000000"}}}}]}}"#,
+                r = "11".repeat(48)
+            )
+        };
+        let good = Catalogue::from_releases(vec![
+            Release::parse("r-cpu", &text(&"22".repeat(48))).unwrap()
+        ]);
+        let r = SimRelease::from_catalogue(&good, "r-cpu", "tdx-a", None).unwrap();
+        assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+        assert_eq!(
+            r.registers().int(SimField::TdAttributes),
+            Some(0x4000_0010_0000_0000)
+        );
+        assert_eq!(r.registers().int(SimField::Xfam), Some(0x06_18e7));
+        assert_eq!(
+            r.registers().bytes(SimField::Rtmr0),
+            Some(&[0x11u8; 48][..])
         );
     }
 
