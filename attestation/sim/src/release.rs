@@ -264,7 +264,7 @@ mod tests {
         assert!(r.warnings().is_empty(), "{:?}", r.warnings());
         assert_eq!(
             r.registers().int(SimField::TdAttributes),
-            Some(0x4000_0010_0000_0000)
+            Some(0x4000_0000_1000_0000)
         );
         assert_eq!(r.registers().int(SimField::Xfam), Some(0x06_18e7));
         assert_eq!(
