@@ -230,6 +230,20 @@ fn tdx_sept_ve_disable_clear() {
 }
 
 #[test]
+fn tdx_migratable() {
+    tdx(&["td_attributes=0x30000000"]).refused(REJECTED, "MIGRATABLE (bit 29) is set");
+}
+
+#[test]
+fn tdx_module_older_than_every_tcb_level() {
+    // The TDX module's SVNs below every level of the (authentic) TCB info.
+    tdx(&[&format!("tee_tcb_svn={}", "00".repeat(16))]).refused(
+        REJECTED,
+        "platform TCB is older than every level in the TCB info",
+    );
+}
+
+#[test]
 fn tdx_host_chosen_identities_must_be_zero() {
     for field in ["mrconfigid", "mrowner", "mrownerconfig"] {
         tdx(&[&format!("{field}={}", hex48(0x01))])

@@ -184,6 +184,7 @@ TDX_ATTACKS = [
     ("TUD bit 4", ("td_attributes=0x10000010",), "TUD byte 0x10"),
     ("TUD bit 6", ("td_attributes=0x10000040",), "TUD byte 0x40"),
     ("MRCONFIGID", ("mrconfigid=" + "01" * 48,), "MRCONFIGID is 0101"),
+    ("MROWNERCONFIG", ("mrownerconfig=" + "01" * 48,), "MROWNERCONFIG is 0101"),
     ("MROWNER", ("mrowner=" + "01" * 48,), "MROWNER is 0101"),
     (
         "RTMR3 extra event",
@@ -202,12 +203,20 @@ def test_tdx_attacks_are_refused(node, case: str, sets: tuple[str, ...], words: 
     rejected(url, COMPLETED, words)
 
 
-def test_sept_ve_disable_clear_is_refused(node) -> None:
-    url = node(TDX_CONF, "td_attributes=0")
+VERIFIER_REFUSALS = [
+    ("SEPT_VE_DISABLE clear", "td_attributes=0", "SEPT_VE_DISABLE (bit 28) is clear"),
+    ("MIGRATABLE", "td_attributes=0x30000000", "MIGRATABLE (bit 29) is set"),
+    ("old TDX module", "tee_tcb_svn=" + "00" * 16, "platform TCB is older than every level"),
+]
+
+
+@pytest.mark.parametrize("case,assignment,words", VERIFIER_REFUSALS, ids=[c[0] for c in VERIFIER_REFUSALS])
+def test_tdx_verifier_refusals(node, case: str, assignment: str, words: str) -> None:
+    url = node(TDX_CONF, assignment)
     for policy in (DEFAULT, COMPLETED):
         with pytest.raises(chrysalis.ChrysalisError) as e:
             chrysalis.verify(url, policy=policy, allow_sim=True)
-        assert "SEPT_VE_DISABLE (bit 28) is clear" in str(e.value), str(e.value)
+        assert words in str(e.value), str(e.value)
 
 
 def test_evidence_on_a_certificate_for_another_key_is_refused(ratls_server: Callable) -> None:
