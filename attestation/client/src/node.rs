@@ -154,6 +154,26 @@ pub fn judge(
     let (gpus, gpu_policy) = config
         .gpu()
         .check(&peer, fresh_evidence.as_ref(), &identity, now)?;
+    if let Some(fresh_peer) = &fresh_peer {
+        crate::runtime_log::judge(
+            fresh_peer,
+            fresh_evidence
+                .as_ref()
+                .and_then(|f| f.runtime_events.as_deref()),
+            &identity,
+            gpus.as_ref(),
+        )?;
+    } else if matches!(
+        identity,
+        NodeIdentity::Release {
+            rtmr3_by_event_log: true,
+            ..
+        }
+    ) {
+        return Err(Error::RuntimeLog(format!(
+            "{identity}: RTMR3 is judged by the node's event log, which comes only with fresh evidence"
+        )));
+    }
     Ok(VerifiedNode {
         peer,
         fresh: fresh_peer,

@@ -13,9 +13,13 @@
 //! * **TDX RTMR3** of a cpu release: the agent's boot events for the default
 //!   host configuration ([`DEFAULT_HOST_CONFIGURATION`], what the image
 //!   measures when the host passes none): `config` then `boot-done`
-//!   ([`rtmr3_expected`]). A gpu release's RTMR3 also holds the `gpu` event,
-//!   which is not predictable from artifacts, so it needs the manifest's
-//!   value.
+//!   ([`rtmr3_expected`]). A gpu release's RTMR3 also holds the `gpu` event
+//!   (the stable state of the machine's GPUs, not predictable from the
+//!   artifacts): unless the manifest pins it, the set leaves RTMR3 to the
+//!   **event log** ([`ConfigurationRef::rtmr3_by_event_log`]): the client
+//!   must replay the log the node serves against the verified RTMR3 and
+//!   judge each event (`config` = the default host configuration, `gpu` =
+//!   the state of the GPU evidence it verified itself, `boot-done` last).
 //! * **SNP HOST_DATA**: SHA-256 of the default host configuration's
 //!   canonical bytes (the agent refuses to start unless the host launched it
 //!   with exactly that).
@@ -39,9 +43,6 @@ pub const DEFAULT_HOST_CONFIGURATION: &[u8] = b"{}";
 pub enum NotVerifiable {
     /// `measurements.json` does not predict this register (`null`).
     MissingRegister(&'static str),
-    /// A gpu release's TDX configuration without a predicted RTMR3: its
-    /// `gpu` runtime event is not predictable from the artifacts.
-    UnpredictedGpuEvent,
 }
 
 impl std::fmt::Display for NotVerifiable {
@@ -51,9 +52,6 @@ impl std::fmt::Display for NotVerifiable {
                 f,
                 "its measurements.json does not predict {} (null), so no client can pin it",
                 r.to_uppercase()
-            ),
-            NotVerifiable::UnpredictedGpuEvent => f.write_str(
-                "it is a gpu release whose RTMR3 (with the gpu runtime event) is not predicted",
             ),
         }
     }
@@ -66,6 +64,16 @@ impl ConfigurationRef<'_> {
         self.release.is_gpu() && self.configuration.vm.gpus > 0
     }
 
+    /// True when this TDX configuration's RTMR3 is judged by replaying the
+    /// node's event log rather than pinned (a gpu release whose manifest
+    /// does not pin RTMR3). A client must then require the log.
+    pub fn rtmr3_by_event_log(&self) -> bool {
+        self.configuration
+            .tdx
+            .as_ref()
+            .is_some_and(|t| t.rtmr3.is_none() && self.release.is_gpu())
+    }
+
     /// The TDX set pinning every register, if this is a TDX configuration.
     pub fn tdx_set(&self) -> Option<Result<TdxMeasurementSet, NotVerifiable>> {
         let t = self.configuration.tdx.as_ref()?;
@@ -74,9 +82,10 @@ impl ConfigurationRef<'_> {
         };
         Some((|| {
             let rtmr3 = match (&t.rtmr3, self.release.is_gpu()) {
-                (Some(v), _) => v.clone(),
-                (None, false) => hex::encode(rtmr3_expected(DEFAULT_HOST_CONFIGURATION)),
-                (None, true) => return Err(NotVerifiable::UnpredictedGpuEvent),
+                (Some(v), _) => Some(v.clone()),
+                (None, false) => Some(hex::encode(rtmr3_expected(DEFAULT_HOST_CONFIGURATION))),
+                // Judged by the event log (see rtmr3_by_event_log).
+                (None, true) => None,
             };
             Ok(TdxMeasurementSet {
                 name: Some(self.label()),
@@ -84,7 +93,7 @@ impl ConfigurationRef<'_> {
                 rtmr0: Some(need(&t.rtmr0, "rtmr0")?),
                 rtmr1: Some(need(&t.rtmr1, "rtmr1")?),
                 rtmr2: Some(need(&t.rtmr2, "rtmr2")?),
-                rtmr3: Some(rtmr3),
+                rtmr3,
                 td_attributes: t.td_attributes.clone(),
                 xfam: t.xfam.clone(),
                 ..Default::default()
@@ -202,10 +211,15 @@ mod tests {
         );
         assert!(set.mrconfigid.is_none() && set.mrowner.is_none());
         assert!(p.policy.validate().is_ok());
-        // A gpu release cannot derive it: the gpu event is per node.
+        // A gpu release cannot derive it (the gpu event is the machine's
+        // GPU state): RTMR3 is left to the event log, which clients must
+        // then require.
         let c = Catalogue::from_releases(vec![release("r-gpu", Some(&r0), None)]);
         let p = c.policy();
-        assert_eq!(p.not_verifiable[0].1, NotVerifiable::UnpredictedGpuEvent);
+        assert!(p.not_verifiable.is_empty());
+        assert_eq!(p.policy.tdx.measurements[0].rtmr3, None);
+        let tdx = c.releases()[0].configuration("tdx-a").unwrap();
+        assert!(tdx.rtmr3_by_event_log() && tdx.requires_gpu());
         assert!(c.releases()[0].configurations().all(|c| c.requires_gpu()));
     }
 }
