@@ -17,8 +17,9 @@ use crate::failure::{Failure, IoContext};
 /// Results of this module's commands: typed failures until printed.
 type Result<T, E = Failure> = std::result::Result<T, E>;
 
-/// Default QEMU version assumed for TDX (selects the page-add order).
-const DEFAULT_QEMU_VERSION: &str = "9.2.0";
+/// QEMU version measured for by default: the pinned one (selects the
+/// page-add order; RTMR0's ACPI tables are generated with it).
+const DEFAULT_QEMU_VERSION: &str = crate::qemu::version::PINNED_QEMU_VERSION;
 
 #[derive(Args)]
 #[command(args_conflicts_with_subcommands = true)]
@@ -59,15 +60,23 @@ struct LaunchArgs {
     /// TEE to measure for. Default: snp if an SNP-only option is given, else tdx.
     #[arg(long, value_enum)]
     tee: Option<TeeArg>,
-    /// Number of GPUs (recorded; enters RTMR0 through the ACPI tables).
+    /// Number of GPUs (each on its own PCIe root port: enters RTMR0 through the ACPI tables).
     #[arg(long, default_value_t = 0)]
     gpus: u32,
-    /// TDX: QEMU version (selects one- or two-pass page add for MRTD).
+    /// The VM has the model volume's two disks attached (`launch --model`; enters RTMR0).
+    #[arg(long)]
+    model_volume: bool,
+    /// TDX: QEMU version (MRTD page-add order; the ACPI tables are generated with this version).
     #[arg(long, default_value = DEFAULT_QEMU_VERSION)]
     qemu_version: String,
-    /// TDX: QEMU's ACPI tables (directory with table-loader, rsdp, tables, or JSON); RTMR0 needs them.
+    /// TDX: QEMU's ACPI tables (directory with table-loader, rsdp, tables, or JSON) instead of
+    /// generating them with the pinned QEMU for the argv `chrysalis launch` would use.
     #[arg(long)]
     acpi_tables: Option<PathBuf>,
+    /// TDX: the QEMU that generates the ACPI tables [default: $CHRYSALIS_QEMU, else
+    /// qemu-system-x86_64]; it must be --qemu-version (get it with `bash ci/qemu-pinned.sh`).
+    #[arg(long, value_name = "PATH")]
+    qemu: Option<PathBuf>,
     /// TDX: the agent's static configuration (measured into RTMR3).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -97,7 +106,8 @@ enum MeasureCommand {
     Image {
         /// The image directory.
         dir: PathBuf,
-        /// VM configurations to compute, as VCPUS:MEMORY[:GPUS] (repeatable; default 8:64G:1).
+        /// VM configurations to compute, as VCPUS:MEMORY[:GPUS[:model]] (repeatable; default
+        /// 8:64G:1; `model`: with the model volume's disks attached).
         #[arg(long = "vm", default_value = "8:64G:1")]
         vms: Vec<String>,
         /// SNP vCPU type.
@@ -106,6 +116,9 @@ enum MeasureCommand {
         /// TDX QEMU version.
         #[arg(long, default_value = DEFAULT_QEMU_VERSION)]
         qemu_version: String,
+        /// The QEMU that generates the ACPI tables (see `measure --qemu`).
+        #[arg(long, value_name = "PATH")]
+        qemu: Option<PathBuf>,
         /// Image release name recorded in the output.
         #[arg(long)]
         name: Option<String>,
@@ -180,9 +193,18 @@ pub fn run(args: MeasureArgs) -> i32 {
             vms,
             vcpu_type,
             qemu_version,
+            qemu,
             name,
             json,
-        }) => image(&dir, &vms, &vcpu_type, &qemu_version, name, json),
+        }) => image(
+            &dir,
+            &vms,
+            &vcpu_type,
+            &qemu_version,
+            qemu.as_deref(),
+            name,
+            json,
+        ),
         Some(MeasureCommand::Replay {
             eventlog,
             quote,
@@ -290,8 +312,44 @@ fn tdx_inputs(a: &LaunchArgs, firmware: &Path) -> Result<m::tdx::TdxInputs> {
     let mut inputs = m::tdx::TdxInputs::new(firmware.to_path_buf(), kernel, a.cmdline.clone(), vm);
     inputs.initrd = a.initrd.clone();
     inputs.acpi_tables = a.acpi_tables.clone();
+    if a.acpi_tables.is_none() {
+        inputs.acpi_generated = Some(generate_acpi(a, memory_bytes)?);
+    }
     inputs.config = a.config.clone();
     Ok(inputs)
+}
+
+/// RTMR0's ACPI tables for the VM `chrysalis launch --tee tdx` would start
+/// with these options, generated with the QEMU of `--qemu-version`.
+fn generate_acpi(a: &LaunchArgs, memory_bytes: u64) -> Result<m::tdx::GeneratedAcpi> {
+    use crate::qemu::{acpi, version};
+    if memory_bytes % (1 << 20) != 0 {
+        return Err(Failure::io(anyhow!(
+            "--memory {}: `chrysalis launch` takes whole MiB, so RTMR0 is generated only for those",
+            a.memory
+        )));
+    }
+    let shape = crate::launch::VmShape {
+        vcpus: a.vcpus,
+        memory_mib: memory_bytes >> 20,
+        gpus: a.gpus,
+        model_volume: a.model_volume,
+    };
+    let qemu = version::locate(a.qemu.as_deref());
+    let found = version::require(&qemu, &a.qemu_version).map_err(|e| {
+        Failure::io(anyhow!(
+            "RTMR0 needs QEMU's ACPI tables for this VM, generated with QEMU {}: {e}",
+            a.qemu_version
+        ))
+    })?;
+    let tables = acpi::generate(&qemu, &crate::launch::tdx_shape_argv(&shape))?;
+    Ok(m::tdx::GeneratedAcpi {
+        digests: tables.digests(),
+        source: format!(
+            "generated by {} under qtest for the argv of `chrysalis launch --tee tdx` with {shape}",
+            found.line
+        ),
+    })
 }
 
 fn snp_input(a: &LaunchArgs, firmware: &Path) -> Result<m::snp::SnpMeasureInput> {
@@ -462,14 +520,15 @@ fn verity(
     Ok(())
 }
 
-fn parse_vm(spec: &str) -> Result<(u32, u64, u32)> {
+fn parse_vm(spec: &str) -> Result<(u32, u64, u32, bool)> {
     let parts: Vec<&str> = spec.split(':').collect();
-    let (v, mem, g) = match parts.as_slice() {
-        [v, mem] => (*v, *mem, "0"),
-        [v, mem, g] => (*v, *mem, *g),
+    let (v, mem, g, model) = match parts.as_slice() {
+        [v, mem] => (*v, *mem, "0", false),
+        [v, mem, g] => (*v, *mem, *g, false),
+        [v, mem, g, "model"] => (*v, *mem, *g, true),
         _ => {
             return Err(Failure::io(anyhow!(
-                "--vm {spec:?}: expected VCPUS:MEMORY[:GPUS], e.g. 8:64G:1"
+                "--vm {spec:?}: expected VCPUS:MEMORY[:GPUS[:model]], e.g. 8:64G:1 or 8:64G:1:model"
             )))
         }
     };
@@ -477,6 +536,7 @@ fn parse_vm(spec: &str) -> Result<(u32, u64, u32)> {
         v.parse().io_context(|| format!("--vm {spec:?}: vCPUs"))?,
         parse_memory(mem)?,
         g.parse().io_context(|| format!("--vm {spec:?}: GPUs"))?,
+        model,
     ))
 }
 
@@ -485,6 +545,7 @@ pub(crate) fn image(
     vms: &[String],
     vcpu_type: &str,
     qemu_version: &str,
+    qemu: Option<&Path>,
     name: Option<String>,
     json_out: bool,
 ) -> Result<()> {
@@ -540,7 +601,7 @@ pub(crate) fn image(
 
     let mut configurations = Vec::new();
     for spec in vms {
-        let (vcpus, memory_bytes, gpus) = parse_vm(spec)?;
+        let (vcpus, memory_bytes, gpus, model_volume) = parse_vm(spec)?;
         let launch = LaunchArgs {
             firmware: None,
             kernel: Some(kernel.clone()),
@@ -550,8 +611,10 @@ pub(crate) fn image(
             memory: format!("{}K", memory_bytes >> 10),
             tee: None,
             gpus,
+            model_volume,
             qemu_version: qemu_version.to_string(),
             acpi_tables: None,
+            qemu: qemu.map(Path::to_path_buf),
             config: config.clone(),
             vcpu_type: Some(vcpu_type.to_string()),
             guest_features: None,
@@ -564,12 +627,17 @@ pub(crate) fn image(
             gpus,
             vmm: "qemu".into(),
             vmm_version: Some(qemu_version.to_string()),
+            model_volume,
         };
         if let Some(fw) = &fw_tdx {
             let r = m::tdx::measure(&tdx_inputs(&launch, fw)?)?;
             let h = |o: &Option<[u8; 48]>| o.as_ref().map(hex::encode);
             configurations.push(Configuration {
-                name: format!("tdx-{vcpus}cpu-{}m-{gpus}gpu", memory_bytes >> 20),
+                name: format!(
+                    "tdx-{vcpus}cpu-{}m-{gpus}gpu{}",
+                    memory_bytes >> 20,
+                    if model_volume { "-model" } else { "" }
+                ),
                 vm: vm.clone(),
                 tdx: Some(TdxExpected {
                     mrtd: hex::encode(r.mrtd),
@@ -578,10 +646,11 @@ pub(crate) fn image(
                     rtmr2: h(&r.rtmr[2]),
                     rtmr3: h(&r.rtmr[3]),
                     model: Some(format!(
-                        "QEMU {qemu_version}, {} page add",
+                        "QEMU {qemu_version}, {} page add; RTMR0 {}",
                         serde_json::to_value(r.model.page_add_order)?
                             .as_str()
-                            .unwrap_or("?")
+                            .unwrap_or("?"),
+                        r.model.rtmr0
                     )),
                     // Host-dependent under `-cpu host`; see the generated policy.
                     td_attributes: None,
@@ -593,13 +662,19 @@ pub(crate) fn image(
         if let Some(fw) = &fw_snp {
             let r = m::snp::snp_measure(&snp_input(&launch, fw)?)?;
             configurations.push(Configuration {
-                name: format!("snp-{vcpus}cpu-{vcpu_type}"),
+                name: format!(
+                    "snp-{vcpus}cpu-{vcpu_type}{}",
+                    if model_volume { "-model" } else { "" }
+                ),
                 vm,
                 tdx: None,
                 snp: Some(SnpExpected {
                     measurement: hex::encode(r.launch_digest),
                     vcpu_type: vcpu_type.to_string(),
                     guest_features: format!("{:#x}", r.guest_features),
+                    // The guest measures the default configuration `{}`
+                    // when the host gives none; `launch` passes this.
+                    host_data: Some(hex::encode(crate::launch::config_sha256(&json!({})))),
                 }),
             });
         }
@@ -640,8 +715,10 @@ mod tests {
 
     #[test]
     fn vm_specs() {
-        assert_eq!(parse_vm("8:64G:1").unwrap(), (8, 64 << 30, 1));
-        assert_eq!(parse_vm("2:2G").unwrap(), (2, 2 << 30, 0));
+        assert_eq!(parse_vm("8:64G:1").unwrap(), (8, 64 << 30, 1, false));
+        assert_eq!(parse_vm("2:2G").unwrap(), (2, 2 << 30, 0, false));
+        assert_eq!(parse_vm("8:64G:1:model").unwrap(), (8, 64 << 30, 1, true));
         assert!(parse_vm("8").is_err());
+        assert!(parse_vm("8:64G:1:disk").is_err());
     }
 }

@@ -72,9 +72,14 @@ pub struct VmConfig {
     pub gpus: u32,
     /// VMM name (`qemu`, `ec2`).
     pub vmm: String,
-    /// VMM version, when it matters for the values.
+    /// VMM version, when it matters for the values. `chrysalis launch`
+    /// refuses a QEMU of another version for this configuration.
     #[serde(default)]
     pub vmm_version: Option<String>,
+    /// Whether the VM has the model volume's two disks attached (they are
+    /// PCI devices, so they enter the ACPI tables and RTMR0). Absent: no.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_volume: bool,
 }
 
 /// Expected TDX registers (lowercase hex, 48 bytes each).
@@ -113,6 +118,12 @@ pub struct SnpExpected {
     pub vcpu_type: String,
     /// Guest features (hex, `0x…`).
     pub guest_features: String,
+    /// `HOST_DATA` the guest must be launched with (lowercase hex, 32
+    /// bytes): SHA-256 of the canonical runtime configuration; for a
+    /// published configuration, the default configuration `{}`. Absent from
+    /// files that do not pin it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_data: Option<String>,
 }
 
 /// One VM configuration and its expected values.
@@ -176,7 +187,8 @@ impl MeasurementsManifest {
                 })
                 .flatten()
                 .map(|h| (h, 48))
-                .chain(c.snp.iter().map(|s| (&s.measurement, 48)));
+                .chain(c.snp.iter().map(|s| (&s.measurement, 48)))
+                .chain(c.snp.iter().filter_map(|s| s.host_data.as_ref()).map(|h| (h, 32)));
             let attrs = c
                 .tdx
                 .iter()
@@ -245,6 +257,9 @@ impl MeasurementsManifest {
                     "\n[[snp.measurements]]\nname = {:?}\nmeasurement = {:?}\n",
                     c.name, s.measurement
                 ));
+                if let Some(h) = &s.host_data {
+                    out.push_str(&format!("host_data = {h:?}\n"));
+                }
             }
         }
         out

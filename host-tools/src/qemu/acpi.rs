@@ -1,0 +1,344 @@
+//! QEMU's ACPI blobs (`etc/acpi/tables`, `etc/acpi/rsdp`,
+//! `etc/table-loader`) for the exact argv `chrysalis launch` uses, from the
+//! pinned QEMU under `-accel qtest`: no KVM, no TDX, no guest boot (~0.3 s).
+//!
+//! Stock QEMU refuses a `tdx-guest` without KVM, so the launch argv is
+//! rewritten ([`qtest_argv`]) into the closest machine QEMU will start
+//! without one, changing only what does not enter the tables or what TDX
+//! itself forces:
+//!
+//! * `-machine`: `kernel-irqchip=split` and `confidential-guest-support`
+//!   dropped (no effect on the tables), `pic=off,smm=off` added (what
+//!   QEMU's TDX code forces: MADT PCAT_COMPAT 0; FADT SMI_CMD and
+//!   ACPI_ENABLE/DISABLE 0);
+//! * `-accel kvm` → `-accel qtest`; `-cpu host` → `-cpu qemu64` (the CPU
+//!   model does not enter the tables); `-object tdx-guest` dropped;
+//! * `-bios`, `-kernel`, `-initrd`, `-append`, the runtime configuration's
+//!   `-fw_cfg`, the NIC's port forward and the serial log are dropped or made
+//!   inert: they add fw_cfg files, option ROMs or host-side plumbing, never
+//!   ACPI (checked: identical blobs with and without them);
+//! * guest RAM comes from a `memory-backend-ram` with `reserve=off` (the
+//!   same tables; without it a 64 GiB VM cannot be set up on a smaller
+//!   host that does not overcommit);
+//! * disk images become one empty scratch file (the disk's content and size
+//!   are not in the tables, the device is);
+//! * each GPU (`vfio-pci`, which needs the device) becomes a `pci-testdev`
+//!   stand-in on the same root port.
+//!
+//! Any other option is carried over verbatim only if it is known here;
+//! an unknown one is an error, so a change to `launch` cannot silently
+//! escape the measurement.
+//!
+//! Before reading, PCIEXBAR is programmed as OVMF does (base 0xb0000000,
+//! 256 buses, enabled): without it QEMU emits no MCFG and another DSDT. The
+//! tables are then read through fw_cfg DMA, which is also when QEMU builds
+//! them. What firmware does beyond that before it reads the tables — PCI
+//! BAR placement (the DSDT's 64-bit window follows the lowest 64-bit BAR
+//! the firmware assigned) — is not reproduced; see the README.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrysalis_measurements::tdx::rtmr::AcpiTables;
+
+use super::fw_cfg;
+use super::qtest::{GuestIo, Qtest};
+use super::QemuError;
+
+/// PCI configuration address of the Q35 MCH's PCIEXBAR register (bus 0,
+/// device 0, function 0, offset 0x60).
+const PCIEXBAR_CONFIG_ADDR: u32 = 0x8000_0060;
+/// PCIEXBAR value OVMF programs: base 0xb0000000, length 256 MiB, enabled.
+const PCIEXBAR_VALUE: u32 = 0xb000_0001;
+/// The GPU stand-in device (conventional PCI endpoint, not VGA class).
+pub const GPU_STAND_IN: &str = "pci-testdev";
+/// Per-answer deadline of the qtest session.
+pub const QTEST_TIMEOUT: Duration = Duration::from_secs(20);
+
+/// Id of the RAM backend added for qtest.
+const RAM_BACKEND: &str = "chrysalis-acpi-ram";
+/// Options carried over unchanged, with their argument.
+const KEEP: &[&str] = &[
+    "-smp",
+    "-global",
+    "-display",
+    "-vga",
+    "-monitor",
+];
+/// Options without an argument carried over unchanged.
+const KEEP_FLAGS: &[&str] = &["-nodefaults", "-no-reboot"];
+/// Options dropped with their argument (they never enter ACPI).
+const DROP: &[&str] = &["-bios", "-kernel", "-initrd", "-append"];
+
+/// Rewrites a TDX launch argv (QEMU's arguments without the binary) into
+/// the qtest argv that yields the same ACPI tables. `scratch_disk` is an
+/// existing file standing in for every disk image.
+pub fn qtest_argv(launch: &[String], scratch_disk: &Path) -> Result<Vec<String>, QemuError> {
+    let err = |m: String| QemuError::Argv(m);
+    let mut out: Vec<String> = Vec::new();
+    let mut saw_tdx_object = false;
+    let mut machine_at = None;
+    let mut memory = None;
+    let mut it = launch.iter();
+    while let Some(opt) = it.next() {
+        let o = opt.as_str();
+        if KEEP_FLAGS.contains(&o) {
+            out.push(opt.clone());
+            continue;
+        }
+        let arg = it
+            .next()
+            .ok_or_else(|| err(format!("{o} without an argument")))?;
+        match o {
+            "-machine" => {
+                let parts: Vec<&str> = arg.split(',').collect();
+                if parts.first() != Some(&"q35")
+                    || !parts.contains(&"confidential-guest-support=tdx0")
+                {
+                    return Err(err(format!("-machine {arg:?} is not a TDX q35 machine")));
+                }
+                let mut kept: Vec<&str> = parts
+                    .into_iter()
+                    .filter(|p| {
+                        !p.starts_with("confidential-guest-support=")
+                            && !p.starts_with("kernel-irqchip=")
+                    })
+                    .collect();
+                if kept.iter().any(|p| p.starts_with("pic=") || p.starts_with("smm=")) {
+                    return Err(err(format!("-machine {arg:?} sets pic/smm itself")));
+                }
+                kept.extend(["pic=off", "smm=off"]);
+                machine_at = Some(out.len() + 1);
+                out.extend(["-machine".into(), kept.join(",")]);
+            }
+            "-m" => {
+                if arg.is_empty() || !arg.bytes().all(|b| b.is_ascii_alphanumeric()) {
+                    return Err(err(format!("-m {arg:?}: expected a plain size like 2048M")));
+                }
+                memory = Some(arg.clone());
+                out.extend([opt.clone(), arg.clone()]);
+            }
+            "-accel" => {
+                if arg != "kvm" {
+                    return Err(err(format!("-accel {arg} (a TDX launch uses kvm)")));
+                }
+                out.extend(["-accel".into(), "qtest".into()]);
+            }
+            "-cpu" => out.extend(["-cpu".into(), "qemu64".into()]),
+            "-object" if arg.starts_with("tdx-guest,") => saw_tdx_object = true,
+            "-drive" => {
+                let rest: Vec<&str> = arg
+                    .split(',')
+                    .filter(|p| !p.starts_with("file="))
+                    .collect();
+                if rest.len() + 1 != arg.split(',').count() {
+                    return Err(err(format!("-drive {arg:?} without exactly one file=")));
+                }
+                out.extend([
+                    "-drive".into(),
+                    format!("file={},{}", scratch_disk.display(), rest.join(",")),
+                ]);
+            }
+            "-device" if arg.starts_with("vfio-pci,") => {
+                let bus = arg
+                    .split(',')
+                    .find(|p| p.starts_with("bus="))
+                    .ok_or_else(|| err(format!("-device {arg:?} without bus=")))?;
+                out.extend(["-device".into(), format!("{GPU_STAND_IN},{bus}")]);
+            }
+            "-device"
+                if arg.starts_with("virtio-blk-pci,")
+                    || arg.starts_with("virtio-net-pci,")
+                    || arg.starts_with("pcie-root-port,") =>
+            {
+                out.extend(["-device".into(), arg.clone()])
+            }
+            "-netdev" => {
+                let id = arg
+                    .split(',')
+                    .find(|p| p.starts_with("id="))
+                    .ok_or_else(|| err(format!("-netdev {arg:?} without id=")))?;
+                if !arg.starts_with("user,") {
+                    return Err(err(format!("-netdev {arg:?} is not user networking")));
+                }
+                out.extend(["-netdev".into(), format!("user,{id}")]);
+            }
+            "-fw_cfg" if arg.starts_with("name=opt/org.chrysalis/") => {}
+            "-fw_cfg" if arg.starts_with("name=opt/ovmf/") => {
+                out.extend(["-fw_cfg".into(), arg.clone()])
+            }
+            "-serial" => out.extend(["-serial".into(), "none".into()]),
+            _ if DROP.contains(&o) => {}
+            _ if KEEP.contains(&o) => out.extend([opt.clone(), arg.clone()]),
+            _ => {
+                return Err(err(format!(
+                    "{o} {arg:?}: not known to the ACPI generator (does it change the tables?)"
+                )))
+            }
+        }
+    }
+    let (Some(machine_at), true) = (machine_at, saw_tdx_object) else {
+        return Err(err("not a TDX launch (no q35 machine with a tdx-guest object)".into()));
+    };
+    let memory = memory.ok_or_else(|| err("no -m".into()))?;
+    out[machine_at].push_str(&format!(",memory-backend={RAM_BACKEND}"));
+    out.extend([
+        "-object".into(),
+        format!("memory-backend-ram,id={RAM_BACKEND},size={memory},reserve=off"),
+    ]);
+    Ok(out)
+}
+
+/// Programs PCIEXBAR as OVMF does, then reads the three ACPI blobs.
+pub fn read_tables(io: &mut impl GuestIo) -> Result<AcpiTables, QemuError> {
+    io.outl(0xcf8, PCIEXBAR_CONFIG_ADDR)?;
+    io.outl(0xcfc, PCIEXBAR_VALUE)?;
+    io.outl(0xcf8, PCIEXBAR_CONFIG_ADDR)?;
+    let back = io.inl(0xcfc)?;
+    if back != PCIEXBAR_VALUE {
+        return Err(QemuError::Malformed(format!(
+            "PCIEXBAR reads back {back:#010x} after writing {PCIEXBAR_VALUE:#010x}: not a q35 MCH?"
+        )));
+    }
+    let dir = fw_cfg::directory(io)?;
+    Ok(AcpiTables {
+        table_loader: fw_cfg::read_file(io, &dir, "etc/table-loader")?,
+        rsdp: fw_cfg::read_file(io, &dir, "etc/acpi/rsdp")?,
+        tables: fw_cfg::read_file(io, &dir, "etc/acpi/tables")?,
+    })
+}
+
+/// A scratch file removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// Runs `qemu` under qtest with [`qtest_argv`]`(launch)` and returns the
+/// ACPI blobs it would hand the TD.
+pub fn generate(qemu: &Path, launch: &[String]) -> Result<AcpiTables, QemuError> {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static N: AtomicU32 = AtomicU32::new(0);
+    let path = std::env::temp_dir().join(format!(
+        "chrysalis-acpi-{}-{}.img",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    std::fs::write(&path, b"").map_err(|source| QemuError::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let scratch = Scratch(path);
+    let args = qtest_argv(launch, &scratch.0)?;
+    let mut q = Qtest::spawn(qemu, &args, QTEST_TIMEOUT)?;
+    let tables = read_tables(&mut q);
+    q.close();
+    drop(scratch);
+    tables
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: &[&str]) -> Vec<String> {
+        v.iter().map(|x| x.to_string()).collect()
+    }
+
+    fn launch() -> Vec<String> {
+        s(&[
+            "-machine",
+            "q35,kernel-irqchip=split,confidential-guest-support=tdx0,hpet=off",
+            "-accel",
+            "kvm",
+            "-cpu",
+            "host",
+            "-smp",
+            "8",
+            "-m",
+            "65536M",
+            "-object",
+            "tdx-guest,id=tdx0",
+            "-bios",
+            "fw.fd",
+            "-kernel",
+            "k",
+            "-append",
+            "x y",
+            "-drive",
+            "file=img/rootfs.img,if=none,id=rootfs,format=raw,readonly=on",
+            "-device",
+            "virtio-blk-pci,drive=rootfs,disable-legacy=on,iommu_platform=on",
+            "-netdev",
+            "user,id=net0,hostfwd=tcp:127.0.0.1:1-:8443",
+            "-device",
+            "pcie-root-port,id=rp0,bus=pcie.0,chassis=1",
+            "-device",
+            "vfio-pci,host=0000:41:00.0,bus=rp0",
+            "-fw_cfg",
+            "name=opt/org.chrysalis/config,file=c.json",
+            "-global",
+            "q35-pcihost.pci-hole64-size=0x4000000000",
+            "-nodefaults",
+            "-serial",
+            "file:c.log",
+        ])
+    }
+
+    #[test]
+    fn rewrites_only_what_does_not_enter_acpi() {
+        let a = qtest_argv(&launch(), Path::new("/tmp/x.img")).unwrap();
+        assert_eq!(
+            a,
+            s(&[
+                "-machine",
+                "q35,hpet=off,pic=off,smm=off,memory-backend=chrysalis-acpi-ram",
+                "-accel",
+                "qtest",
+                "-cpu",
+                "qemu64",
+                "-smp",
+                "8",
+                "-m",
+                "65536M",
+                "-drive",
+                "file=/tmp/x.img,if=none,id=rootfs,format=raw,readonly=on",
+                "-device",
+                "virtio-blk-pci,drive=rootfs,disable-legacy=on,iommu_platform=on",
+                "-netdev",
+                "user,id=net0",
+                "-device",
+                "pcie-root-port,id=rp0,bus=pcie.0,chassis=1",
+                "-device",
+                "pci-testdev,bus=rp0",
+                "-global",
+                "q35-pcihost.pci-hole64-size=0x4000000000",
+                "-nodefaults",
+                "-serial",
+                "none",
+                "-object",
+                "memory-backend-ram,id=chrysalis-acpi-ram,size=65536M,reserve=off",
+            ])
+        );
+    }
+
+    #[test]
+    fn refuses_what_it_does_not_know() {
+        let mut a = launch();
+        a.extend(s(&["-device", "virtio-rng-pci"]));
+        assert!(qtest_argv(&a, Path::new("x")).is_err());
+        let mut b = launch();
+        b.extend(s(&["-numa", "node"]));
+        assert!(qtest_argv(&b, Path::new("x")).is_err());
+        let snp = s(&["-machine", "q35,confidential-guest-support=sev0", "-accel", "kvm"]);
+        assert!(qtest_argv(&snp, Path::new("x")).is_err());
+        let no_object: Vec<String> = launch()
+            .into_iter()
+            .filter(|x| !x.starts_with("tdx-guest") && x != "-object")
+            .collect();
+        assert!(qtest_argv(&no_object, Path::new("x")).is_err());
+    }
+}
