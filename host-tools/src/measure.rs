@@ -313,6 +313,8 @@ fn tdx_inputs(a: &LaunchArgs, firmware: &Path) -> Result<m::tdx::TdxInputs> {
     inputs.initrd = a.initrd.clone();
     inputs.acpi_tables = a.acpi_tables.clone();
     if a.acpi_tables.is_none() {
+        // A firmware that is no TDVF is named as such before QEMU is needed.
+        m::tdx::Tdvf::load(firmware)?;
         inputs.acpi_generated = Some(generate_acpi(a, memory_bytes)?);
     }
     inputs.config = a.config.clone();

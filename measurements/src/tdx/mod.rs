@@ -40,7 +40,8 @@
 //!
 //! Data flows one way; no module imports one that imports it:
 //!
-//! * leaves: [`digest`] (SHA-384, extension, hex forms), [`event`]
+//! * leaves: [`acpi`] (the table list of QEMU's tables blob), [`digest`]
+//!   (SHA-384, extension, hex forms), [`event`]
 //!   ([`Register`], [`MeasuredEvent`]) and the private file readers;
 //! * [`metadata`] (TDVF section list) ← [`hob`] ← [`kernel`];
 //!   [`tdvf`] (MRTD) uses [`metadata`] and [`hob`];
@@ -53,6 +54,7 @@
 //! JSON. A register is extended as `RTMR := SHA-384(RTMR ‖ digest)` starting
 //! from 48 zero bytes.
 
+pub mod acpi;
 pub mod digest;
 pub mod event;
 pub mod eventlog;
