@@ -888,6 +888,100 @@ mod tests {
     }
 
     #[test]
+    fn tdx_pins_the_64bit_pci_window() {
+        let a = vm(Tee::Tdx).qemu_args();
+        assert!(has(&a, ["-global", "q35-pcihost.pci-hole64-size=0x800000000"]));
+        let mut g = vm(Tee::Tdx);
+        g.gpus = vec!["0000:41:00.0".into(), "0000:42:00.0".into()];
+        let a = g.qemu_args();
+        assert!(has(&a, ["-global", "q35-pcihost.pci-hole64-size=0x8000000000"]));
+        assert!(has(&a, ["-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=524288"]));
+        assert!(!vm(Tee::Snp).qemu_args().iter().any(|x| x.contains("pci-hole64")));
+    }
+
+    #[test]
+    fn the_acpi_generator_takes_every_tdx_argv_launch_makes() {
+        for gpus in 0..3 {
+            for model_volume in [false, true] {
+                let shape = VmShape {
+                    vcpus: 4,
+                    memory_mib: 4096,
+                    gpus,
+                    model_volume,
+                };
+                let argv = tdx_shape_argv(&shape);
+                let q = crate::qemu::acpi::qtest_argv(&argv, Path::new("/tmp/x")).unwrap();
+                let stand_ins = q.iter().filter(|a| a.starts_with("pci-testdev,")).count();
+                assert_eq!(stand_ins, gpus as usize);
+                let disks = q.iter().filter(|a| a.starts_with("virtio-blk-pci,")).count();
+                assert_eq!(disks, if model_volume { 4 } else { 2 });
+            }
+        }
+        // A launch with a runtime configuration and a port forward too.
+        let mut v = vm(Tee::Tdx);
+        v.config = Some("host.json".into());
+        assert!(crate::qemu::acpi::qtest_argv(&v.qemu_args(), Path::new("/tmp/x")).is_ok());
+    }
+
+    fn manifest() -> MeasurementsManifest {
+        let t = "{\"schema\":1,\"tool\":\"t\",\"configurations\":[
+          {\"name\":\"tdx\",\"vm\":{\"vcpus\":8,\"memory_mib\":65536,\"gpus\":1,\"vmm\":\"qemu\",\"vmm_version\":\"11.1.3\",\"model_volume\":true},
+           \"tdx\":{\"mrtd\":\"{h}\",\"rtmr0\":\"{h}\",\"rtmr1\":\"{h}\",\"rtmr2\":\"{h}\",\"rtmr3\":null}},
+          {\"name\":\"snp\",\"vm\":{\"vcpus\":2,\"memory_mib\":2048,\"vmm\":\"qemu\",\"vmm_version\":\"11.1.3\"},
+           \"snp\":{\"measurement\":\"{h}\",\"vcpu_type\":\"EPYC-v4\",\"guest_features\":\"0x1\",
+                    \"host_data\":\"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"}}]}"
+            .replace("{h}", &"ab".repeat(48));
+        MeasurementsManifest::from_json(&t).unwrap()
+    }
+
+    #[test]
+    fn only_published_shapes_launch_unless_unpublished() {
+        let m = manifest();
+        let dir = Path::new("img");
+        let tdx = VmShape {
+            vcpus: 8,
+            memory_mib: 65536,
+            gpus: 1,
+            model_volume: true,
+        };
+        let c = published_configuration(Some(&m), Tee::Tdx, &tdx, false, dir).unwrap();
+        assert_eq!(c.unwrap().name, "tdx");
+        // Without the model volume's disks it is another shape (other ACPI tables).
+        let other = VmShape {
+            model_volume: false,
+            ..tdx
+        };
+        let e = published_configuration(Some(&m), Tee::Tdx, &other, false, dir).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(e.contains("--unpublished") && e.contains("tdx: 8 vCPUs"), "{e}");
+        assert!(published_configuration(Some(&m), Tee::Tdx, &other, true, dir)
+            .unwrap()
+            .is_none());
+        // The TDX shape is not an SNP configuration.
+        assert!(published_configuration(Some(&m), Tee::Snp, &tdx, false, dir).is_err());
+        assert!(published_configuration(None, Tee::Tdx, &tdx, false, dir).is_err());
+    }
+
+    #[test]
+    fn snp_without_config_passes_the_default_configurations_host_data() {
+        let m = manifest();
+        let snp = m.configurations.iter().find(|c| c.name == "snp");
+        // SHA-256 of the canonical default configuration "{}".
+        assert_eq!(
+            default_snp_host_data(snp).unwrap(),
+            "RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o="
+        );
+        assert_eq!(
+            default_snp_host_data(None).unwrap(),
+            "RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o="
+        );
+        let mut other = snp.unwrap().clone();
+        other.snp.as_mut().unwrap().host_data = Some("00".repeat(32));
+        let e = format!("{:#}", default_snp_host_data(Some(&other)).unwrap_err());
+        assert!(e.contains("--config"), "{e}");
+    }
+
+    #[test]
     fn quoting() {
         assert_eq!(shell_quote("a=b,c"), "a=b,c");
         assert_eq!(shell_quote("a b"), "'a b'");
