@@ -29,6 +29,10 @@ mkosi=$(bash image/tools/install-mkosi.sh)
 export CHRYSALIS_MKOSI=$mkosi
 "$mkosi" --version
 qemu-system-x86_64 --version | head -1
+# The pinned QEMU (trixie-backports 11.1.3) the measurements are made with:
+# RTMR0's ACPI tables are generated with it (measure image fails without it).
+CHRYSALIS_QEMU=$(bash ci/qemu-pinned.sh)
+export CHRYSALIS_QEMU
 
 echo "=== build: chrysalis (host tools)"
 cargo build --locked -q -p chrysalis-host-tools

@@ -427,7 +427,7 @@ pub fn kvm_works(qemu: &str, firmware: &Path) -> bool {
 }
 
 fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
-    let memory_mib = crate::measure::parse_memory(&a.memory).map_err(|f| f.error)? >> 20;
+    let memory_mib = crate::memsize::parse_memory(&a.memory).map_err(|f| f.error)? >> 20;
     if a.vcpus == 0 || memory_mib == 0 {
         bail!("--vcpus and --memory must be positive");
     }
@@ -488,9 +488,7 @@ fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
         )?),
     };
     if a.tee != Tee::None && !a.print {
-        let wanted = published
-            .flatten()
-            .and_then(|c| c.vm.vmm_version.clone());
+        let wanted = published.flatten().and_then(|c| c.vm.vmm_version.clone());
         check_qemu_version(&a.qemu, wanted.as_deref(), a.unpublished)?;
     }
     let host_data = match (&a.config, a.tee) {
@@ -890,13 +888,25 @@ mod tests {
     #[test]
     fn tdx_pins_the_64bit_pci_window() {
         let a = vm(Tee::Tdx).qemu_args();
-        assert!(has(&a, ["-global", "q35-pcihost.pci-hole64-size=0x800000000"]));
+        assert!(has(
+            &a,
+            ["-global", "q35-pcihost.pci-hole64-size=0x800000000"]
+        ));
         let mut g = vm(Tee::Tdx);
         g.gpus = vec!["0000:41:00.0".into(), "0000:42:00.0".into()];
         let a = g.qemu_args();
-        assert!(has(&a, ["-global", "q35-pcihost.pci-hole64-size=0x8000000000"]));
-        assert!(has(&a, ["-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=524288"]));
-        assert!(!vm(Tee::Snp).qemu_args().iter().any(|x| x.contains("pci-hole64")));
+        assert!(has(
+            &a,
+            ["-global", "q35-pcihost.pci-hole64-size=0x8000000000"]
+        ));
+        assert!(has(
+            &a,
+            ["-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=524288"]
+        ));
+        assert!(!vm(Tee::Snp)
+            .qemu_args()
+            .iter()
+            .any(|x| x.contains("pci-hole64")));
     }
 
     #[test]
@@ -913,7 +923,10 @@ mod tests {
                 let q = crate::qemu::acpi::qtest_argv(&argv, Path::new("/tmp/x")).unwrap();
                 let stand_ins = q.iter().filter(|a| a.starts_with("pci-testdev,")).count();
                 assert_eq!(stand_ins, gpus as usize);
-                let disks = q.iter().filter(|a| a.starts_with("virtio-blk-pci,")).count();
+                let disks = q
+                    .iter()
+                    .filter(|a| a.starts_with("virtio-blk-pci,"))
+                    .count();
                 assert_eq!(disks, if model_volume { 4 } else { 2 });
             }
         }
@@ -953,10 +966,15 @@ mod tests {
         };
         let e = published_configuration(Some(&m), Tee::Tdx, &other, false, dir).unwrap_err();
         let e = format!("{e:#}");
-        assert!(e.contains("--unpublished") && e.contains("tdx: 8 vCPUs"), "{e}");
-        assert!(published_configuration(Some(&m), Tee::Tdx, &other, true, dir)
-            .unwrap()
-            .is_none());
+        assert!(
+            e.contains("--unpublished") && e.contains("tdx: 8 vCPUs"),
+            "{e}"
+        );
+        assert!(
+            published_configuration(Some(&m), Tee::Tdx, &other, true, dir)
+                .unwrap()
+                .is_none()
+        );
         // The TDX shape is not an SNP configuration.
         assert!(published_configuration(Some(&m), Tee::Snp, &tdx, false, dir).is_err());
         assert!(published_configuration(None, Tee::Tdx, &tdx, false, dir).is_err());

@@ -15,6 +15,7 @@ mod host;
 mod image;
 mod launch;
 mod measure;
+mod memsize;
 mod qemu;
 mod ton;
 

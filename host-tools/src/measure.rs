@@ -13,6 +13,7 @@ use m::manifest::{Configuration, MeasurementsManifest, SnpExpected, TdxExpected,
 
 use crate::exit;
 use crate::failure::{Failure, IoContext};
+use crate::memsize::parse_memory;
 
 /// Results of this module's commands: typed failures until printed.
 type Result<T, E = Failure> = std::result::Result<T, E>;
@@ -317,34 +318,6 @@ pub fn run_policy(args: PolicyArgs) -> i32 {
     r.map(|()| exit::OK).unwrap_or_else(report)
 }
 
-/// Parses `--memory`: MiB by default, or with K/M/G/T suffix (binary units).
-pub(crate) fn parse_memory(s: &str) -> Result<u64> {
-    let s = s.trim();
-    let (num, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
-    let n: u64 = num
-        .parse()
-        .io_context(|| format!("--memory {s:?}: expected e.g. 2048, 2G, 64G"))?;
-    let shift = match unit
-        .trim()
-        .to_ascii_uppercase()
-        .trim_end_matches("IB")
-        .trim_end_matches('B')
-    {
-        "" | "M" => 20,
-        "K" => 10,
-        "G" => 30,
-        "T" => 40,
-        other => {
-            return Err(Failure::io(anyhow!(
-                "--memory {s:?}: unknown unit {other:?} (K, M, G, T)"
-            )))
-        }
-    };
-    n.checked_shl(shift)
-        .filter(|b| b >> shift == n)
-        .io_context(|| format!("--memory {s:?} is too large"))
-}
-
 fn choose_tee(a: &LaunchArgs) -> TeeArg {
     a.tee.unwrap_or(
         if a.vcpu_type.is_some() || a.guest_features.is_some() || a.vmm.is_some() {
@@ -446,7 +419,7 @@ fn generate_tables(
     memory_bytes: u64,
 ) -> Result<(m::tdx::rtmr::AcpiTables, String)> {
     use crate::qemu::{acpi, version};
-    if memory_bytes % (1 << 20) != 0 {
+    if !memory_bytes.is_multiple_of(1 << 20) {
         return Err(Failure::io(anyhow!(
             "--memory {}: `chrysalis launch` takes whole MiB, so RTMR0 is generated only for those",
             a.memory
@@ -824,17 +797,6 @@ pub(crate) fn image(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn memory_units() {
-        assert_eq!(parse_memory("2048").unwrap(), 2048 << 20);
-        assert_eq!(parse_memory("64G").unwrap(), 64 << 30);
-        assert_eq!(parse_memory("512M").unwrap(), 512 << 20);
-        assert_eq!(parse_memory("1GiB").unwrap(), 1 << 30);
-        assert!(parse_memory("lots").is_err());
-        assert!(parse_memory("2P").is_err());
-        assert!(parse_memory("99999999999T").is_err());
-    }
 
     #[test]
     fn vm_specs() {

@@ -14,9 +14,7 @@ fn qemu() -> Option<String> {
             panic!("CHRYSALIS_REQUIRE_QEMU=1 but CHRYSALIS_QEMU is not set (run: bash ci/qemu-pinned.sh)")
         }
         _ => {
-            eprintln!(
-                "skipping: CHRYSALIS_QEMU not set (the pinned QEMU: bash ci/qemu-pinned.sh)"
-            );
+            eprintln!("skipping: CHRYSALIS_QEMU not set (the pinned QEMU: bash ci/qemu-pinned.sh)");
             None
         }
     }
@@ -47,7 +45,8 @@ fn acpi(extra: &[&str]) -> serde_json::Value {
 }
 
 fn digests(v: &serde_json::Value) -> [String; 3] {
-    ["table_loader_sha384", "rsdp_sha384", "tables_sha384"].map(|k| v[k].as_str().unwrap().to_string())
+    ["table_loader_sha384", "rsdp_sha384", "tables_sha384"]
+        .map(|k| v[k].as_str().unwrap().to_string())
 }
 
 #[test]
@@ -63,9 +62,15 @@ fn tables_are_qemus_set_and_deterministic() {
         .map(|t| t["signature"].as_str().unwrap())
         .collect();
     // MCFG present: PCIEXBAR was programmed as the firmware does.
-    assert_eq!(names, ["FACS", "DSDT", "FACP", "APIC", "MCFG", "WAET", "RSDT"]);
+    assert_eq!(
+        names,
+        ["FACS", "DSDT", "FACP", "APIC", "MCFG", "WAET", "RSDT"]
+    );
     assert!(a["source"].as_str().unwrap().contains("11.1.3"), "{a}");
-    assert_eq!(digests(&a), digests(&acpi(&["--vcpus", "2", "--memory", "2G"])));
+    assert_eq!(
+        digests(&a),
+        digests(&acpi(&["--vcpus", "2", "--memory", "2G"]))
+    );
 }
 
 #[test]
@@ -77,10 +82,20 @@ fn malicious_host_memory_vcpus_and_pci_devices_change_the_tables() {
     for (what, shape) in [
         ("other memory size", &["--vcpus", "2", "--memory", "4G"][..]),
         ("other vCPU count", &["--vcpus", "3", "--memory", "2G"]),
-        ("an added PCI device (GPU on a root port)", &["--vcpus", "2", "--memory", "2G", "--gpus", "1"]),
-        ("added PCI devices (model volume disks)", &["--vcpus", "2", "--memory", "2G", "--model-volume"]),
+        (
+            "an added PCI device (GPU on a root port)",
+            &["--vcpus", "2", "--memory", "2G", "--gpus", "1"],
+        ),
+        (
+            "added PCI devices (model volume disks)",
+            &["--vcpus", "2", "--memory", "2G", "--model-volume"],
+        ),
     ] {
-        assert_ne!(digests(&acpi(shape))[2], base, "{what} left etc/acpi/tables unchanged");
+        assert_ne!(
+            digests(&acpi(shape))[2],
+            base,
+            "{what} left etc/acpi/tables unchanged"
+        );
     }
 }
 
@@ -91,11 +106,21 @@ fn blobs_written_are_what_measure_reads() {
     }
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("acpi");
-    let a = acpi(&["--vcpus", "2", "--memory", "2G", "--out", out.to_str().unwrap()]);
+    let a = acpi(&[
+        "--vcpus",
+        "2",
+        "--memory",
+        "2G",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
     for f in ["table-loader", "rsdp", "tables"] {
         assert!(out.join(f).is_file(), "{f}");
     }
-    assert_eq!(std::fs::metadata(out.join("tables")).unwrap().len(), 128 << 10);
+    assert_eq!(
+        std::fs::metadata(out.join("tables")).unwrap().len(),
+        128 << 10
+    );
     assert_eq!(std::fs::metadata(out.join("rsdp")).unwrap().len(), 20);
     let _ = a;
 }
@@ -107,13 +132,22 @@ fn wrong_qemu_version_is_refused_with_the_way_to_get_the_pinned_one() {
     }
     let o = chrysalis(&["measure", "acpi", "--qemu-version", "9.2.0"]);
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));
-    assert!(text(&o).contains("9.2.0") && text(&o).contains("11.1.3"), "{}", text(&o));
+    assert!(
+        text(&o).contains("9.2.0") && text(&o).contains("11.1.3"),
+        "{}",
+        text(&o)
+    );
 }
 
 #[test]
 fn without_a_qemu_rtmr0_is_an_error_naming_how_to_get_it_never_null() {
     let o = Command::new(env!("CARGO_BIN_EXE_chrysalis"))
-        .args(["measure", "acpi", "--qemu", "/nonexistent/qemu-system-x86_64"])
+        .args([
+            "measure",
+            "acpi",
+            "--qemu",
+            "/nonexistent/qemu-system-x86_64",
+        ])
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(1), "{}", text(&o));

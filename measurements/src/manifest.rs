@@ -188,7 +188,12 @@ impl MeasurementsManifest {
                 .flatten()
                 .map(|h| (h, 48))
                 .chain(c.snp.iter().map(|s| (&s.measurement, 48)))
-                .chain(c.snp.iter().filter_map(|s| s.host_data.as_ref()).map(|h| (h, 32)));
+                .chain(
+                    c.snp
+                        .iter()
+                        .filter_map(|s| s.host_data.as_ref())
+                        .map(|h| (h, 32)),
+                );
             let attrs = c
                 .tdx
                 .iter()

@@ -58,13 +58,7 @@ pub const QTEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// Id of the RAM backend added for qtest.
 const RAM_BACKEND: &str = "chrysalis-acpi-ram";
 /// Options carried over unchanged, with their argument.
-const KEEP: &[&str] = &[
-    "-smp",
-    "-global",
-    "-display",
-    "-vga",
-    "-monitor",
-];
+const KEEP: &[&str] = &["-smp", "-global", "-display", "-vga", "-monitor"];
 /// Options without an argument carried over unchanged.
 const KEEP_FLAGS: &[&str] = &["-nodefaults", "-no-reboot"];
 /// Options dropped with their argument (they never enter ACPI).
@@ -104,7 +98,10 @@ pub fn qtest_argv(launch: &[String], scratch_disk: &Path) -> Result<Vec<String>,
                             && !p.starts_with("kernel-irqchip=")
                     })
                     .collect();
-                if kept.iter().any(|p| p.starts_with("pic=") || p.starts_with("smm=")) {
+                if kept
+                    .iter()
+                    .any(|p| p.starts_with("pic=") || p.starts_with("smm="))
+                {
                     return Err(err(format!("-machine {arg:?} sets pic/smm itself")));
                 }
                 kept.extend(["pic=off", "smm=off"]);
@@ -127,10 +124,7 @@ pub fn qtest_argv(launch: &[String], scratch_disk: &Path) -> Result<Vec<String>,
             "-cpu" => out.extend(["-cpu".into(), "qemu64".into()]),
             "-object" if arg.starts_with("tdx-guest,") => saw_tdx_object = true,
             "-drive" => {
-                let rest: Vec<&str> = arg
-                    .split(',')
-                    .filter(|p| !p.starts_with("file="))
-                    .collect();
+                let rest: Vec<&str> = arg.split(',').filter(|p| !p.starts_with("file=")).collect();
                 if rest.len() + 1 != arg.split(',').count() {
                     return Err(err(format!("-drive {arg:?} without exactly one file=")));
                 }
@@ -178,7 +172,9 @@ pub fn qtest_argv(launch: &[String], scratch_disk: &Path) -> Result<Vec<String>,
         }
     }
     let (Some(machine_at), true) = (machine_at, saw_tdx_object) else {
-        return Err(err("not a TDX launch (no q35 machine with a tdx-guest object)".into()));
+        return Err(err(
+            "not a TDX launch (no q35 machine with a tdx-guest object)".into(),
+        ));
     };
     let memory = memory.ok_or_else(|| err("no -m".into()))?;
     out[machine_at].push_str(&format!(",memory-backend={RAM_BACKEND}"));
@@ -333,7 +329,12 @@ mod tests {
         let mut b = launch();
         b.extend(s(&["-numa", "node"]));
         assert!(qtest_argv(&b, Path::new("x")).is_err());
-        let snp = s(&["-machine", "q35,confidential-guest-support=sev0", "-accel", "kvm"]);
+        let snp = s(&[
+            "-machine",
+            "q35,confidential-guest-support=sev0",
+            "-accel",
+            "kvm",
+        ]);
         assert!(qtest_argv(&snp, Path::new("x")).is_err());
         let no_object: Vec<String> = launch()
             .into_iter()

@@ -230,7 +230,10 @@ mod tests {
         let d = directory(&mut fake).unwrap();
         assert_eq!(d.len(), 2);
         assert_eq!(read_file(&mut fake, &d, "etc/acpi/tables").unwrap(), big);
-        assert_eq!(read_file(&mut fake, &d, "etc/acpi/rsdp").unwrap(), [1, 2, 3]);
+        assert_eq!(
+            read_file(&mut fake, &d, "etc/acpi/rsdp").unwrap(),
+            [1, 2, 3]
+        );
         assert!(read_file(&mut fake, &d, "etc/none").is_err());
         // An unknown selector ends with the error bit.
         assert!(read_item(&mut fake, 0x99, 4).is_err());

@@ -113,9 +113,7 @@ impl Qtest {
         if let Err(e) = q.command("endianness") {
             let _ = q.child.kill();
             let _ = q.child.wait();
-            let stderr = erx
-                .recv_timeout(Duration::from_secs(2))
-                .unwrap_or_default();
+            let stderr = erx.recv_timeout(Duration::from_secs(2)).unwrap_or_default();
             return Err(QemuError::Start {
                 qemu: qemu.to_path_buf(),
                 stderr: stderr.trim().to_string(),
@@ -189,13 +187,15 @@ fn parse_value(cmd: &str, text: &str) -> Result<u64, QemuError> {
 
 impl GuestIo for Qtest {
     fn outl(&mut self, port: u16, value: u32) -> Result<(), QemuError> {
-        self.command(&format!("outl {port:#x} {value:#x}")).map(drop)
+        self.command(&format!("outl {port:#x} {value:#x}"))
+            .map(drop)
     }
 
     fn inl(&mut self, port: u16) -> Result<u32, QemuError> {
         let cmd = format!("inl {port:#x}");
         let v = parse_value(&cmd, &self.command(&cmd)?)?;
-        u32::try_from(v).map_err(|_| QemuError::Protocol(format!("{cmd:?}: {v:#x} exceeds 32 bits")))
+        u32::try_from(v)
+            .map_err(|_| QemuError::Protocol(format!("{cmd:?}: {v:#x} exceeds 32 bits")))
     }
 
     fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), QemuError> {

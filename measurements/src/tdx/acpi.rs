@@ -38,7 +38,10 @@ pub fn list_tables(blob: &[u8]) -> Result<Vec<AcpiTableEntry>, String> {
         let rest = &blob[at..];
         if rest.iter().take(4).all(|&b| b == 0) {
             if let Some(p) = rest.iter().position(|&b| b != 0) {
-                return Err(format!("non-zero byte at offset {} after the last table", at + p));
+                return Err(format!(
+                    "non-zero byte at offset {} after the last table",
+                    at + p
+                ));
             }
             break;
         }
@@ -49,8 +52,13 @@ pub fn list_tables(blob: &[u8]) -> Result<Vec<AcpiTableEntry>, String> {
             ));
         };
         let signature = [head[0], head[1], head[2], head[3]];
-        if !signature.iter().all(|b| b.is_ascii_uppercase() || b.is_ascii_digit()) {
-            return Err(format!("offset {at}: {signature:02x?} is not a table signature"));
+        if !signature
+            .iter()
+            .all(|b| b.is_ascii_uppercase() || b.is_ascii_digit())
+        {
+            return Err(format!(
+                "offset {at}: {signature:02x?} is not a table signature"
+            ));
         }
         let length = u32::from_le_bytes([head[4], head[5], head[6], head[7]]) as usize;
         if length < MIN_TABLE || length > blob.len() - at {
@@ -112,7 +120,9 @@ mod tests {
         assert!(list_tables(&short).is_err());
         let mut junk = table(b"DSDT", 40);
         junk.extend([0, 0, 0, 0, 0, 1]);
-        assert!(list_tables(&junk).unwrap_err().contains("after the last table"));
+        assert!(list_tables(&junk)
+            .unwrap_err()
+            .contains("after the last table"));
         assert!(list_tables(&[0x44, 0x53]).is_err());
         assert!(list_tables(b"ds\x00\x01\x28\x00\x00\x00").is_err());
     }

@@ -72,7 +72,7 @@ pub use digest::{extend, parse_hex48, replay_digests, sha384, Digest384};
 pub use event::{replay_events, MeasuredEvent, Register};
 pub use files::{sha256_file, sha384_file};
 pub use measure::{
-    artifact_digests, measure, ArtifactDigest, GeneratedAcpi, MeasurementModel, TdxInputs, TdxMeasurements,
-    VmConfig, Vmm,
+    artifact_digests, measure, ArtifactDigest, GeneratedAcpi, MeasurementModel, TdxInputs,
+    TdxMeasurements, VmConfig, Vmm,
 };
 pub use tdvf::{PageAddOrder, Tdvf};
