@@ -14,9 +14,10 @@
 //! * `-accel kvm` → `-accel qtest`; `-cpu host` → `-cpu qemu64` (the CPU
 //!   model does not enter the tables); `-object tdx-guest` dropped;
 //! * `-bios`, `-kernel`, `-initrd`, `-append`, the runtime configuration's
-//!   `-fw_cfg`, the NIC's port forward and the serial log are dropped or made
-//!   inert: they add fw_cfg files, option ROMs or host-side plumbing, never
-//!   ACPI (checked: identical blobs with and without them);
+//!   `-fw_cfg` and the NIC's port forward are dropped: they add fw_cfg
+//!   files, option ROMs or host-side plumbing, never ACPI (checked:
+//!   identical blobs with and without them); the serial port stays (COM1 is
+//!   in the DSDT) with a null backend instead of the log file;
 //! * guest RAM comes from a `memory-backend-ram` with `reserve=off` (the
 //!   same tables; without it a 64 GiB VM cannot be set up on a smaller
 //!   host that does not overcommit);
@@ -29,12 +30,14 @@
 //! an unknown one is an error, so a change to `launch` cannot silently
 //! escape the measurement.
 //!
-//! Before reading, PCIEXBAR is programmed as OVMF does (base 0xb0000000,
-//! 256 buses, enabled): without it QEMU emits no MCFG and another DSDT. The
-//! tables are then read through fw_cfg DMA, which is also when QEMU builds
-//! them. What firmware does beyond that before it reads the tables — PCI
-//! BAR placement (the DSDT's 64-bit window follows the lowest 64-bit BAR
-//! the firmware assigned) — is not reproduced; see the README.
+//! Before reading, the chipset is programmed as the TDVF does: PCIEXBAR
+//! (base 0xe0000000, 256 buses, enabled; without it QEMU emits no MCFG and
+//! another DSDT) and the ACPI PM base (0x600, ACPI_EN; the GPE0 block in the
+//! DSDT and the FADT's PM blocks follow it). The tables are then read
+//! through fw_cfg DMA, which is also when QEMU builds them. What firmware
+//! does beyond that before it reads the tables — PCI BAR placement (the
+//! DSDT's 64-bit window starts at the lowest 64-bit BAR the firmware
+//! assigned) — is not reproduced; see the README.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -48,8 +51,21 @@ use super::QemuError;
 /// PCI configuration address of the Q35 MCH's PCIEXBAR register (bus 0,
 /// device 0, function 0, offset 0x60).
 const PCIEXBAR_CONFIG_ADDR: u32 = 0x8000_0060;
-/// PCIEXBAR value OVMF programs: base 0xb0000000, length 256 MiB, enabled.
-const PCIEXBAR_VALUE: u32 = 0xb000_0001;
+/// PCIEXBAR value the TDVF Chrysalis builds programs (edk2 2025.02
+/// `PcdPciExpressBaseAddress` on q35): base 0xe0000000, 256 buses,
+/// enabled. Checked by booting that firmware under TCG: MCFG and the DSDT's
+/// 32-bit window follow it. (Debian bookworm's OVMF 2022.11 used
+/// 0xb0000000; the value belongs to the firmware, not to QEMU.)
+const PCIEXBAR_VALUE: u32 = 0xe000_0001;
+/// PCI configuration address of the ICH9 LPC's PMBASE register (bus 0,
+/// device 0x1f, function 0, offset 0x40).
+const PMBASE_CONFIG_ADDR: u32 = 0x8000_f840;
+/// PCI configuration address of the ICH9 LPC's ACPI_CNTL register (0x44).
+const ACPI_CNTL_CONFIG_ADDR: u32 = 0x8000_f844;
+/// The ACPI PM I/O base OVMF programs on q35 (`ICH9_PMBASE_VALUE`).
+const PMBASE_VALUE: u32 = 0x600;
+/// ACPI_CNTL's ACPI_EN bit.
+const ACPI_EN: u32 = 0x80;
 /// The GPU stand-in device (conventional PCI endpoint, not VGA class).
 pub const GPU_STAND_IN: &str = "pci-testdev";
 /// Per-answer deadline of the qtest session.
@@ -161,7 +177,9 @@ pub fn qtest_argv(launch: &[String], scratch_disk: &Path) -> Result<Vec<String>,
             "-fw_cfg" if arg.starts_with("name=opt/ovmf/") => {
                 out.extend(["-fw_cfg".into(), arg.clone()])
             }
-            "-serial" => out.extend(["-serial".into(), "none".into()]),
+            // The serial port is a device in the DSDT (COM1): keep it, on
+            // a null backend.
+            "-serial" => out.extend(["-serial".into(), "null".into()]),
             _ if DROP.contains(&o) => {}
             _ if KEEP.contains(&o) => out.extend([opt.clone(), arg.clone()]),
             _ => {
@@ -185,15 +203,35 @@ pub fn qtest_argv(launch: &[String], scratch_disk: &Path) -> Result<Vec<String>,
     Ok(out)
 }
 
-/// Programs PCIEXBAR as OVMF does, then reads the three ACPI blobs.
+fn config_write(io: &mut impl GuestIo, addr: u32, value: u32) -> Result<(), QemuError> {
+    io.outl(0xcf8, addr)?;
+    io.outl(0xcfc, value)
+}
+
+fn config_read(io: &mut impl GuestIo, addr: u32) -> Result<u32, QemuError> {
+    io.outl(0xcf8, addr)?;
+    io.inl(0xcfc)
+}
+
+/// Programs the chipset as OVMF's platform code does before the tables are
+/// read — PCIEXBAR (MMCONFIG: MCFG and the DSDT's 32-bit window follow it),
+/// PMBASE and ACPI_EN (the FADT's PM blocks and the DSDT's GPE0 resources
+/// follow them) — then reads the three ACPI blobs.
 pub fn read_tables(io: &mut impl GuestIo) -> Result<AcpiTables, QemuError> {
-    io.outl(0xcf8, PCIEXBAR_CONFIG_ADDR)?;
-    io.outl(0xcfc, PCIEXBAR_VALUE)?;
-    io.outl(0xcf8, PCIEXBAR_CONFIG_ADDR)?;
-    let back = io.inl(0xcfc)?;
+    config_write(io, PCIEXBAR_CONFIG_ADDR, PCIEXBAR_VALUE)?;
+    let back = config_read(io, PCIEXBAR_CONFIG_ADDR)?;
     if back != PCIEXBAR_VALUE {
         return Err(QemuError::Malformed(format!(
             "PCIEXBAR reads back {back:#010x} after writing {PCIEXBAR_VALUE:#010x}: not a q35 MCH?"
+        )));
+    }
+    config_write(io, PMBASE_CONFIG_ADDR, PMBASE_VALUE)?;
+    let cntl = config_read(io, ACPI_CNTL_CONFIG_ADDR)?;
+    config_write(io, ACPI_CNTL_CONFIG_ADDR, cntl | ACPI_EN)?;
+    let pmbase = config_read(io, PMBASE_CONFIG_ADDR)? & 0xff80;
+    if pmbase != PMBASE_VALUE || config_read(io, ACPI_CNTL_CONFIG_ADDR)? & ACPI_EN == 0 {
+        return Err(QemuError::Malformed(format!(
+            "ICH9 PMBASE reads back {pmbase:#x} (wanted {PMBASE_VALUE:#x} with ACPI_EN): not an ICH9 LPC?"
         )));
     }
     let dir = fw_cfg::directory(io)?;
@@ -314,7 +352,7 @@ mod tests {
                 "q35-pcihost.pci-hole64-size=0x4000000000",
                 "-nodefaults",
                 "-serial",
-                "none",
+                "null",
                 "-object",
                 "memory-backend-ram,id=chrysalis-acpi-ram,size=65536M,reserve=off",
             ])

@@ -190,7 +190,7 @@ mod tests {
             Ok(())
         }
         fn inl(&mut self, _: u16) -> Result<u32, QemuError> {
-            Ok(0xb000_0001)
+            Ok(0)
         }
         fn write_mem(&mut self, addr: u64, data: &[u8]) -> Result<(), QemuError> {
             for (i, b) in data.iter().enumerate() {
