@@ -55,6 +55,9 @@ done
 (cd "$work/release" && sha256sum -c --quiet SHA256SUMS)
 ls -l "$work/release"
 
+echo "=== RTMR0: generated ACPI tables vs what the release's TDVF installs (TCG boot)"
+bash ci/acpi-firmware-check.sh "$work/release" 2:2G:0 8:64G:1
+
 # Waits until the console log matches $2 (extended regex) or QEMU exits or $3 s pass.
 wait_for() {
     local log=$1 pattern=$2 limit=$3 i=0

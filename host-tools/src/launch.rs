@@ -227,8 +227,11 @@ impl Vm {
             ]);
             push(&["-device", &format!("vfio-pci,host={g},bus=rp{i}")]);
         }
-        if !self.gpus.is_empty() {
-            // Room for the GPUs' 64-bit BARs (H100: 128 GiB class).
+        if !self.gpus.is_empty() || self.tee == Tee::Tdx {
+            // Room for the GPUs' 64-bit BARs (H100: 128 GiB class). On TDX
+            // always: with a fixed aperture size the TDVF places the 64-bit
+            // window right above RAM (naturally aligned), independent of the
+            // host's physical address width — and its start is in the DSDT.
             push(&[
                 "-fw_cfg",
                 &format!(
@@ -920,7 +923,8 @@ mod tests {
                     model_volume,
                 };
                 let argv = tdx_shape_argv(&shape);
-                let q = crate::qemu::acpi::qtest_argv(&argv, Path::new("/tmp/x")).unwrap();
+                let plan = crate::qemu::acpi::qtest_plan(&argv, Path::new("/tmp/x")).unwrap();
+                let q = plan.argv;
                 let stand_ins = q.iter().filter(|a| a.starts_with("pci-testdev,")).count();
                 assert_eq!(stand_ins, gpus as usize);
                 let disks = q
@@ -933,7 +937,7 @@ mod tests {
         // A launch with a runtime configuration and a port forward too.
         let mut v = vm(Tee::Tdx);
         v.config = Some("host.json".into());
-        assert!(crate::qemu::acpi::qtest_argv(&v.qemu_args(), Path::new("/tmp/x")).is_ok());
+        assert!(crate::qemu::acpi::qtest_plan(&v.qemu_args(), Path::new("/tmp/x")).is_ok());
     }
 
     fn manifest() -> MeasurementsManifest {

@@ -376,6 +376,14 @@ fn acpi(a: &LaunchArgs, out: Option<&Path>) -> Result<()> {
         )
     })?;
     let d = tables.digests();
+    let shape = crate::launch::VmShape {
+        vcpus: a.vcpus,
+        memory_mib: memory_bytes >> 20,
+        gpus: a.gpus,
+        model_volume: a.model_volume,
+    };
+    let launch_argv = crate::launch::tdx_shape_argv(&shape);
+    let plan = crate::qemu::acpi::qtest_plan(&launch_argv, Path::new("SCRATCH"))?;
     if a.json {
         println!(
             "{}",
@@ -387,6 +395,9 @@ fn acpi(a: &LaunchArgs, out: Option<&Path>) -> Result<()> {
                     "signature": t.name(), "offset": t.offset, "length": t.length,
                 })).collect::<Vec<_>>(),
                 "source": source,
+                "launch_argv": launch_argv,
+                "qtest_argv": plan.argv,
+                "pci64_base": format!("{:#x}", plan.pci64_base),
             }))?
         );
     } else {

@@ -34,10 +34,13 @@
 //! (base 0xe0000000, 256 buses, enabled; without it QEMU emits no MCFG and
 //! another DSDT) and the ACPI PM base (0x600, ACPI_EN; the GPE0 block in the
 //! DSDT and the FADT's PM blocks follow it). The tables are then read
-//! through fw_cfg DMA, which is also when QEMU builds them. What firmware
-//! does beyond that before it reads the tables — PCI BAR placement (the
-//! DSDT's 64-bit window starts at the lowest 64-bit BAR the firmware
-//! assigned) — is not reproduced; see the README.
+//! through fw_cfg DMA, which is also when QEMU builds them. The DSDT's
+//! 64-bit window starts at the lowest 64-bit BAR the firmware assigned:
+//! one BAR is placed where the TDVF's aperture starts
+//! ([`tdvf_pci64_base`]). With these steps the tables equal, byte for byte
+//! (checksums and loader-patched pointers aside), what the TDVF installed
+//! when booted under TCG with the same argv; see the README for what a TD
+//! could still do differently.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -79,6 +82,89 @@ const KEEP: &[&str] = &["-smp", "-global", "-display", "-vga", "-monitor"];
 const KEEP_FLAGS: &[&str] = &["-nodefaults", "-no-reboot"];
 /// Options dropped with their argument (they never enter ACPI).
 const DROP: &[&str] = &["-bios", "-kernel", "-initrd", "-append"];
+
+/// The qtest argv for a launch, and what the firmware would do that the
+/// tables depend on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QtestPlan {
+    /// QEMU's arguments under qtest.
+    pub argv: Vec<String>,
+    /// Where the TDVF starts its 64-bit PCI aperture, so where its lowest
+    /// 64-bit BAR lands ([`tdvf_pci64_base`]); the DSDT's 64-bit window
+    /// starts there.
+    pub pci64_base: u64,
+}
+
+/// Where the TDVF (edk2 2025.02 `PlatformInitLib`, the firmware Chrysalis
+/// builds) puts the 64-bit PCI aperture when the host fixes its size with
+/// `opt/ovmf/X-PciMmio64Mb` (which `launch` always does on TDX): right
+/// above guest RAM (QEMU's q35 split: RAM below 4 GiB stops at 2 GiB once
+/// there are 2.75 GiB or more, the rest starts at 4 GiB), rounded up to
+/// 1 GiB, then to the aperture size rounded down to a power of two. The
+/// firmware allocates 64-bit BARs bottom-up from there. Checked by booting
+/// the TDVF under TCG (non-TD mode, same code path): 2 GiB + 32 GiB
+/// aperture → 32 GiB, 8 GiB + 8 GiB aperture → 16 GiB.
+pub fn tdvf_pci64_base(memory_bytes: u64, aperture_bytes: u64) -> u64 {
+    const GIB: u64 = 1 << 30;
+    let align = |v: u64, a: u64| v.div_ceil(a) * a;
+    let below_4g = if memory_bytes >= 0xb000_0000 {
+        0x8000_0000
+    } else {
+        0xb000_0000
+    };
+    let first_non_address = (4 * GIB) + memory_bytes.saturating_sub(below_4g);
+    let size = align(aperture_bytes, GIB);
+    let pow2 = if size == 0 {
+        GIB
+    } else {
+        1u64 << (63 - size.leading_zeros())
+    };
+    align(align(first_non_address, GIB), pow2)
+}
+
+/// Parses QEMU's `-m` as `launch` writes it (`NNNNM`) into bytes.
+fn memory_bytes(arg: &str) -> Option<u64> {
+    arg.strip_suffix('M')?
+        .parse::<u64>()
+        .ok()?
+        .checked_mul(1 << 20)
+}
+
+/// Rewrites a TDX launch argv (QEMU's arguments without the binary) into
+/// the qtest argv that yields the same ACPI tables, and what the firmware
+/// would do. `scratch_disk` is an existing file standing in for every disk
+/// image.
+pub fn qtest_plan(launch: &[String], scratch_disk: &Path) -> Result<QtestPlan, QemuError> {
+    let err = |m: String| QemuError::Argv(m);
+    let mut aperture = None;
+    let mut it = launch.iter();
+    while let Some(o) = it.next() {
+        if o == "-fw_cfg" {
+            if let Some(mb) = it
+                .next()
+                .and_then(|a| a.strip_prefix("name=opt/ovmf/X-PciMmio64Mb,string="))
+            {
+                let mb: u64 = mb
+                    .parse()
+                    .map_err(|_| err(format!("X-PciMmio64Mb {mb:?} is not a number")))?;
+                aperture = Some(mb << 20);
+            }
+        }
+    }
+    let aperture = aperture.ok_or_else(|| {
+        err("no opt/ovmf/X-PciMmio64Mb: the firmware's 64-bit window would follow the host's address width".into())
+    })?;
+    let argv = qtest_argv(launch, scratch_disk)?;
+    let memory = argv
+        .windows(2)
+        .find(|w| w[0] == "-m")
+        .and_then(|w| memory_bytes(&w[1]))
+        .ok_or_else(|| err("-m is not NNNNM".into()))?;
+    Ok(QtestPlan {
+        argv,
+        pci64_base: tdvf_pci64_base(memory, aperture),
+    })
+}
 
 /// Rewrites a TDX launch argv (QEMU's arguments without the binary) into
 /// the qtest argv that yields the same ACPI tables. `scratch_disk` is an
@@ -213,11 +299,46 @@ fn config_read(io: &mut impl GuestIo, addr: u32) -> Result<u32, QemuError> {
     io.inl(0xcfc)
 }
 
+/// Places the first 64-bit memory BAR on bus 0 at `base` and enables the
+/// device's memory decoding, as the firmware's bottom-up allocation does
+/// for the lowest 64-bit BAR (QEMU starts the DSDT's 64-bit window at the
+/// lowest 64-bit BAR it finds assigned).
+fn place_lowest_bar64(io: &mut impl GuestIo, base: u64) -> Result<(), QemuError> {
+    for dev in 0..32u32 {
+        let at = 0x8000_0000 | (dev << 11);
+        if config_read(io, at)? & 0xffff == 0xffff {
+            continue;
+        }
+        // Type-0 headers only (bridges have other registers after BAR1).
+        if (config_read(io, at | 0x0c)? >> 16) & 0x7f != 0 {
+            continue;
+        }
+        let mut bar = 0u32;
+        while bar < 6 {
+            let off = 0x10 + 4 * bar;
+            let v = config_read(io, at | off)?;
+            let mem64 = v & 0x1 == 0 && v & 0x6 == 0x4;
+            if mem64 && bar < 5 {
+                config_write(io, at | off, (base as u32 & 0xffff_fff0) | (v & 0xf))?;
+                config_write(io, at | (off + 4), (base >> 32) as u32)?;
+                let cmd = config_read(io, at | 0x04)?;
+                config_write(io, at | 0x04, (cmd & 0xffff) | 0x2)?;
+                return Ok(());
+            }
+            bar += if mem64 { 2 } else { 1 };
+        }
+    }
+    Err(QemuError::Malformed(
+        "no 64-bit memory BAR on PCI bus 0 to place the 64-bit window with".into(),
+    ))
+}
+
 /// Programs the chipset as OVMF's platform code does before the tables are
 /// read — PCIEXBAR (MMCONFIG: MCFG and the DSDT's 32-bit window follow it),
 /// PMBASE and ACPI_EN (the FADT's PM blocks and the DSDT's GPE0 resources
-/// follow them) — then reads the three ACPI blobs.
-pub fn read_tables(io: &mut impl GuestIo) -> Result<AcpiTables, QemuError> {
+/// follow them), the lowest 64-bit BAR at `pci64_base` (the DSDT's 64-bit
+/// window) — then reads the three ACPI blobs.
+pub fn read_tables(io: &mut impl GuestIo, pci64_base: u64) -> Result<AcpiTables, QemuError> {
     config_write(io, PCIEXBAR_CONFIG_ADDR, PCIEXBAR_VALUE)?;
     let back = config_read(io, PCIEXBAR_CONFIG_ADDR)?;
     if back != PCIEXBAR_VALUE {
@@ -234,6 +355,7 @@ pub fn read_tables(io: &mut impl GuestIo) -> Result<AcpiTables, QemuError> {
             "ICH9 PMBASE reads back {pmbase:#x} (wanted {PMBASE_VALUE:#x} with ACPI_EN): not an ICH9 LPC?"
         )));
     }
+    place_lowest_bar64(io, pci64_base)?;
     let dir = fw_cfg::directory(io)?;
     Ok(AcpiTables {
         table_loader: fw_cfg::read_file(io, &dir, "etc/table-loader")?,
@@ -266,9 +388,9 @@ pub fn generate(qemu: &Path, launch: &[String]) -> Result<AcpiTables, QemuError>
         source,
     })?;
     let scratch = Scratch(path);
-    let args = qtest_argv(launch, &scratch.0)?;
-    let mut q = Qtest::spawn(qemu, &args, QTEST_TIMEOUT)?;
-    let tables = read_tables(&mut q);
+    let plan = qtest_plan(launch, &scratch.0)?;
+    let mut q = Qtest::spawn(qemu, &plan.argv, QTEST_TIMEOUT)?;
+    let tables = read_tables(&mut q, plan.pci64_base);
     q.close();
     drop(scratch);
     tables
@@ -357,6 +479,25 @@ mod tests {
                 "memory-backend-ram,id=chrysalis-acpi-ram,size=65536M,reserve=off",
             ])
         );
+    }
+
+    #[test]
+    fn tdvf_aperture_base() {
+        const G: u64 = 1 << 30;
+        // Checked against the TDVF booted under TCG.
+        assert_eq!(tdvf_pci64_base(2 * G, 32 * G), 32 * G);
+        assert_eq!(tdvf_pci64_base(8 * G, 8 * G), 16 * G);
+        // 64 GiB: RAM to 66 GiB; a 256 GiB aperture aligns to 256 GiB.
+        assert_eq!(tdvf_pci64_base(64 * G, 256 * G), 256 * G);
+        // 2.5 GiB stays below 4 GiB; 3 GiB puts 1 GiB above.
+        assert_eq!(tdvf_pci64_base(5 * G / 2, 4 * G), 4 * G);
+        assert_eq!(tdvf_pci64_base(3 * G, G), 5 * G);
+        let mut l = launch();
+        l.extend(s(&["-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=262144"]));
+        let p = qtest_plan(&l, Path::new("/tmp/x.img")).unwrap();
+        assert_eq!(p.pci64_base, 256 * G);
+        // Without a pinned aperture the window would follow the host.
+        assert!(qtest_plan(&launch(), Path::new("/tmp/x.img")).is_err());
     }
 
     #[test]
