@@ -14,11 +14,13 @@
 //!   "cmdline": "…",
 //!   "configurations": [
 //!     { "name": "tdx-8cpu-64g-1gpu",
-//!       "vm": { "vcpus": 8, "memory_mib": 65536, "gpus": 1, "vmm": "qemu", "vmm_version": "9.2.0" },
+//!       "vm": { "vcpus": 8, "memory_mib": 65536, "gpus": 1, "vmm": "qemu", "vmm_version": "11.1.3",
+//!               "model_volume": true },
 //!       "tdx": { "mrtd": "…", "rtmr0": "…" | null, "rtmr1": "…", "rtmr2": "…", "rtmr3": "…", "model": "…" } },
 //!     { "name": "snp-8cpu-epyc-genoa",
 //!       "vm": { … },
-//!       "snp": { "measurement": "…", "vcpu_type": "EPYC-Genoa", "guest_features": "0x1" } }
+//!       "snp": { "measurement": "…", "vcpu_type": "EPYC-Genoa", "guest_features": "0x1",
+//!                "host_data": "…" } }
 //!   ]
 //! }
 //! ```

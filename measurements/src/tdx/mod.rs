@@ -18,7 +18,10 @@
 //!   Secure Boot variables, a separator, QEMU's three ACPI `fw_cfg` blobs and
 //!   the boot variables. The ACPI tables depend on the QEMU version and the
 //!   device layout (vCPUs, memory, GPUs, …); they are an **input**
-//!   ([`rtmr::AcpiTables`]) and RTMR0 is computed only when they are supplied.
+//!   ([`rtmr::AcpiTables`], from a file or [`GeneratedAcpi`]: the `chrysalis`
+//!   command generates them by running the pinned QEMU for the launch argv —
+//!   process spawning stays out of this crate) and RTMR0 is computed only
+//!   when they are supplied; [`acpi`] lists the tables inside the blob.
 //! * **RTMR1** ([`rtmr::rtmr1_events`]): the Authenticode SHA-384 ([`pe`]) of
 //!   the kernel *after* QEMU patched its setup header ([`kernel`]; the patch
 //!   depends on memory size, initrd size and command line), then the EFI boot
