@@ -179,7 +179,8 @@ pub fn measure_boot(
                 return Err(Error::Config(format!(
                     "the guest was launched with HOST_DATA {} but the runtime configuration's \
                      SHA-256 is {}: the host must launch the guest with the configuration it \
-                     hands over (chrysalis launch --config does)",
+                     hands over (chrysalis launch --config FILE does; without --config it \
+                     passes the default configuration's)",
                     hex::encode(report.host_data),
                     hex::encode(want)
                 )));

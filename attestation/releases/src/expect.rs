@@ -108,7 +108,13 @@ impl ConfigurationRef<'_> {
         Some(Ok(SnpMeasurementSet {
             name: Some(self.label()),
             measurement: Some(s.measurement.clone()),
-            host_data: Some(hex::encode(Sha256::digest(DEFAULT_HOST_CONFIGURATION))),
+            // The manifest's pin when it has one, else the default host
+            // configuration's digest (what the image requires without one).
+            host_data: Some(
+                s.host_data
+                    .clone()
+                    .unwrap_or_else(|| hex::encode(Sha256::digest(DEFAULT_HOST_CONFIGURATION))),
+            ),
             ..Default::default()
         }))
     }

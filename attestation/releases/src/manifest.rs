@@ -14,11 +14,13 @@
 //!   "cmdline": "…",
 //!   "configurations": [
 //!     { "name": "tdx-8cpu-64g-1gpu",
-//!       "vm": { "vcpus": 8, "memory_mib": 65536, "gpus": 1, "vmm": "qemu", "vmm_version": "9.2.0" },
+//!       "vm": { "vcpus": 8, "memory_mib": 65536, "gpus": 1, "vmm": "qemu", "vmm_version": "11.1.3",
+//!               "model_volume": true },
 //!       "tdx": { "mrtd": "…", "rtmr0": "…" | null, "rtmr1": "…", "rtmr2": "…", "rtmr3": "…", "model": "…" } },
 //!     { "name": "snp-8cpu-epyc-genoa",
 //!       "vm": { … },
-//!       "snp": { "measurement": "…", "vcpu_type": "EPYC-Genoa", "guest_features": "0x1" } }
+//!       "snp": { "measurement": "…", "vcpu_type": "EPYC-Genoa", "guest_features": "0x1",
+//!                "host_data": "…" } }
 //!   ]
 //! }
 //! ```
@@ -72,9 +74,14 @@ pub struct VmConfig {
     pub gpus: u32,
     /// VMM name (`qemu`, `ec2`).
     pub vmm: String,
-    /// VMM version, when it matters for the values.
+    /// VMM version, when it matters for the values. `chrysalis launch`
+    /// refuses a QEMU of another version for this configuration.
     #[serde(default)]
     pub vmm_version: Option<String>,
+    /// Whether the VM has the model volume's two disks attached (they are
+    /// PCI devices, so they enter the ACPI tables and RTMR0). Absent: no.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub model_volume: bool,
 }
 
 /// Expected TDX registers (lowercase hex, 48 bytes each).
@@ -113,6 +120,12 @@ pub struct SnpExpected {
     pub vcpu_type: String,
     /// Guest features (hex, `0x…`).
     pub guest_features: String,
+    /// `HOST_DATA` the guest must be launched with (lowercase hex, 32
+    /// bytes): SHA-256 of the canonical runtime configuration; for a
+    /// published configuration, the default configuration `{}`. Absent from
+    /// files that do not pin it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub host_data: Option<String>,
 }
 
 /// One VM configuration and its expected values.
@@ -176,7 +189,13 @@ impl MeasurementsManifest {
                 })
                 .flatten()
                 .map(|h| (h, 48))
-                .chain(c.snp.iter().map(|s| (&s.measurement, 48)));
+                .chain(c.snp.iter().map(|s| (&s.measurement, 48)))
+                .chain(
+                    c.snp
+                        .iter()
+                        .filter_map(|s| s.host_data.as_ref())
+                        .map(|h| (h, 32)),
+                );
             let attrs = c
                 .tdx
                 .iter()
@@ -245,6 +264,9 @@ impl MeasurementsManifest {
                     "\n[[snp.measurements]]\nname = {:?}\nmeasurement = {:?}\n",
                     c.name, s.measurement
                 ));
+                if let Some(h) = &s.host_data {
+                    out.push_str(&format!("host_data = {h:?}\n"));
+                }
             }
         }
         out
