@@ -201,13 +201,20 @@ pub struct PolicyArgs {
 #[derive(Subcommand)]
 enum PolicyCommand {
     /// Turn a measurements.json into a policy file that accepts exactly those
-    /// measurements (one accepted set per VM configuration).
+    /// configurations, every register pinned — the same sets a default
+    /// client derives from a published release. A register the file does
+    /// not predict (null) is refused unless named with --unpinned.
     FromMeasurements {
         /// measurements.json
         file: PathBuf,
         /// Write here instead of stdout.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Leave this register unchecked (mrtd, rtmr0..rtmr3, measurement,
+        /// host_data); repeatable or comma-separated. Loud: the file and
+        /// stderr say ANY value of it is accepted.
+        #[arg(long, value_name = "REGISTER", value_delimiter = ',')]
+        unpinned: Vec<String>,
     },
 }
 
@@ -293,7 +300,11 @@ pub fn run(args: MeasureArgs) -> i32 {
 
 pub fn run_policy(args: PolicyArgs) -> i32 {
     let r = (|| -> Result<()> {
-        let PolicyCommand::FromMeasurements { file, out } = args.command;
+        let PolicyCommand::FromMeasurements {
+            file,
+            out,
+            unpinned,
+        } = args.command;
         let text = std::fs::read_to_string(&file).io_context(|| file.display().to_string())?;
         let manifest = MeasurementsManifest::from_json(&text).map_err(|e| {
             Failure::new(
@@ -301,7 +312,24 @@ pub fn run_policy(args: PolicyArgs) -> i32 {
                 anyhow!("{}: {e}", file.display()),
             )
         })?;
-        let toml = manifest.to_policy_toml();
+        let name = manifest
+            .image
+            .clone()
+            .unwrap_or_else(|| file.display().to_string());
+        let release = chrysalis_releases::Release::parse(&name, &text)?;
+        let unpinned: Vec<&str> = unpinned.iter().map(String::as_str).collect();
+        let toml = release.policy_toml(&unpinned).map_err(|e| {
+            Failure::new(
+                att::ErrorCategory::Malformed,
+                anyhow!("{}: {e}", file.display()),
+            )
+        })?;
+        if !unpinned.is_empty() {
+            eprintln!(
+                "!!! UNPINNED: {} — the policy accepts ANY value of these registers",
+                unpinned.join(", ")
+            );
+        }
         // Never write a policy the verifier would not read back.
         chrysalis_attestation::Policy::from_toml(&toml).map_err(|e| {
             Failure::new(
