@@ -136,6 +136,12 @@ enum MeasureCommand {
         /// Compare the replayed registers with this quote's RTMRs.
         #[arg(long)]
         quote: Option<PathBuf>,
+        /// Also replay the node's RTMR3 runtime event log (the
+        /// `runtime_events` of its `GET /attestation` answer, or that
+        /// answer whole): each event against the image's prediction for
+        /// the default host configuration, RTMR3 against the quote's.
+        #[arg(long, value_name = "FILE")]
+        runtime_log: Option<PathBuf>,
         #[command(flatten)]
         launch: LaunchArgs,
     },
@@ -277,8 +283,12 @@ pub fn run(args: MeasureArgs) -> i32 {
         Some(MeasureCommand::Replay {
             eventlog,
             quote,
+            runtime_log,
             launch,
-        }) => replay(&eventlog, quote.as_deref(), &launch),
+        }) => replay(&eventlog, quote.as_deref(), &launch).and_then(|()| match &runtime_log {
+            Some(f) => replay_runtime_log(f, quote.as_deref(), launch.json),
+            None => Ok(()),
+        }),
         Some(MeasureCommand::Verity {
             file,
             salt,
@@ -571,6 +581,110 @@ fn launch(a: &LaunchArgs) -> Result<()> {
 
 fn tool() -> String {
     format!("chrysalis {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// `measure replay --runtime-log FILE`: the node's RTMR3 events, each
+/// digest recomputed, against the image's boot events for the default host
+/// configuration (config, [gpu], boot-done), and RTMR3 against the quote.
+fn replay_runtime_log(file: &Path, quote: Option<&Path>, json_out: bool) -> Result<()> {
+    use chrysalis_attestation::runtime_events as rt;
+    let text = std::fs::read_to_string(file).io_context(|| file.display().to_string())?;
+    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            att::ErrorCategory::Malformed,
+            anyhow!("{}: not JSON: {e}", file.display()),
+        )
+    })?;
+    let events = value.get("runtime_events").cloned().unwrap_or(value);
+    let log: Vec<rt::LoggedEvent> = serde_json::from_value(events).map_err(|e| {
+        Failure::new(
+            att::ErrorCategory::Malformed,
+            anyhow!("{}: not an RTMR3 runtime event log: {e}", file.display()),
+        )
+    })?;
+    let shape = rt::check_log_shape(&log).err();
+    let predicted = rt::rtmr3_events(chrysalis_releases::DEFAULT_HOST_CONFIGURATION);
+    // The first event that is not the prediction (a gpu event is expected
+    // only on a gpu node, so it is skipped in the comparison).
+    let first_departure = log
+        .iter()
+        .filter(|e| e.name != rt::RTMR3_GPU_EVENT)
+        .zip(predicted.iter())
+        .position(|(got, want)| got.name != want.name || got.payload != want.payload)
+        .or_else(|| {
+            let n = log.iter().filter(|e| e.name != rt::RTMR3_GPU_EVENT).count();
+            (n != predicted.len()).then_some(n.min(predicted.len()))
+        });
+    let replayed = rt::replay_log(&log);
+    let quoted = match quote {
+        Some(q) => {
+            let d = chrysalis_attestation::verifier::read_evidence(q)?;
+            let chrysalis_attestation::Evidence::Tdx(tq) = &d.evidence else {
+                return Err(Failure::io(anyhow!("{}: not a TDX quote", q.display())));
+            };
+            Some(tq.td_report().rtmr[3])
+        }
+        None => None,
+    };
+    let ok = shape.is_none() && quoted.is_none_or(|q| q == replayed);
+    if json_out {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&json!({
+                "runtime_events": log,
+                "rtmr3": hex::encode(replayed),
+                "quote_rtmr3_match": quoted.map(|q| q == replayed),
+                "shape_error": shape,
+                "first_departure_from_default": first_departure,
+            }))?
+        );
+    } else {
+        for (i, e) in log.iter().enumerate() {
+            println!(
+                "  {i}: {:<10} payload {} digest {}",
+                e.name,
+                if e.payload.is_empty() {
+                    "(empty)".to_string()
+                } else {
+                    hex::encode(&e.payload)
+                },
+                hex::encode(rt::chrysalis_event_digest(&e.name, &e.payload))
+            );
+        }
+        println!("RTMR3 replayed: {}", hex::encode(replayed));
+        if let Some(q) = quoted {
+            println!(
+                "RTMR3 quoted:   {} ({})",
+                hex::encode(q),
+                if q == replayed {
+                    "matches"
+                } else {
+                    "DIFFERS: the log is not what was extended"
+                }
+            );
+        }
+        if let Some(why) = &shape {
+            println!("shape: {why}");
+        }
+        match first_departure {
+            None => println!("matches the image's events for the default host configuration"),
+            Some(i) => println!(
+                "first departure from the default host configuration's events: event {i} (want {})",
+                predicted
+                    .get(i)
+                    .map(|e| e.description.clone())
+                    .unwrap_or_else(|| "no more events".into())
+            ),
+        }
+    }
+    if ok {
+        Ok(())
+    } else {
+        Err(Failure::new(
+            att::ErrorCategory::Verification,
+            anyhow!("the runtime event log does not replay to the quote's RTMR3 or is malformed"),
+        ))
+    }
 }
 
 fn replay(eventlog: &Path, quote: Option<&Path>, launch: &LaunchArgs) -> Result<()> {

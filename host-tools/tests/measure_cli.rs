@@ -178,6 +178,47 @@ fn replay_matches_the_quote_registers() {
 }
 
 #[test]
+fn replay_judges_a_served_runtime_log() {
+    let Some(v) = vectors() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let events = chrysalis_attestation::runtime_events::rtmr3_events(b"{}");
+    let log: Vec<chrysalis_attestation::runtime_events::LoggedEvent> =
+        events.iter().map(Into::into).collect();
+    let file = dir.path().join("attestation.json");
+    // The whole /attestation answer or the bare list: both read.
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({"runtime_events": log})).unwrap(),
+    )
+    .unwrap();
+    let ccel = v.join("tdx/gotdx_ccel_data.dat");
+    let o = chrysalis(&["measure", "replay", p(&ccel), "--runtime-log", p(&file)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("matches the image's events for the default host configuration"),
+        "{}",
+        text(&o)
+    );
+    // Another configuration, then a second boot-done: named, non-zero.
+    let mut other = chrysalis_attestation::runtime_events::rtmr3_events(b"{\"a\":1}")
+        .iter()
+        .map(chrysalis_attestation::runtime_events::LoggedEvent::from)
+        .collect::<Vec<_>>();
+    std::fs::write(&file, serde_json::to_vec(&other).unwrap()).unwrap();
+    let o = chrysalis(&["measure", "replay", p(&ccel), "--runtime-log", p(&file)]);
+    assert!(text(&o).contains("first departure"), "{}", text(&o));
+    other.push(other[1].clone());
+    std::fs::write(&file, serde_json::to_vec(&other).unwrap()).unwrap();
+    let o = chrysalis(&["measure", "replay", p(&ccel), "--runtime-log", p(&file)]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("out of order or repeated"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn policy_from_measurements_accepts_exactly_the_published_values() {
     let dir = tempfile::tempdir().unwrap();
     // Simulated evidence has fixed, recognisable registers; publish them.
