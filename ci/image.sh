@@ -29,6 +29,10 @@ mkosi=$(bash image/tools/install-mkosi.sh)
 export CHRYSALIS_MKOSI=$mkosi
 "$mkosi" --version
 qemu-system-x86_64 --version | head -1
+# The pinned QEMU (trixie-backports 11.1.3) the measurements are made with:
+# RTMR0's ACPI tables are generated with it (measure image fails without it).
+CHRYSALIS_QEMU=$(bash ci/qemu-pinned.sh)
+export CHRYSALIS_QEMU
 
 echo "=== build: chrysalis (host tools)"
 cargo build --locked -q -p chrysalis-host-tools
@@ -50,6 +54,9 @@ for f in SHA256SUMS measurements.json vmlinuz initrd cmdline rootfs.img rootfs.v
 done
 (cd "$work/release" && sha256sum -c --quiet SHA256SUMS)
 ls -l "$work/release"
+
+echo "=== RTMR0: generated ACPI tables vs what the release's TDVF installs (TCG boot)"
+bash ci/acpi-firmware-check.sh "$work/release" 2:2G:0 8:64G:1
 
 # Waits until the console log matches $2 (extended regex) or QEMU exits or $3 s pass.
 wait_for() {

@@ -11,7 +11,7 @@
 # missing skips, and the run ends with a summary naming every skipped suite
 # and the command that enables it — never a silent skip.
 #
-# A CHRYSALIS_REQUIRE_* variable set beforehand (CI sets all four) makes a
+# A CHRYSALIS_REQUIRE_* variable set beforehand (CI sets all of them) makes a
 # failed install an error instead of a skip.
 #
 # Tests that need ../shared/vectors skip with a message when it is absent.
@@ -58,6 +58,13 @@ have_model_tools() {
 have_pyclient() { [ -x "${PYVENV:-$TARGET_DIR/pyvenv}/bin/python" ]; }
 have_engine() { [ -s "${CHRYSALIS_ENGINE_VENV:-target/enginevenv}/tiny.gguf" ]; }
 have_ton() { [ -d host-tools/ton/contract/node_modules/@ton/sandbox ]; }
+# The pinned QEMU (RTMR0's ACPI tables): ci/qemu-pinned.sh caches it here and
+# the tests find it through CHRYSALIS_QEMU.
+PINNED_QEMU="${CHRYSALIS_QEMU_DIR:-$TARGET_DIR/qemu-pinned}/bin/qemu-system-x86_64"
+have_pinned_qemu() {
+    [ -x "$PINNED_QEMU" ] && "$PINNED_QEMU" --version 2>/dev/null | grep -q '^QEMU emulator version 11\.1\.3 ' &&
+        export CHRYSALIS_QEMU="$PINNED_QEMU"
+}
 
 suite "reference measurement tools (sev-snp-measure, veritysetup, mkfs.erofs)" \
     CHRYSALIS_REQUIRE_MODEL_TOOLS ci/measure-tools.sh have_model_tools
@@ -67,6 +74,8 @@ suite "real CPU engine (llama.cpp server, agent end to end)" \
     CHRYSALIS_REQUIRE_ENGINE ci/engine.sh have_engine
 suite "TON registry on @ton/sandbox" \
     CHRYSALIS_REQUIRE_TON ci/ton.sh have_ton
+suite "pinned QEMU 11.1.3 (TDX RTMR0: ACPI tables under qtest)" \
+    CHRYSALIS_REQUIRE_QEMU ci/qemu-pinned.sh have_pinned_qemu
 
 cargo test --workspace --all-targets --locked "${cargo_args[@]}"
 # Doc tests (not part of --all-targets).

@@ -122,6 +122,12 @@ pub struct Cli {
     /// it, SEV-SNP requires HOST_DATA = its SHA-256.
     #[arg(long, value_name = "FILE")]
     pub runtime_config: Option<PathBuf>,
+    /// TDX: record the RTMR3 events extended at boot here (a guest tmpfs
+    /// kept across agent restarts; the image uses
+    /// /run/chrysalis-agent/rtmr3-events.json). A restarted agent then
+    /// serves the recorded log and never extends again.
+    #[arg(long, value_name = "FILE")]
+    pub rtmr3_log: Option<PathBuf>,
     /// Attest the GPUs at boot from this source: `nvml` (the NVIDIA
     /// driver) or `recorded` (with --gpu-bundle, or --gpu-report and
     /// --gpu-cert-chain). Not ready, and no request forwarded, unless the
@@ -260,6 +266,9 @@ impl Cli {
         }
         if let Some(w) = self.workers {
             cfg.workers = w;
+        }
+        if let Some(p) = self.rtmr3_log {
+            cfg.rtmr3_log = Some(p);
         }
         if let Some(p) = self.runtime_config {
             cfg.runtime_config = Some(p);

@@ -56,8 +56,11 @@ pub struct GpuSettings {
 /// The verified GPU evidence the agent serves.
 #[derive(Debug, Clone)]
 pub struct GpuAttested {
-    /// SHA-384 of `bundle` (RA-TLS claim `gpuEvidenceDigest`, RTMR3 event).
+    /// SHA-384 of `bundle` (RA-TLS claim `gpuEvidenceDigest`).
     pub digest: [u8; 48],
+    /// SHA-384 of the stable verified GPU state (no nonce): the `gpu`
+    /// RTMR3 event's payload, the same on every boot of this machine.
+    pub state_digest: [u8; 48],
     /// The evidence bundle JSON (served at `GET /attestation`), checked to
     /// be UTF-8 once here rather than on every request.
     pub bundle: String,
@@ -137,6 +140,7 @@ impl GpuSettings {
                     );
                     Ok(GpuAttested {
                         digest: *verified.bundle_digest(),
+                        state_digest: verified.stable_state_digest(),
                         bundle,
                         summary,
                     })

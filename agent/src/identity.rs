@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use chrysalis_attestation::provider::EvidenceProvider;
+use chrysalis_attestation::runtime_events::LoggedEvent;
 use chrysalis_attestation::verifier::Collateral;
 use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -180,6 +181,7 @@ pub struct RaTlsManager {
     provider: Arc<dyn EvidenceProvider>,
     options: IdentityOptions,
     gpu: Option<std::result::Result<Arc<GpuAttested>, String>>,
+    runtime_events: Option<Arc<Vec<LoggedEvent>>>,
 }
 
 impl std::fmt::Debug for RaTlsManager {
@@ -194,6 +196,7 @@ struct RaTlsAttestation {
     provider: Arc<dyn EvidenceProvider>,
     identity: Arc<RaTlsIdentity>,
     gpu: Option<Arc<GpuAttested>>,
+    runtime_events: Option<Arc<Vec<LoggedEvent>>>,
 }
 
 impl AttestationSource for RaTlsAttestation {
@@ -206,6 +209,9 @@ impl AttestationSource for RaTlsAttestation {
         if let Some(gpu) = &self.gpu {
             fresh.gpu_evidence = Some(gpu.bundle.clone());
         }
+        // The RTMR3 events extended at boot, for the client to replay
+        // against this evidence's RTMR3.
+        fresh.runtime_events = self.runtime_events.as_ref().map(|l| l.as_ref().clone());
         fresh.to_json().map_err(|e| e.to_string())
     }
 }
@@ -227,7 +233,15 @@ impl RaTlsManager {
             provider,
             options,
             gpu: None,
+            runtime_events: None,
         }
+    }
+
+    /// Serve this RTMR3 event log with fresh evidence (TDX; what
+    /// [`crate::runtime_config::measure_boot`] extended or recovered).
+    pub fn with_runtime_events(mut self, log: Vec<LoggedEvent>) -> Self {
+        self.runtime_events = (!log.is_empty()).then(|| Arc::new(log));
+        self
     }
 
     /// With the outcome of the boot-time GPU check: when it passed, every
@@ -274,6 +288,7 @@ impl RaTlsManager {
                 provider: self.provider.clone(),
                 identity: Arc::new(id),
                 gpu: self.gpu.as_ref().and_then(|g| g.as_ref().ok().cloned()),
+                runtime_events: self.runtime_events.clone(),
             })),
             not_after: Some(not_after),
             description,

@@ -128,21 +128,28 @@ async fn run(
         ),
         None => None,
     };
-    let gpu_digest = match &gpu {
+    let gpu_state = match &gpu {
         Some(Ok(g)) => {
             tracing::info!("GPU attestation passed: {}", g.summary);
-            Some(g.digest)
+            Some(g.state_digest)
         }
         _ => None,
     };
     let p = provider.clone();
-    let done = tokio::task::spawn_blocking(move || {
-        runtime_config::measure_boot(p.as_ref(), runtime_config.as_ref(), gpu_digest.as_ref())
+    let log_path = config.rtmr3_log.clone();
+    let (done, runtime_events) = tokio::task::spawn_blocking(move || {
+        runtime_config::measure_boot(
+            p.as_ref(),
+            runtime_config.as_ref(),
+            gpu_state.as_ref(),
+            log_path.as_deref(),
+        )
     })
     .await
     .context("measuring the runtime configuration")??;
     tracing::info!("{done}");
-    let mut manager = RaTlsManager::new(provider, collateral, &config.tls);
+    let mut manager =
+        RaTlsManager::new(provider, collateral, &config.tls).with_runtime_events(runtime_events);
     if let Some(outcome) = gpu {
         manager = manager.with_gpu(outcome);
     }

@@ -365,7 +365,7 @@ fn print_failure(f: &Failure, cfg: Option<&NodeConfig>, json_out: bool) {
                     "tee": match n.identity { Identity::Tdx(_) => "TDX", Identity::Snp(_) => "SNP" },
                     "tcb_status": n.tcb_status.to_string(),
                     "simulated": n.simulated,
-                    "identity": n.identity,
+                    "registers": chrysalis_client::node::registers_json(&n.identity),
                 })),
                 "accepted_images": cfg.map(|c| c.pin().describe()),
                 "closest": closest.as_ref().map(|(l, rows)| json!({"configuration": l, "registers": rows})),

@@ -93,7 +93,7 @@ pub struct BuildOptions {
     #[arg(long = "vm", value_name = "SPEC", default_values_t = ["8:64G:1".to_string(), "2:2G:0".to_string()])]
     vms: Vec<String>,
     /// QEMU version the TDX values assume.
-    #[arg(long, default_value = "9.2.0")]
+    #[arg(long, default_value = crate::qemu::version::PINNED_QEMU_VERSION)]
     qemu_version: String,
     /// SNP vCPU type the SNP values assume.
     #[arg(long, default_value = "EPYC-v4")]

@@ -97,6 +97,11 @@ pub struct LaunchArgs {
     /// SNP vCPU model [default: the one measurements.json names, else EPYC-v4].
     #[arg(long)]
     vcpu_type: Option<String>,
+    /// Launch a VM shape (vCPUs, memory, GPUs, model volume) or a QEMU
+    /// version that measurements.json does not publish. Clients that check
+    /// the published measurements will REJECT this VM.
+    #[arg(long)]
+    unpublished: bool,
     /// The release directory (from `chrysalis image build`).
     image_dir: PathBuf,
 }
@@ -222,9 +227,29 @@ impl Vm {
             ]);
             push(&["-device", &format!("vfio-pci,host={g},bus=rp{i}")]);
         }
-        if !self.gpus.is_empty() {
-            // Room for the GPUs' 64-bit BARs (H100: 128 GiB class).
-            push(&["-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=262144"]);
+        if !self.gpus.is_empty() || self.tee == Tee::Tdx {
+            // Room for the GPUs' 64-bit BARs (H100: 128 GiB class). On TDX
+            // always: with a fixed aperture size the TDVF places the 64-bit
+            // window right above RAM (naturally aligned), independent of the
+            // host's physical address width — and its start is in the DSDT.
+            push(&[
+                "-fw_cfg",
+                &format!(
+                    "name=opt/ovmf/X-PciMmio64Mb,string={}",
+                    pci_hole64_bytes(self.gpus.len()) >> 20
+                ),
+            ]);
+        }
+        if self.tee == Tee::Tdx {
+            // The 64-bit PCI window is in the DSDT (RTMR0): pinned, never
+            // left to QEMU's default.
+            push(&[
+                "-global",
+                &format!(
+                    "q35-pcihost.pci-hole64-size={:#x}",
+                    pci_hole64_bytes(self.gpus.len())
+                ),
+            ]);
         }
         if let Some(c) = &self.config {
             push(&[
@@ -244,6 +269,87 @@ impl Vm {
         push(&["-monitor", "none"]);
         a
     }
+}
+
+/// Size of the 64-bit PCI window (bytes) pinned for `gpus` GPUs: QEMU's
+/// q35 default (32 GiB) without GPUs, 256 GiB per GPU with them (an H100's
+/// BAR1 is 128 GiB and naturally aligned).
+pub fn pci_hole64_bytes(gpus: usize) -> u64 {
+    if gpus == 0 {
+        32 << 30
+    } else {
+        (gpus as u64) * (256 << 30)
+    }
+}
+
+/// What a published configuration fixes about the VM: everything that
+/// reaches the measurements through QEMU's device model and memory map.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VmShape {
+    /// vCPUs.
+    pub vcpus: u32,
+    /// Memory in MiB.
+    pub memory_mib: u64,
+    /// Passed-through GPUs (each on its own PCIe root port).
+    pub gpus: u32,
+    /// Whether the model volume's two disks are attached.
+    pub model_volume: bool,
+}
+
+impl VmShape {
+    /// The shape a manifest configuration publishes.
+    pub fn of(vm: &chrysalis_measurements::manifest::VmConfig) -> VmShape {
+        VmShape {
+            vcpus: vm.vcpus,
+            memory_mib: vm.memory_mib,
+            gpus: vm.gpus,
+            model_volume: vm.model_volume,
+        }
+    }
+}
+
+impl std::fmt::Display for VmShape {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} vCPUs, {} MiB, {} GPUs, {}",
+            self.vcpus,
+            self.memory_mib,
+            self.gpus,
+            if self.model_volume {
+                "model volume"
+            } else {
+                "no model volume"
+            }
+        )
+    }
+}
+
+/// QEMU's arguments for a TDX launch of `shape` — the same function
+/// `launch` runs ([`Vm::qemu_args`]), with placeholder paths and GPU
+/// addresses, no runtime configuration and no port forward (neither enters
+/// the ACPI tables). `chrysalis measure` generates RTMR0's ACPI tables from
+/// exactly this.
+pub fn tdx_shape_argv(shape: &VmShape) -> Vec<String> {
+    Vm {
+        tee: Tee::Tdx,
+        kvm: true,
+        vcpus: shape.vcpus,
+        memory_mib: shape.memory_mib,
+        gpus: (0..shape.gpus)
+            .map(|i| format!("0000:{:02x}:00.0", (i + 1) % 256))
+            .collect(),
+        forward: None,
+        config: None,
+        model: shape.model_volume.then(|| PathBuf::from("model")),
+        console_log: "console.log".into(),
+        firmware: "firmware-tdx.fd".into(),
+        image_dir: "image".into(),
+        cmdline: String::new(),
+        vcpu_type: String::new(),
+        host_data: None,
+    }
+    .qemu_args()
 }
 
 /// Shell-quotes one argument for printing.
@@ -324,7 +430,7 @@ pub fn kvm_works(qemu: &str, firmware: &Path) -> bool {
 }
 
 fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
-    let memory_mib = crate::measure::parse_memory(&a.memory).map_err(|f| f.error)? >> 20;
+    let memory_mib = crate::memsize::parse_memory(&a.memory).map_err(|f| f.error)? >> 20;
     if a.vcpus == 0 || memory_mib == 0 {
         bail!("--vcpus and --memory must be positive");
     }
@@ -368,31 +474,29 @@ fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
             .map(|s| s.vcpu_type.clone())
             .unwrap_or_else(|| "EPYC-v4".into())
     });
-    if a.tee != Tee::None {
-        let wanted = (a.vcpus, memory_mib, a.gpus.len() as u32);
-        let key = if a.tee == Tee::Tdx { "tdx" } else { "snp" };
-        let matched = manifest.as_ref().map(|m| {
-            m.configurations.iter().any(|c| {
-                (c.vm.vcpus, c.vm.memory_mib, c.vm.gpus) == wanted
-                    && (if a.tee == Tee::Tdx {
-                        c.tdx.is_some()
-                    } else {
-                        c.snp.is_some()
-                    })
-            })
-        });
-        match matched {
-            Some(true) => {}
-            Some(false) => eprintln!(
-                "WARNING: measurements.json has no {key} configuration with {} vCPUs, {} MiB, {} GPUs: this VM's measurements will not match the published ones (rebuild with --vm {}:{}M:{})",
-                wanted.0, wanted.1, wanted.2, wanted.0, wanted.1, wanted.2
-            ),
-            None if a.print => {}
-            None => eprintln!("WARNING: no readable measurements.json in {}: nothing to check this VM's configuration against", image_dir.display()),
-        }
+    let shape = VmShape {
+        vcpus: a.vcpus,
+        memory_mib,
+        gpus: a.gpus.len() as u32,
+        model_volume: a.model.is_some(),
+    };
+    let published = match a.tee {
+        Tee::None => None,
+        tee => Some(published_configuration(
+            manifest.as_ref(),
+            tee,
+            &shape,
+            a.unpublished || a.print,
+            &image_dir,
+        )?),
+    };
+    if a.tee != Tee::None && !a.print {
+        let wanted = published.flatten().and_then(|c| c.vm.vmm_version.clone());
+        check_qemu_version(&a.qemu, wanted.as_deref(), a.unpublished)?;
     }
     let host_data = match (&a.config, a.tee) {
         (Some(c), Tee::Snp) if !a.print || c.is_file() => Some(snp_host_data(c)?),
+        (None, Tee::Snp) => Some(default_snp_host_data(published.flatten())?),
         _ => None,
     };
     Ok(Vm {
@@ -413,6 +517,120 @@ fn vm_from_args(a: &LaunchArgs) -> Result<Vm> {
     })
 }
 
+/// The published configuration for `tee` and `shape` in `manifest`.
+/// Without one: an error naming `--unpublished`, or (with `allow`) a loud
+/// warning and `None`.
+fn published_configuration<'m>(
+    manifest: Option<&'m MeasurementsManifest>,
+    tee: Tee,
+    shape: &VmShape,
+    allow: bool,
+    image_dir: &Path,
+) -> Result<Option<&'m chrysalis_measurements::manifest::Configuration>> {
+    let key = if tee == Tee::Tdx { "tdx" } else { "snp" };
+    let Some(m) = manifest else {
+        if allow {
+            eprintln!(
+                "WARNING: no readable measurements.json in {}: this VM matches no published configuration, and clients will reject it",
+                image_dir.display()
+            );
+            return Ok(None);
+        }
+        bail!(
+            "no readable measurements.json in {}: nothing says this VM is a published configuration (--unpublished launches it anyway; clients will reject it)",
+            image_dir.display()
+        );
+    };
+    let of_tee = |c: &&chrysalis_measurements::manifest::Configuration| {
+        if tee == Tee::Tdx {
+            c.tdx.is_some()
+        } else {
+            c.snp.is_some()
+        }
+    };
+    if let Some(c) = m
+        .configurations
+        .iter()
+        .filter(of_tee)
+        .find(|c| VmShape::of(&c.vm) == *shape)
+    {
+        return Ok(Some(c));
+    }
+    let list: Vec<String> = m
+        .configurations
+        .iter()
+        .filter(of_tee)
+        .map(|c| format!("  {}: {}", c.name, VmShape::of(&c.vm)))
+        .collect();
+    let msg = format!(
+        "measurements.json publishes no {key} configuration with {shape}; published:\n{}",
+        if list.is_empty() {
+            "  (none)".to_string()
+        } else {
+            list.join("\n")
+        }
+    );
+    if allow {
+        eprintln!("WARNING: {msg}\nWARNING: --unpublished: clients that check the published measurements will REJECT this VM");
+        return Ok(None);
+    }
+    bail!("{msg}\n(--unpublished launches it anyway; clients will reject it)")
+}
+
+/// Refuses a QEMU whose version is not the one the configuration was
+/// measured for (RTMR0 covers QEMU's ACPI tables, which change between
+/// versions; MRTD and the SNP launch digest depend on it too).
+fn check_qemu_version(qemu: &str, wanted: Option<&str>, unpublished: bool) -> Result<()> {
+    let Some(wanted) = wanted else {
+        if !unpublished {
+            bail!("the published configuration records no QEMU version: nothing to check this QEMU against (--unpublished launches it anyway)");
+        }
+        return Ok(());
+    };
+    let found = crate::qemu::version::probe(Path::new(qemu))?;
+    if found.version != wanted {
+        let msg = format!(
+            "{qemu} is QEMU {} ({}), but this release was measured for QEMU {wanted}: its measurements (RTMR0's ACPI tables above all) would not match",
+            found.version, found.line
+        );
+        if !unpublished {
+            bail!("{msg} (install QEMU {wanted}, or --unpublished; clients will reject the VM)");
+        }
+        eprintln!("WARNING: {msg}; --unpublished: clients will REJECT this VM");
+    }
+    Ok(())
+}
+
+/// SNP HOST_DATA when no `--config` is given: the guest then measures the
+/// default configuration `{}`, so HOST_DATA must be its digest — the value
+/// the published configuration pins, checked against the digest computed
+/// here.
+fn default_snp_host_data(
+    published: Option<&chrysalis_measurements::manifest::Configuration>,
+) -> Result<String> {
+    use base64::Engine as _;
+    let digest = config_sha256(&serde_json::json!({}));
+    if let Some(pinned) = published
+        .and_then(|c| c.snp.as_ref())
+        .and_then(|s| s.host_data.as_deref())
+    {
+        if pinned != hex::encode(digest) {
+            bail!(
+                "measurements.json pins HOST_DATA {pinned}, not the default configuration's {}: pass the configuration it was made for with --config",
+                hex::encode(digest)
+            );
+        }
+    }
+    Ok(base64::engine::general_purpose::STANDARD.encode(digest))
+}
+
+/// SHA-256 of a runtime configuration's canonical JSON (what the agent
+/// compares with HOST_DATA).
+pub fn config_sha256(value: &serde_json::Value) -> [u8; 32] {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(chrysalis_measurements::tdx::rtmr::canonical_json(value)).into()
+}
+
 /// SNP HOST_DATA for a runtime configuration: base64 of SHA-256 of its
 /// canonical JSON (keys sorted, no whitespace), which the agent recomputes
 /// from the file it receives and compares with its own report.
@@ -424,13 +642,7 @@ pub fn snp_host_data(config: &Path) -> Result<String> {
     if !value.is_object() {
         bail!("--config {}: must be a JSON object", config.display());
     }
-    let canonical = chrysalis_measurements::tdx::rtmr::canonical_json(&value);
-    // Hash through the measurements crate (its streaming SHA-256 of a file).
-    let tmp = std::env::temp_dir().join(format!("chrysalis-host-data-{}.json", std::process::id()));
-    std::fs::write(&tmp, &canonical)?;
-    let digest = chrysalis_measurements::tdx::sha256_file(&tmp);
-    let _ = std::fs::remove_file(&tmp);
-    Ok(base64::engine::general_purpose::STANDARD.encode(digest?.0))
+    Ok(base64::engine::general_purpose::STANDARD.encode(config_sha256(&value)))
 }
 
 /// Refuses a model volume the guest would not mount: missing images, or a
@@ -661,6 +873,7 @@ mod tests {
             firmware: None,
             qemu: "qemu-system-x86_64".into(),
             vcpu_type: None,
+            unpublished: false,
             image_dir: d.path().into(),
         };
         let v = vm_from_args(&args).unwrap();
@@ -673,6 +886,121 @@ mod tests {
             .qemu_args()
             .iter()
             .any(|a| a.ends_with(",host-data=RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o=")));
+    }
+
+    #[test]
+    fn tdx_pins_the_64bit_pci_window() {
+        let a = vm(Tee::Tdx).qemu_args();
+        assert!(has(
+            &a,
+            ["-global", "q35-pcihost.pci-hole64-size=0x800000000"]
+        ));
+        let mut g = vm(Tee::Tdx);
+        g.gpus = vec!["0000:41:00.0".into(), "0000:42:00.0".into()];
+        let a = g.qemu_args();
+        assert!(has(
+            &a,
+            ["-global", "q35-pcihost.pci-hole64-size=0x8000000000"]
+        ));
+        assert!(has(
+            &a,
+            ["-fw_cfg", "name=opt/ovmf/X-PciMmio64Mb,string=524288"]
+        ));
+        assert!(!vm(Tee::Snp)
+            .qemu_args()
+            .iter()
+            .any(|x| x.contains("pci-hole64")));
+    }
+
+    #[test]
+    fn the_acpi_generator_takes_every_tdx_argv_launch_makes() {
+        for gpus in 0..3 {
+            for model_volume in [false, true] {
+                let shape = VmShape {
+                    vcpus: 4,
+                    memory_mib: 4096,
+                    gpus,
+                    model_volume,
+                };
+                let argv = tdx_shape_argv(&shape);
+                let plan = crate::qemu::acpi::qtest_plan(&argv, Path::new("/tmp/x")).unwrap();
+                let q = plan.argv;
+                let stand_ins = q.iter().filter(|a| a.starts_with("pci-testdev,")).count();
+                assert_eq!(stand_ins, gpus as usize);
+                let disks = q
+                    .iter()
+                    .filter(|a| a.starts_with("virtio-blk-pci,"))
+                    .count();
+                assert_eq!(disks, if model_volume { 4 } else { 2 });
+            }
+        }
+        // A launch with a runtime configuration and a port forward too.
+        let mut v = vm(Tee::Tdx);
+        v.config = Some("host.json".into());
+        assert!(crate::qemu::acpi::qtest_plan(&v.qemu_args(), Path::new("/tmp/x")).is_ok());
+    }
+
+    fn manifest() -> MeasurementsManifest {
+        let t = "{\"schema\":1,\"tool\":\"t\",\"configurations\":[
+          {\"name\":\"tdx\",\"vm\":{\"vcpus\":8,\"memory_mib\":65536,\"gpus\":1,\"vmm\":\"qemu\",\"vmm_version\":\"11.1.3\",\"model_volume\":true},
+           \"tdx\":{\"mrtd\":\"{h}\",\"rtmr0\":\"{h}\",\"rtmr1\":\"{h}\",\"rtmr2\":\"{h}\",\"rtmr3\":null}},
+          {\"name\":\"snp\",\"vm\":{\"vcpus\":2,\"memory_mib\":2048,\"vmm\":\"qemu\",\"vmm_version\":\"11.1.3\"},
+           \"snp\":{\"measurement\":\"{h}\",\"vcpu_type\":\"EPYC-v4\",\"guest_features\":\"0x1\",
+                    \"host_data\":\"44136fa355b3678a1146ad16f7e8649e94fb4fc21fe77e8310c060f61caaff8a\"}}]}"
+            .replace("{h}", &"ab".repeat(48));
+        MeasurementsManifest::from_json(&t).unwrap()
+    }
+
+    #[test]
+    fn only_published_shapes_launch_unless_unpublished() {
+        let m = manifest();
+        let dir = Path::new("img");
+        let tdx = VmShape {
+            vcpus: 8,
+            memory_mib: 65536,
+            gpus: 1,
+            model_volume: true,
+        };
+        let c = published_configuration(Some(&m), Tee::Tdx, &tdx, false, dir).unwrap();
+        assert_eq!(c.unwrap().name, "tdx");
+        // Without the model volume's disks it is another shape (other ACPI tables).
+        let other = VmShape {
+            model_volume: false,
+            ..tdx
+        };
+        let e = published_configuration(Some(&m), Tee::Tdx, &other, false, dir).unwrap_err();
+        let e = format!("{e:#}");
+        assert!(
+            e.contains("--unpublished") && e.contains("tdx: 8 vCPUs"),
+            "{e}"
+        );
+        assert!(
+            published_configuration(Some(&m), Tee::Tdx, &other, true, dir)
+                .unwrap()
+                .is_none()
+        );
+        // The TDX shape is not an SNP configuration.
+        assert!(published_configuration(Some(&m), Tee::Snp, &tdx, false, dir).is_err());
+        assert!(published_configuration(None, Tee::Tdx, &tdx, false, dir).is_err());
+    }
+
+    #[test]
+    fn snp_without_config_passes_the_default_configurations_host_data() {
+        let m = manifest();
+        let snp = m.configurations.iter().find(|c| c.name == "snp");
+        // SHA-256 of the canonical default configuration "{}".
+        assert_eq!(
+            default_snp_host_data(snp).unwrap(),
+            "RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o="
+        );
+        assert_eq!(
+            default_snp_host_data(None).unwrap(),
+            "RBNvo1WzZ4oRRq0W9+hknpT7T8If536DEMBg9hyq/4o="
+        );
+        let mut other = snp.unwrap().clone();
+        other.snp.as_mut().unwrap().host_data = Some("00".repeat(32));
+        let e = format!("{:#}", default_snp_host_data(Some(&other)).unwrap_err());
+        assert!(e.contains("--config"), "{e}");
     }
 
     #[test]

@@ -15,6 +15,8 @@ mod host;
 mod image;
 mod launch;
 mod measure;
+mod memsize;
+mod qemu;
 mod ton;
 
 use clap::{Parser, Subcommand};

@@ -178,6 +178,47 @@ fn replay_matches_the_quote_registers() {
 }
 
 #[test]
+fn replay_judges_a_served_runtime_log() {
+    let Some(v) = vectors() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let events = chrysalis_attestation::runtime_events::rtmr3_events(b"{}");
+    let log: Vec<chrysalis_attestation::runtime_events::LoggedEvent> =
+        events.iter().map(Into::into).collect();
+    let file = dir.path().join("attestation.json");
+    // The whole /attestation answer or the bare list: both read.
+    std::fs::write(
+        &file,
+        serde_json::to_vec(&serde_json::json!({"runtime_events": log})).unwrap(),
+    )
+    .unwrap();
+    let ccel = v.join("tdx/gotdx_ccel_data.dat");
+    let o = chrysalis(&["measure", "replay", p(&ccel), "--runtime-log", p(&file)]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("matches the image's events for the default host configuration"),
+        "{}",
+        text(&o)
+    );
+    // Another configuration, then a second boot-done: named, non-zero.
+    let mut other = chrysalis_attestation::runtime_events::rtmr3_events(b"{\"a\":1}")
+        .iter()
+        .map(chrysalis_attestation::runtime_events::LoggedEvent::from)
+        .collect::<Vec<_>>();
+    std::fs::write(&file, serde_json::to_vec(&other).unwrap()).unwrap();
+    let o = chrysalis(&["measure", "replay", p(&ccel), "--runtime-log", p(&file)]);
+    assert!(text(&o).contains("first departure"), "{}", text(&o));
+    other.push(other[1].clone());
+    std::fs::write(&file, serde_json::to_vec(&other).unwrap()).unwrap();
+    let o = chrysalis(&["measure", "replay", p(&ccel), "--runtime-log", p(&file)]);
+    assert_eq!(o.status.code(), Some(3), "{}", text(&o));
+    assert!(
+        text(&o).contains("out of order or repeated"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
 fn policy_from_measurements_accepts_exactly_the_published_values() {
     let dir = tempfile::tempdir().unwrap();
     // Simulated evidence has fixed, recognisable registers; publish them.
@@ -212,6 +253,10 @@ fn policy_from_measurements_accepts_exactly_the_published_values() {
     let mpath = dir.path().join("measurements.json");
     std::fs::write(&mpath, serde_json::to_vec_pretty(&manifest).unwrap()).unwrap();
     let policy = dir.path().join("policy.toml");
+    let col = dir.path().join("q.bin.collateral.json");
+    // RTMR3 is null in the file, so it is derived as a client derives it
+    // (the agent's events for the default host configuration): this
+    // evidence, generated without an agent, does not have it.
     let o = chrysalis(&[
         "policy",
         "from-measurements",
@@ -220,7 +265,33 @@ fn policy_from_measurements_accepts_exactly_the_published_values() {
         p(&policy),
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
-    let col = dir.path().join("q.bin.collateral.json");
+    let o = chrysalis(&[
+        "attest",
+        "verify",
+        p(&ev),
+        "--collateral",
+        p(&col),
+        "--policy",
+        p(&policy),
+        "--allow-sim",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(text(&o).contains("RTMR3"), "{}", text(&o));
+    // Unpinned on request, loudly.
+    let o = chrysalis(&[
+        "policy",
+        "from-measurements",
+        p(&mpath),
+        "--out",
+        p(&policy),
+        "--unpinned",
+        "rtmr3",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(text(&o).contains("UNPINNED: rtmr3"), "{}", text(&o));
+    assert!(std::fs::read_to_string(&policy)
+        .unwrap()
+        .contains("rtmr3: UNPINNED"));
     let o = chrysalis(&[
         "attest",
         "verify",
@@ -242,6 +313,8 @@ fn policy_from_measurements_accepts_exactly_the_published_values() {
         p(&mpath),
         "--out",
         p(&policy),
+        "--unpinned",
+        "rtmr3",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let o = chrysalis(&[
@@ -312,12 +385,22 @@ fn policy_from_measurements_pins_td_attributes_and_xfam_when_recorded() {
     };
     let generate = |m: serde_json::Value| {
         std::fs::write(&mpath, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+        // A null register is refused unless unpinned by name.
+        let o = chrysalis(&["policy", "from-measurements", p(&mpath)]);
+        assert_eq!(o.status.code(), Some(2), "{}", text(&o));
+        assert!(
+            text(&o).contains("RTMR0") && text(&o).contains("--unpinned rtmr0"),
+            "{}",
+            text(&o)
+        );
         let o = chrysalis(&[
             "policy",
             "from-measurements",
             p(&mpath),
             "--out",
             p(&policy),
+            "--unpinned",
+            "rtmr0,rtmr1,rtmr2,rtmr3",
         ]);
         assert_eq!(o.status.code(), Some(0), "{}", text(&o));
         std::fs::read_to_string(&policy).unwrap()

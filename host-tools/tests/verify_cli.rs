@@ -133,6 +133,13 @@ fn verify_accepts_simulated_servers_only_with_allow_sim() {
         assert_eq!(v["simulated"], true);
         assert_eq!(v["fresh_evidence"], true, "fresh evidence is the default");
         assert_eq!(v["node"]["kind"], "unpinned");
+        // Registers under measurements.json's keys.
+        let key = if tee == Tee::Tdx {
+            "rtmr0"
+        } else {
+            "host_data"
+        };
+        assert!(v["registers"][key].as_str().is_some(), "{v}");
         assert!(
             v["warnings"].to_string().contains("NO IMAGE PINNED"),
             "--any-image says so on every output: {v}"
@@ -167,6 +174,7 @@ fn verify_accepts_simulated_servers_only_with_allow_sim() {
         assert_eq!(v["accepted"], false);
         assert_eq!(v["error"]["category"], "rejected");
         assert_eq!(v["node"]["simulated"], true);
+        assert!(v["node"]["registers"].is_object(), "{v}");
     }
 }
 

@@ -334,3 +334,120 @@ mod totality {
         }
     }
 }
+
+// ------------------------------------------------------------------
+// A malicious host on this side: whatever it changes among the RTMR0
+// inputs changes the predicted RTMR0 (the model must not be blind to it).
+
+/// A QEMU-shaped tables blob: FACS, DSDT with some AML-like bytes, then
+/// zero padding to 128 KiB.
+fn tables_blob() -> Vec<u8> {
+    let mut t = vec![0u8; 64];
+    t[..4].copy_from_slice(b"FACS");
+    t[4..8].copy_from_slice(&64u32.to_le_bytes());
+    let mut dsdt: Vec<u8> = (0..300u32).map(|i| (i * 7 % 256) as u8).collect();
+    dsdt[..4].copy_from_slice(b"DSDT");
+    dsdt[4..8].copy_from_slice(&300u32.to_le_bytes());
+    t.extend(dsdt);
+    t.resize(128 << 10, 0);
+    t
+}
+
+fn with_tables(inputs: &mut TdxInputs, tables: &[u8]) {
+    use chrysalis_measurements::tdx::rtmr::AcpiTables;
+    use chrysalis_measurements::tdx::GeneratedAcpi;
+    let t = AcpiTables {
+        table_loader: b"loader".to_vec(),
+        rsdp: b"RSD PTR ".to_vec(),
+        tables: tables.to_vec(),
+    };
+    inputs.acpi_generated = Some(GeneratedAcpi {
+        digests: t.digests(),
+        source: "test".into(),
+    });
+}
+
+fn rtmr0(inputs: &TdxInputs) -> [u8; 48] {
+    measure(inputs).unwrap().rtmr[0].expect("RTMR0 computed")
+}
+
+#[test]
+fn malicious_host_one_dsdt_byte_changes_rtmr0() {
+    use chrysalis_measurements::tdx::acpi::find_table;
+    let s = Setup::new();
+    let mut i = s.inputs(2 << 30, "11.1.3");
+    let blob = tables_blob();
+    with_tables(&mut i, &blob);
+    let base = rtmr0(&i);
+    let dsdt = find_table(&blob, b"DSDT").unwrap();
+    let mut evil = blob.clone();
+    evil[dsdt.offset + dsdt.length - 1] ^= 1; // last AML byte of the DSDT
+    with_tables(&mut i, &evil);
+    assert_ne!(rtmr0(&i), base);
+    // Generated tables are recorded as such in the model.
+    assert!(measure(&i).unwrap().model.rtmr0.contains("test"));
+}
+
+#[test]
+fn malicious_host_other_memory_size_changes_rtmr0_even_with_the_same_acpi_tables() {
+    let s = Setup::new();
+    let at = |mem: u64| {
+        let mut i = s.inputs(mem, "11.1.3");
+        with_tables(&mut i, &tables_blob());
+        rtmr0(&i)
+    };
+    assert_ne!(at(64 << 30), at(65 << 30));
+}
+
+#[test]
+fn malicious_host_injected_uefi_variable_changes_rtmr0() {
+    use chrysalis_measurements::tdx::rtmr::{fv_file_load_option, OVMF_DXEFV_GUID};
+    let s = Setup::new();
+    let mut i = s.inputs(2 << 30, "11.1.3");
+    with_tables(&mut i, &tables_blob());
+    let base = rtmr0(&i);
+
+    // 1. A variable written into the firmware's variable store (the CFV:
+    //    not in MRTD, measured into RTMR0 as a whole), e.g. SystemdOptions.
+    let fw = std::fs::read(s.p("OVMF.fd")).unwrap();
+    let tdvf = Tdvf::load(&s.p("OVMF.fd")).unwrap();
+    let cfv = tdvf
+        .metadata()
+        .sections
+        .iter()
+        .find(|x| x.section_type == chrysalis_measurements::tdx::metadata::SectionType::Cfv)
+        .unwrap()
+        .clone();
+    let mut evil = fw.clone();
+    let var: Vec<u8> = "SystemdOptions\0systemd.mount-extra=/dev/vdc:/usr"
+        .encode_utf16()
+        .flat_map(|u| u.to_le_bytes())
+        .collect();
+    let at = cfv.data_offset as usize;
+    evil[at..at + var.len()].copy_from_slice(&var);
+    std::fs::write(s.p("evil.fd"), &evil).unwrap();
+    let mut e = s.inputs(2 << 30, "11.1.3");
+    e.firmware = s.p("evil.fd");
+    with_tables(&mut e, &tables_blob());
+    let m_evil = measure(&e).unwrap();
+    assert_ne!(m_evil.rtmr[0].unwrap(), base);
+    assert_eq!(
+        m_evil.mrtd,
+        measure(&i).unwrap().mrtd,
+        "the variable store is not in MRTD: only RTMR0 catches it"
+    );
+
+    // 2. An extra boot option (Boot0001) and a BootOrder that runs it.
+    let mut b = i.clone();
+    b.boot.boot_order.push(1);
+    b.boot.options.push((
+        1,
+        fv_file_load_option(1, "evil", &OVMF_DXEFV_GUID, &OVMF_DXEFV_GUID),
+    ));
+    assert_ne!(rtmr0(&b), base);
+
+    // 3. Secure Boot variables with content.
+    let mut sb = i.clone();
+    sb.secure_boot.db = vec![1, 2, 3];
+    assert_ne!(rtmr0(&sb), base);
+}

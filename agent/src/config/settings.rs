@@ -178,6 +178,9 @@ pub struct Config {
     /// The host-supplied runtime configuration (JSON object), measured
     /// before serving (see [`crate::runtime_config`]).
     pub runtime_config: Option<std::path::PathBuf>,
+    /// Where the RTMR3 events extended at boot are recorded (TDX), so a
+    /// restarted agent serves them instead of extending again.
+    pub rtmr3_log: Option<std::path::PathBuf>,
     /// GPU attestation at boot; `None`: no GPU check.
     pub gpu: Option<crate::gpu::GpuSettings>,
 }
@@ -208,6 +211,7 @@ impl Config {
             drain_timeout: Duration::from_secs(30),
             workers: 0,
             runtime_config: None,
+            rtmr3_log: None,
             gpu: None,
         }
     }

@@ -69,6 +69,11 @@ pub enum Error {
     /// A policy file could not be loaded.
     #[error(transparent)]
     Policy(#[from] chrysalis_attestation::Error),
+    /// The node's RTMR3 event log is missing where required, does not
+    /// replay to the verified RTMR3, or holds an event the configuration
+    /// does not allow.
+    #[error("RTMR3 event log: {0}")]
+    RuntimeLog(String),
     /// The platform has no secure random source (for the nonce).
     #[error("no secure random source for the nonce")]
     NoRandom,
@@ -88,6 +93,7 @@ impl Error {
             Error::FreshEvidenceRefused { .. } => ErrorCategory::Verification,
             Error::Gpu(e) => e.category(),
             Error::GpuEvidenceMissing(_) => ErrorCategory::Rejected,
+            Error::RuntimeLog(_) => ErrorCategory::Rejected,
             Error::Releases(e) => e.category(),
             Error::Policy(e) => e.category(),
             Error::NoRandom => ErrorCategory::Io,

@@ -20,7 +20,8 @@
 //! ([`NodeConfig`]), [`connect`] (URL, TCP, handshake), [`fresh`] (the
 //! nonce round trip, I/O-free verification for other transports),
 //! [`gpu`] (the GPU requirement), [`node`] ([`VerifiedNode`],
-//! [`verify_node`], [`NodeConnection`]), [`explain`] (a rejection's
+//! [`verify_node`], [`NodeConnection`]), [`runtime_log`] (the RTMR3
+//! event log replayed and judged), [`explain`] (a rejection's
 //! got/want table against the closest published configuration), [`error`].
 
 #![forbid(unsafe_code)]
@@ -33,6 +34,7 @@ pub mod fresh;
 pub mod gpu;
 pub mod node;
 pub mod pin;
+pub mod runtime_log;
 
 pub use config::NodeConfig;
 pub use error::{Error, Result};

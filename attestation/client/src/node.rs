@@ -94,6 +94,7 @@ impl VerifiedNode {
             accepted_images: &'a str,
             tee: String,
             tcb_status: String,
+            registers: serde_json::Value,
             simulated: bool,
             warnings: Vec<String>,
             claimed_image: Option<&'a ImageId>,
@@ -108,6 +109,7 @@ impl VerifiedNode {
             accepted_images: &self.pin,
             tee: self.peer.tee().to_string(),
             tcb_status: self.peer.evidence().tcb_status().to_string(),
+            registers: registers_json(self.peer.evidence().identity()),
             simulated: self.is_simulated(),
             warnings: self.warnings(),
             claimed_image: self.claimed_image(),
@@ -120,6 +122,34 @@ impl VerifiedNode {
             peer: &self.peer,
         })
         .unwrap_or_default()
+    }
+}
+
+/// The node's registers under `measurements.json`'s keys (lowercase hex,
+/// report byte order), so `--json` output and published measurements
+/// compare key by key.
+pub fn registers_json(identity: &chrysalis_attestation::Identity) -> serde_json::Value {
+    match identity {
+        chrysalis_attestation::Identity::Tdx(id) => serde_json::json!({
+            "mrtd": hex::encode(id.mrtd),
+            "rtmr0": hex::encode(id.rtmr[0]),
+            "rtmr1": hex::encode(id.rtmr[1]),
+            "rtmr2": hex::encode(id.rtmr[2]),
+            "rtmr3": hex::encode(id.rtmr[3]),
+            "mrconfigid": hex::encode(id.mrconfigid),
+            "mrowner": hex::encode(id.mrowner),
+            "mrownerconfig": hex::encode(id.mrownerconfig),
+            "td_attributes": hex::encode(id.td_attributes),
+            "xfam": hex::encode(id.xfam),
+        }),
+        chrysalis_attestation::Identity::Snp(id) => serde_json::json!({
+            "measurement": hex::encode(id.measurement),
+            "host_data": hex::encode(id.host_data),
+            "family_id": hex::encode(id.family_id),
+            "image_id": hex::encode(id.image_id),
+            "id_key_digest": hex::encode(id.id_key_digest),
+            "author_key_digest": hex::encode(id.author_key_digest),
+        }),
     }
 }
 
@@ -154,6 +184,26 @@ pub fn judge(
     let (gpus, gpu_policy) = config
         .gpu()
         .check(&peer, fresh_evidence.as_ref(), &identity, now)?;
+    if let Some(fresh_peer) = &fresh_peer {
+        crate::runtime_log::judge(
+            fresh_peer,
+            fresh_evidence
+                .as_ref()
+                .and_then(|f| f.runtime_events.as_deref()),
+            &identity,
+            gpus.as_ref(),
+        )?;
+    } else if matches!(
+        identity,
+        NodeIdentity::Release {
+            rtmr3_by_event_log: true,
+            ..
+        }
+    ) {
+        return Err(Error::RuntimeLog(format!(
+            "{identity}: RTMR3 is judged by the node's event log, which comes only with fresh evidence"
+        )));
+    }
     Ok(VerifiedNode {
         peer,
         fresh: fresh_peer,

@@ -81,6 +81,7 @@ impl ImagePin {
                     release: cfg.release.name().to_owned(),
                     configuration: cfg.configuration.name.clone(),
                     requires_gpu: cfg.requires_gpu(),
+                    rtmr3_by_event_log: cfg.rtmr3_by_event_log(),
                 },
                 None => NodeIdentity::PolicySet {
                     name: name.to_owned(),
@@ -108,6 +109,9 @@ pub enum NodeIdentity {
         configuration: String,
         /// Whether the configuration requires verified GPU evidence.
         requires_gpu: bool,
+        /// Whether RTMR3 is judged by the node's event log (not pinned):
+        /// the log is then required.
+        rtmr3_by_event_log: bool,
     },
     /// A measurement set of a policy file.
     PolicySet {

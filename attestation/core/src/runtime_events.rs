@@ -14,8 +14,11 @@
 //!    configuration: payload = SHA-384 of the configuration's
 //!    [canonical JSON](canonical_json) bytes (48 raw bytes);
 //! 2. [`RTMR3_GPU_EVENT`] (`gpu`), when GPU evidence was verified: payload =
-//!    the 48-byte SHA-384 of the GPU evidence bundle (the digest the RA-TLS
-//!    claims carry as `gpuEvidenceDigest`);
+//!    the 48-byte SHA-384 of the *stable* verified GPU state
+//!    (`chrysalis_gpu::verify::VerifiedGpuSet::stable_state_digest`: per-GPU
+//!    measurements digest, driver and VBIOS versions, CC and dev-tools
+//!    state, GPU count — never the nonce), so two boots of the same
+//!    configuration give the same event;
 //! 3. [`RTMR3_BOOT_DONE_EVENT`] (`boot-done`), empty payload. After it the
 //!    agent extends nothing more, so a quote whose RTMR3 equals the
 //!    prediction proves both the inputs and that boot completed.
@@ -23,6 +26,14 @@
 //! In an event log the events carry [`CHRYSALIS_EVENT_TYPE`], which is not a
 //! TCG type: a verifier recomputes each digest from name and payload and
 //! never trusts a logged digest.
+//!
+//! # The served log
+//!
+//! The agent serves the events it extended as a [`LoggedEvent`] list (name,
+//! payload) with its fresh evidence. The log is not signed and need not be:
+//! a client replays it ([`replay_log`]) and compares the result with the
+//! RTMR3 of the *verified* evidence in the same answer, then judges each
+//! event ([`check_log_shape`]). A log that does not replay is refused.
 //!
 //! # Digest rule and byte order
 //!
@@ -79,6 +90,83 @@ impl RuntimeEvent {
             payload,
             description,
         }
+    }
+}
+
+/// One entry of the runtime event log the agent serves: what it extended,
+/// as name and payload (the digest is recomputed, never carried).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LoggedEvent {
+    /// Event name (`config`, `gpu`, `boot-done`).
+    pub name: String,
+    /// The payload, hex in JSON (48 raw bytes, or empty).
+    #[serde(with = "hex::serde")]
+    pub payload: Vec<u8>,
+}
+
+impl From<&RuntimeEvent> for LoggedEvent {
+    fn from(e: &RuntimeEvent) -> Self {
+        LoggedEvent {
+            name: e.name.to_owned(),
+            payload: e.payload.clone(),
+        }
+    }
+}
+
+/// Most events a log may hold (the agent extends at most three).
+pub const MAX_LOGGED_EVENTS: usize = 16;
+
+/// RTMR3 after replaying `log` from zero, each digest recomputed from name
+/// and payload ([`chrysalis_event_digest`]).
+pub fn replay_log(log: &[LoggedEvent]) -> [u8; 48] {
+    let digests: Vec<[u8; 48]> = log
+        .iter()
+        .map(|e| chrysalis_event_digest(&e.name, &e.payload))
+        .collect();
+    replay_rtmr3(digests.iter())
+}
+
+/// Checks the shape of a log: only known events, in the agent's order
+/// (`config`, then `gpu`, then `boot-done`), each at most once, `boot-done`
+/// present and last (nothing is extended after it), digests' payloads 48
+/// bytes (`boot-done`: empty). Returns the first problem in words.
+pub fn check_log_shape(log: &[LoggedEvent]) -> std::result::Result<(), String> {
+    if log.len() > MAX_LOGGED_EVENTS {
+        return Err(format!("{} events; at most {MAX_LOGGED_EVENTS}", log.len()));
+    }
+    let order = [RTMR3_CONFIG_EVENT, RTMR3_GPU_EVENT, RTMR3_BOOT_DONE_EVENT];
+    let mut last: Option<usize> = None;
+    for (i, e) in log.iter().enumerate() {
+        let Some(rank) = order.iter().position(|n| *n == e.name) else {
+            return Err(format!(
+                "event {i} is {:?}, not a Chrysalis runtime event",
+                e.name
+            ));
+        };
+        if last.is_some_and(|l| l >= rank) {
+            return Err(format!(
+                "event {i} ({}) is out of order or repeated (expected config, gpu, boot-done, each at most once)",
+                e.name
+            ));
+        }
+        let want_len = if e.name == RTMR3_BOOT_DONE_EVENT {
+            0
+        } else {
+            48
+        };
+        if e.payload.len() != want_len {
+            return Err(format!(
+                "event {i} ({}) has a {}-byte payload, expected {want_len}",
+                e.name,
+                e.payload.len()
+            ));
+        }
+        last = Some(rank);
+    }
+    match log.last() {
+        Some(e) if e.name == RTMR3_BOOT_DONE_EVENT => Ok(()),
+        _ => Err("the log does not end with boot-done".into()),
     }
 }
 
@@ -204,6 +292,43 @@ fn write_scalar(v: &serde_json::Value, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn log_replays_and_its_shape_is_judged() {
+        let cfg = super::rtmr3_boot_events(Some(b"{}"), Some(&[7; 48]));
+        let log: Vec<super::LoggedEvent> = cfg.iter().map(Into::into).collect();
+        assert_eq!(
+            super::replay_log(&log),
+            super::replay_rtmr3(cfg.iter().map(|e| &e.digest))
+        );
+        assert!(super::check_log_shape(&log).is_ok());
+        let json = serde_json::to_string(&log).unwrap();
+        assert!(json.contains("\"name\":\"boot-done\""), "{json}");
+        let back: Vec<super::LoggedEvent> = serde_json::from_str(&json).unwrap();
+        assert_eq!(back, log);
+        // An extra boot-done, a missing one, a reordering, an unknown event.
+        let mut twice = log.clone();
+        twice.push(log[2].clone());
+        assert!(super::check_log_shape(&twice)
+            .unwrap_err()
+            .contains("out of order or repeated"));
+        assert!(super::check_log_shape(&log[..2])
+            .unwrap_err()
+            .contains("boot-done"));
+        let swapped = vec![log[1].clone(), log[0].clone(), log[2].clone()];
+        assert!(super::check_log_shape(&swapped).is_err());
+        let mut unknown = log.clone();
+        unknown.insert(
+            0,
+            super::LoggedEvent {
+                name: "debug-shell".into(),
+                payload: vec![],
+            },
+        );
+        assert!(super::check_log_shape(&unknown)
+            .unwrap_err()
+            .contains("debug-shell"));
+    }
+
     use super::*;
 
     fn sha384(data: &[u8]) -> [u8; 48] {

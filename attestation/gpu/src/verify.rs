@@ -137,6 +137,10 @@ pub struct VerifiedGpu {
     vbios_version: Option<String>,
     nonce: String,
     report_sha384: String,
+    /// SHA-384 over the signed measurement blocks (index, value type,
+    /// length, value of each, in report order): the GPU's measured state
+    /// without the per-request nonce.
+    measurements_sha384: String,
     device_chain: Vec<String>,
     rim: Option<RimMatch>,
     ocsp: OcspOutcome,
@@ -196,9 +200,40 @@ impl VerifiedGpuSet {
     pub fn gpus(&self) -> &[VerifiedGpu] {
         &self.gpus
     }
-    /// SHA-384 of the bundle JSON (for RA-TLS claims and RTMR3).
+    /// SHA-384 of the bundle JSON (the RA-TLS claim `gpuEvidenceDigest`:
+    /// binds the served bundle, nonce included, to the certificate).
     pub fn bundle_digest(&self) -> &[u8; 48] {
         &self.digest
+    }
+
+    /// SHA-384 of the stable, verified GPU state: the canonical JSON array,
+    /// ordered by index, of `{"cc": bool|null, "devtools": bool|null,
+    /// "driver": str|null, "index": n, "measurements_sha384": hex,
+    /// "model": str, "vbios": str|null}` per GPU (keys sorted, no
+    /// whitespace). No nonce, no time: two boots of the same machine in the
+    /// same state give the same digest. This is the payload of the `gpu`
+    /// RTMR3 event; a client recomputes it from the bundle it verified.
+    pub fn stable_state_digest(&self) -> [u8; 48] {
+        let mut gpus: Vec<&VerifiedGpu> = self.gpus.iter().collect();
+        gpus.sort_by_key(|g| g.index);
+        let arr: Vec<serde_json::Value> = gpus
+            .iter()
+            .map(|g| {
+                serde_json::json!({
+                    "cc": g.cc.map(|c| c.system_cc_enabled),
+                    "devtools": g.cc.map(|c| c.devtools_mode),
+                    "driver": g.driver_version,
+                    "index": g.index,
+                    "measurements_sha384": g.measurements_sha384,
+                    "model": g.model,
+                    "vbios": g.vbios_version,
+                })
+            })
+            .collect();
+        // serde_json's default map is sorted (BTreeMap), and `to_vec` writes
+        // no whitespace: canonical for these value types.
+        let bytes = serde_json::to_vec(&arr).unwrap_or_default();
+        Sha384::digest(bytes).into()
     }
 }
 
@@ -443,10 +478,24 @@ pub fn verify_gpu(
         vbios_version: report.vbios_version(),
         nonce: hex::encode(nonce),
         report_sha384: hex::encode(Sha384::digest(report.raw())),
+        measurements_sha384: hex::encode(measurements_digest(&report)),
         device_chain: verified_chain.subjects().to_vec(),
         rim,
         ocsp,
     })
+}
+
+/// SHA-384 over a report's measurement blocks: for each, in report order,
+/// index (1 byte), DMTF value type (1 byte), value length (2 bytes,
+/// little-endian) and value.
+fn measurements_digest(report: &crate::AttestationReport) -> [u8; 48] {
+    let mut h = Sha384::new();
+    for b in &report.response.blocks {
+        h.update([b.index, b.value_type]);
+        h.update((b.value.len() as u16).to_le_bytes());
+        h.update(&b.value);
+    }
+    h.finalize().into()
 }
 
 /// Judge an authentic GPU result against the policy's acceptance rules

@@ -44,6 +44,11 @@ pub struct FreshEvidence {
     /// see [`FreshEvidence::check_gpu_evidence`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu_evidence: Option<String>,
+    /// TDX: the runtime events the agent extended into RTMR3, in order
+    /// (name and payload). Unsigned: a client replays it against the RTMR3
+    /// of `evidence` (verified) and refuses a log that does not replay.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub runtime_events: Option<Vec<chrysalis_attestation::runtime_events::LoggedEvent>>,
 }
 
 impl FreshEvidence {
@@ -130,6 +135,7 @@ pub fn fresh_evidence_at(
         collateral: identity.collateral().cloned(),
         tee: provider.tee(),
         gpu_evidence: None,
+        runtime_events: None,
     })
 }
 
@@ -245,6 +251,7 @@ mod tests {
             collateral: None,
             tee: Tee::Tdx,
             gpu_evidence: None,
+            runtime_events: None,
         };
         let bundle = r#"{"gpus":[]}"#.to_string();
         let digest: [u8; 48] = Sha384::digest(bundle.as_bytes()).into();

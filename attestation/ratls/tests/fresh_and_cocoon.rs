@@ -71,6 +71,7 @@ fn fresh_evidence_round_trip_and_mismatches() {
         collateral: id.collateral().cloned(),
         tee: Tee::Tdx,
         gpu_evidence: None,
+        runtime_events: None,
     };
     let e = verify_fresh(&cert_as_fresh, id.spki_der(), None, &nonce, &cfg, now).unwrap_err();
     assert!(matches!(e, Error::ClaimsMismatch(_)), "{e:?}");

@@ -13,9 +13,13 @@
 //! * **TDX RTMR3** of a cpu release: the agent's boot events for the default
 //!   host configuration ([`DEFAULT_HOST_CONFIGURATION`], what the image
 //!   measures when the host passes none): `config` then `boot-done`
-//!   ([`rtmr3_expected`]). A gpu release's RTMR3 also holds the `gpu` event,
-//!   which is not predictable from artifacts, so it needs the manifest's
-//!   value.
+//!   ([`rtmr3_expected`]). A gpu release's RTMR3 also holds the `gpu` event
+//!   (the stable state of the machine's GPUs, not predictable from the
+//!   artifacts): unless the manifest pins it, the set leaves RTMR3 to the
+//!   **event log** ([`ConfigurationRef::rtmr3_by_event_log`]): the client
+//!   must replay the log the node serves against the verified RTMR3 and
+//!   judge each event (`config` = the default host configuration, `gpu` =
+//!   the state of the GPU evidence it verified itself, `boot-done` last).
 //! * **SNP HOST_DATA**: SHA-256 of the default host configuration's
 //!   canonical bytes (the agent refuses to start unless the host launched it
 //!   with exactly that).
@@ -39,9 +43,6 @@ pub const DEFAULT_HOST_CONFIGURATION: &[u8] = b"{}";
 pub enum NotVerifiable {
     /// `measurements.json` does not predict this register (`null`).
     MissingRegister(&'static str),
-    /// A gpu release's TDX configuration without a predicted RTMR3: its
-    /// `gpu` runtime event is not predictable from the artifacts.
-    UnpredictedGpuEvent,
 }
 
 impl std::fmt::Display for NotVerifiable {
@@ -51,9 +52,6 @@ impl std::fmt::Display for NotVerifiable {
                 f,
                 "its measurements.json does not predict {} (null), so no client can pin it",
                 r.to_uppercase()
-            ),
-            NotVerifiable::UnpredictedGpuEvent => f.write_str(
-                "it is a gpu release whose RTMR3 (with the gpu runtime event) is not predicted",
             ),
         }
     }
@@ -66,25 +64,50 @@ impl ConfigurationRef<'_> {
         self.release.is_gpu() && self.configuration.vm.gpus > 0
     }
 
+    /// True when this TDX configuration's RTMR3 is judged by replaying the
+    /// node's event log rather than pinned (a gpu release whose manifest
+    /// does not pin RTMR3). A client must then require the log.
+    pub fn rtmr3_by_event_log(&self) -> bool {
+        self.configuration
+            .tdx
+            .as_ref()
+            .is_some_and(|t| t.rtmr3.is_none() && self.release.is_gpu())
+    }
+
     /// The TDX set pinning every register, if this is a TDX configuration.
     pub fn tdx_set(&self) -> Option<Result<TdxMeasurementSet, NotVerifiable>> {
+        self.tdx_set_unpinned(&[])
+    }
+
+    /// Like [`Self::tdx_set`], but the registers named in `unpinned`
+    /// (`mrtd`, `rtmr0` … `rtmr3`) are left unchecked whatever the manifest
+    /// says (`chrysalis policy from-measurements --unpinned`, loud).
+    pub fn tdx_set_unpinned(
+        &self,
+        unpinned: &[&str],
+    ) -> Option<Result<TdxMeasurementSet, NotVerifiable>> {
         let t = self.configuration.tdx.as_ref()?;
-        let need = |v: &Option<String>, r: &'static str| {
-            v.clone().ok_or(NotVerifiable::MissingRegister(r))
+        let need = |v: &Option<String>, r: &'static str| -> Result<Option<String>, NotVerifiable> {
+            if unpinned.contains(&r) {
+                return Ok(None);
+            }
+            v.clone().map(Some).ok_or(NotVerifiable::MissingRegister(r))
         };
         Some((|| {
             let rtmr3 = match (&t.rtmr3, self.release.is_gpu()) {
-                (Some(v), _) => v.clone(),
-                (None, false) => hex::encode(rtmr3_expected(DEFAULT_HOST_CONFIGURATION)),
-                (None, true) => return Err(NotVerifiable::UnpredictedGpuEvent),
+                _ if unpinned.contains(&"rtmr3") => None,
+                (Some(v), _) => Some(v.clone()),
+                (None, false) => Some(hex::encode(rtmr3_expected(DEFAULT_HOST_CONFIGURATION))),
+                // Judged by the event log (see rtmr3_by_event_log).
+                (None, true) => None,
             };
             Ok(TdxMeasurementSet {
                 name: Some(self.label()),
-                mrtd: Some(t.mrtd.clone()),
-                rtmr0: Some(need(&t.rtmr0, "rtmr0")?),
-                rtmr1: Some(need(&t.rtmr1, "rtmr1")?),
-                rtmr2: Some(need(&t.rtmr2, "rtmr2")?),
-                rtmr3: Some(rtmr3),
+                mrtd: need(&Some(t.mrtd.clone()), "mrtd")?,
+                rtmr0: need(&t.rtmr0, "rtmr0")?,
+                rtmr1: need(&t.rtmr1, "rtmr1")?,
+                rtmr2: need(&t.rtmr2, "rtmr2")?,
+                rtmr3,
                 td_attributes: t.td_attributes.clone(),
                 xfam: t.xfam.clone(),
                 ..Default::default()
@@ -95,11 +118,26 @@ impl ConfigurationRef<'_> {
     /// The SNP set pinning the launch measurement and HOST_DATA, if this is
     /// an SNP configuration.
     pub fn snp_set(&self) -> Option<Result<SnpMeasurementSet, NotVerifiable>> {
+        self.snp_set_unpinned(&[])
+    }
+
+    /// Like [`Self::snp_set`], leaving `measurement` and/or `host_data`
+    /// unchecked when named in `unpinned`.
+    pub fn snp_set_unpinned(
+        &self,
+        unpinned: &[&str],
+    ) -> Option<Result<SnpMeasurementSet, NotVerifiable>> {
         let s = self.configuration.snp.as_ref()?;
         Some(Ok(SnpMeasurementSet {
             name: Some(self.label()),
-            measurement: Some(s.measurement.clone()),
-            host_data: Some(hex::encode(Sha256::digest(DEFAULT_HOST_CONFIGURATION))),
+            measurement: (!unpinned.contains(&"measurement")).then(|| s.measurement.clone()),
+            // The manifest's pin when it has one, else the default host
+            // configuration's digest (what the image requires without one).
+            host_data: (!unpinned.contains(&"host_data")).then(|| {
+                s.host_data
+                    .clone()
+                    .unwrap_or_else(|| hex::encode(Sha256::digest(DEFAULT_HOST_CONFIGURATION)))
+            }),
             ..Default::default()
         }))
     }
@@ -141,6 +179,101 @@ impl Catalogue {
             policy,
             not_verifiable,
         }
+    }
+}
+
+/// Registers `--unpinned` may name.
+pub const UNPINNABLE: [&str; 7] = [
+    "mrtd",
+    "rtmr0",
+    "rtmr1",
+    "rtmr2",
+    "rtmr3",
+    "measurement",
+    "host_data",
+];
+
+impl crate::catalogue::Release {
+    /// The policy file (TOML) that accepts exactly this release's
+    /// configurations — the same sets a default client uses — with the
+    /// registers in `unpinned` left unchecked and marked so in the file.
+    /// A register the manifest does not predict and `unpinned` does not
+    /// name is an error (never silently unchecked).
+    pub fn policy_toml(&self, unpinned: &[&str]) -> std::result::Result<String, String> {
+        if let Some(bad) = unpinned.iter().find(|r| !UNPINNABLE.contains(r)) {
+            return Err(format!(
+                "--unpinned {bad}: not a register (one of {})",
+                UNPINNABLE.join(", ")
+            ));
+        }
+        let mut out = format!(
+            "# Generated by `chrysalis policy from-measurements` from {} ({}).\n\
+             # The same measurement sets a default client derives from this release.\n",
+            self.name(),
+            self.manifest().tool
+        );
+        if !unpinned.is_empty() {
+            out.push_str(&format!(
+                "# !!! UNPINNED (--unpinned): {} — ANY value of these registers is accepted.\n",
+                unpinned.join(", ")
+            ));
+        }
+        out.push_str(
+            "accepted_tcb_status = [\"UpToDate\"]\nallow_debug = false\nallow_simulated = false\nrequire_image = true\n",
+        );
+        let q = |v: &Option<String>| v.as_ref().map(|v| format!("{v:?}"));
+        for c in self.configurations() {
+            if let Some(set) = c.tdx_set_unpinned(unpinned) {
+                let set = set.map_err(|why| {
+                    format!(
+                        "configuration {}: {why}; pass --unpinned {} to accept any value (loudly)",
+                        c.configuration.name,
+                        match why {
+                            NotVerifiable::MissingRegister(r) => r,
+                        }
+                    )
+                })?;
+                out.push_str(&format!("\n[[tdx.measurements]]\nname = {:?}\n", c.label()));
+                for (k, v) in [
+                    ("mrtd", &set.mrtd),
+                    ("rtmr0", &set.rtmr0),
+                    ("rtmr1", &set.rtmr1),
+                    ("rtmr2", &set.rtmr2),
+                    ("rtmr3", &set.rtmr3),
+                    ("td_attributes", &set.td_attributes),
+                    ("xfam", &set.xfam),
+                ] {
+                    match q(v) {
+                        Some(v) => out.push_str(&format!("{k} = {v}\n")),
+                        None if unpinned.contains(&k) => {
+                            out.push_str(&format!("# {k}: UNPINNED (--unpinned {k})\n"))
+                        }
+                        None if k == "rtmr3" => out.push_str(
+                            "# rtmr3: judged by the node's RTMR3 event log (gpu release)\n",
+                        ),
+                        None => {}
+                    }
+                }
+                if set.td_attributes.is_none() || set.xfam.is_none() {
+                    out.push_str(crate::manifest::TDX_ATTRIBUTES_UNPINNED);
+                }
+            }
+            if let Some(set) = c.snp_set_unpinned(unpinned) {
+                let set =
+                    set.map_err(|why| format!("configuration {}: {why}", c.configuration.name))?;
+                out.push_str(&format!("\n[[snp.measurements]]\nname = {:?}\n", c.label()));
+                for (k, v) in [
+                    ("measurement", &set.measurement),
+                    ("host_data", &set.host_data),
+                ] {
+                    match q(v) {
+                        Some(v) => out.push_str(&format!("{k} = {v}\n")),
+                        None => out.push_str(&format!("# {k}: UNPINNED (--unpinned {k})\n")),
+                    }
+                }
+            }
+        }
+        Ok(out)
     }
 }
 
@@ -202,10 +335,15 @@ mod tests {
         );
         assert!(set.mrconfigid.is_none() && set.mrowner.is_none());
         assert!(p.policy.validate().is_ok());
-        // A gpu release cannot derive it: the gpu event is per node.
+        // A gpu release cannot derive it (the gpu event is the machine's
+        // GPU state): RTMR3 is left to the event log, which clients must
+        // then require.
         let c = Catalogue::from_releases(vec![release("r-gpu", Some(&r0), None)]);
         let p = c.policy();
-        assert_eq!(p.not_verifiable[0].1, NotVerifiable::UnpredictedGpuEvent);
+        assert!(p.not_verifiable.is_empty());
+        assert_eq!(p.policy.tdx.measurements[0].rtmr3, None);
+        let tdx = c.releases()[0].configuration("tdx-a").unwrap();
+        assert!(tdx.rtmr3_by_event_log() && tdx.requires_gpu());
         assert!(c.releases()[0].configurations().all(|c| c.requires_gpu()));
     }
 }

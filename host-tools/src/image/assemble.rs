@@ -317,6 +317,7 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
             &i.options.vms,
             &i.options.vcpu_type,
             &i.options.qemu_version,
+            None,
             Some(release.to_string()),
             false,
         )

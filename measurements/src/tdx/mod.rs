@@ -18,7 +18,10 @@
 //!   Secure Boot variables, a separator, QEMU's three ACPI `fw_cfg` blobs and
 //!   the boot variables. The ACPI tables depend on the QEMU version and the
 //!   device layout (vCPUs, memory, GPUs, …); they are an **input**
-//!   ([`rtmr::AcpiTables`]) and RTMR0 is computed only when they are supplied.
+//!   ([`rtmr::AcpiTables`], from a file or [`GeneratedAcpi`]: the `chrysalis`
+//!   command generates them by running the pinned QEMU for the launch argv —
+//!   process spawning stays out of this crate) and RTMR0 is computed only
+//!   when they are supplied; [`acpi`] lists the tables inside the blob.
 //! * **RTMR1** ([`rtmr::rtmr1_events`]): the Authenticode SHA-384 ([`pe`]) of
 //!   the kernel *after* QEMU patched its setup header ([`kernel`]; the patch
 //!   depends on memory size, initrd size and command line), then the EFI boot
@@ -40,7 +43,8 @@
 //!
 //! Data flows one way; no module imports one that imports it:
 //!
-//! * leaves: [`digest`] (SHA-384, extension, hex forms), [`event`]
+//! * leaves: [`acpi`] (the table list of QEMU's tables blob), [`digest`]
+//!   (SHA-384, extension, hex forms), [`event`]
 //!   ([`Register`], [`MeasuredEvent`]) and the private file readers;
 //! * [`metadata`] (TDVF section list) ← [`hob`] ← [`kernel`];
 //!   [`tdvf`] (MRTD) uses [`metadata`] and [`hob`];
@@ -53,6 +57,7 @@
 //! JSON. A register is extended as `RTMR := SHA-384(RTMR ‖ digest)` starting
 //! from 48 zero bytes.
 
+pub mod acpi;
 pub mod digest;
 pub mod event;
 pub mod eventlog;
@@ -70,7 +75,7 @@ pub use digest::{extend, parse_hex48, replay_digests, sha384, Digest384};
 pub use event::{replay_events, MeasuredEvent, Register};
 pub use files::{sha256_file, sha384_file};
 pub use measure::{
-    artifact_digests, measure, ArtifactDigest, MeasurementModel, TdxInputs, TdxMeasurements,
-    VmConfig, Vmm,
+    artifact_digests, measure, ArtifactDigest, GeneratedAcpi, MeasurementModel, TdxInputs,
+    TdxMeasurements, VmConfig, Vmm,
 };
 pub use tdvf::{PageAddOrder, Tdvf};
