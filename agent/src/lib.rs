@@ -72,6 +72,8 @@ pub mod model_volume;
 pub mod quote_latency;
 pub mod readiness;
 pub mod route;
+pub mod payment;
+pub mod receipt;
 pub mod runtime_config;
 pub mod server;
 pub mod service;
@@ -166,6 +168,10 @@ impl Agent {
                 }
             }
         }
+        shared.payments = config
+            .payments
+            .clone()
+            .map(|s| Arc::new(payment::Ledger::new(s)));
         let shared = Arc::new(shared);
         let https_socket = server::bind(config.listen)?;
         let metrics_socket = server::bind(config.metrics_listen)?;

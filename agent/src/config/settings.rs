@@ -158,6 +158,9 @@ pub struct Config {
     pub runtime_config: Option<std::path::PathBuf>,
     /// GPU attestation at boot; `None`: no GPU check.
     pub gpu: Option<crate::gpu::GpuSettings>,
+    /// Payment (from the measured runtime configuration's `payments`
+    /// section, never from the command line); `None`: free.
+    pub payments: Option<crate::payment::PaymentSettings>,
 }
 
 /// Default HTTPS listener.
@@ -186,6 +189,7 @@ impl Config {
             workers: 0,
             runtime_config: None,
             gpu: None,
+            payments: None,
         }
     }
 

@@ -1,0 +1,258 @@
+//! Usage receipts: signed with the key of the connection's RA-TLS
+//! certificate (the key the client attested), and, for event streams,
+//! inserted as a final `chrysalis.receipt` event before `data: [DONE]`.
+//!
+//! The receipt format itself is `chrysalis_payments::receipt`; this module
+//! only signs it and puts it in the stream. [`PaidStream`] passes the
+//! engine's frames on as they come; the only bytes it holds back are the
+//! start of a line that could still become `data: [DONE]` (at most 11
+//! bytes), so streaming is not delayed.
+
+use std::collections::VecDeque;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use chrysalis_payments::receipt::SignedReceipt;
+use http_body::{Body, Frame, SizeHint};
+use memchr::memmem;
+use rustls::sign::SigningKey;
+use rustls::SignatureScheme;
+use sha2::{Digest, Sha256};
+
+use crate::body::{ProxyBody, StreamError};
+use crate::payment::Ticket;
+use crate::usage::{Usage, UsageScanner};
+
+/// Name of the SSE event that carries the receipt.
+pub const RECEIPT_EVENT: &str = "chrysalis.receipt";
+/// The line that ends an OpenAI stream.
+const DONE: &[u8] = b"data: [DONE]";
+
+/// Signs receipts with an identity's TLS key.
+#[derive(Clone)]
+pub struct ReceiptSigner {
+    spki: Arc<[u8]>,
+    key: Arc<dyn SigningKey>,
+}
+
+impl std::fmt::Debug for ReceiptSigner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceiptSigner")
+            .field("spki_sha256", &hex::encode(Sha256::digest(&self.spki)))
+            .finish_non_exhaustive()
+    }
+}
+
+impl ReceiptSigner {
+    /// A signer for the certificate key `key` whose SubjectPublicKeyInfo is `spki`.
+    pub fn new(spki: &[u8], key: Arc<dyn SigningKey>) -> Self {
+        Self {
+            spki: spki.into(),
+            key,
+        }
+    }
+
+    /// The key's SubjectPublicKeyInfo (DER).
+    pub fn spki(&self) -> &[u8] {
+        &self.spki
+    }
+
+    /// Signs `msg`: ECDSA P-256 with SHA-256 (DER) or Ed25519.
+    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
+        let signer = self
+            .key
+            .choose_scheme(&[
+                SignatureScheme::ECDSA_NISTP256_SHA256,
+                SignatureScheme::ED25519,
+            ])
+            .ok_or_else(|| "the TLS key is neither P-256 nor Ed25519".to_string())?;
+        signer.sign(msg).map_err(|e| e.to_string())
+    }
+}
+
+/// Charges `ticket` for `usage` and signs the receipt; `None` (logged)
+/// when signing failed, so the response still goes out.
+pub fn issue(
+    ticket: &Ticket,
+    signer: &ReceiptSigner,
+    usage: Option<Usage>,
+    response_sha256: [u8; 32],
+) -> Option<SignedReceipt> {
+    let receipt = ticket.charge(usage.unwrap_or_default(), response_sha256);
+    match SignedReceipt::sign(receipt, |m| signer.sign(m)) {
+        Ok(r) => Some(r),
+        Err(e) => {
+            tracing::error!("signing a usage receipt failed: {e}");
+            None
+        }
+    }
+}
+
+/// The receipt as one SSE event.
+pub fn sse_event(r: &SignedReceipt) -> Bytes {
+    Bytes::from(format!("event: {RECEIPT_EVENT}\ndata: {}\n\n", r.encode()))
+}
+
+/// An event stream with the receipt inserted before `data: [DONE]` (or at
+/// the end when the engine sends no `[DONE]`), issued only when the engine's
+/// stream completed.
+pub struct PaidStream {
+    inner: ProxyBody,
+    ticket: Option<Ticket>,
+    signer: ReceiptSigner,
+    hasher: Sha256,
+    scanner: UsageScanner,
+    /// Withheld start of a line that may become `data: [DONE]`.
+    pending: BytesMut,
+    /// Whether the next byte from the engine starts a line.
+    at_line_start: bool,
+    out: VecDeque<Bytes>,
+    ended: bool,
+}
+
+impl std::fmt::Debug for PaidStream {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PaidStream")
+            .field("receipt_due", &self.ticket.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl PaidStream {
+    /// Wraps the engine's event stream.
+    pub fn new(inner: ProxyBody, ticket: Ticket, signer: ReceiptSigner) -> Self {
+        Self {
+            inner,
+            ticket: Some(ticket),
+            signer,
+            hasher: Sha256::new(),
+            scanner: UsageScanner::sse(),
+            pending: BytesMut::new(),
+            at_line_start: true,
+            out: VecDeque::new(),
+            ended: false,
+        }
+    }
+
+    /// Bytes before the receipt: counted, hashed and sent.
+    fn pass_hashed(&mut self, b: Bytes) {
+        if b.is_empty() {
+            return;
+        }
+        self.hasher.update(&b);
+        self.scanner.feed(&b);
+        self.out.push_back(b);
+    }
+
+    fn emit_receipt(&mut self) {
+        let Some(ticket) = self.ticket.take() else {
+            return;
+        };
+        let usage = std::mem::replace(&mut self.scanner, UsageScanner::Off).finish();
+        let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
+        if let Some(r) = issue(&ticket, &self.signer, usage, digest) {
+            self.out.push_back(sse_event(&r));
+        }
+    }
+
+    fn feed(&mut self, data: Bytes) {
+        if self.ticket.is_none() {
+            self.out.push_back(data);
+            return;
+        }
+        let buf = if self.pending.is_empty() {
+            data
+        } else {
+            self.pending.extend_from_slice(&data);
+            self.pending.split().freeze()
+        };
+        let line_start_ok = |buf: &[u8], at: usize, first: bool| {
+            if at == 0 {
+                first
+            } else {
+                buf[at - 1] == b'\n'
+            }
+        };
+        let found = memmem::find_iter(&buf, DONE).find(|&p| line_start_ok(&buf, p, self.at_line_start));
+        if let Some(p) = found {
+            self.pass_hashed(buf.slice(..p));
+            self.emit_receipt();
+            self.out.push_back(buf.slice(p..));
+            return;
+        }
+        // Hold back the start of the last line if it may become [DONE].
+        let last_line = match memchr::memrchr(b'\n', &buf) {
+            Some(nl) => Some(nl + 1),
+            None if self.at_line_start => Some(0),
+            None => None,
+        };
+        if let Some(ls) = last_line {
+            let tail = &buf[ls..];
+            if !tail.is_empty() && DONE.starts_with(tail) {
+                self.pending.extend_from_slice(tail);
+                self.pass_hashed(buf.slice(..ls));
+                self.at_line_start = true;
+                return;
+            }
+        }
+        self.at_line_start = buf.last() == Some(&b'\n');
+        self.pass_hashed(buf);
+    }
+
+    fn end(&mut self) {
+        self.ended = true;
+        let rest = self.pending.split().freeze();
+        self.pass_hashed(rest);
+        if self.inner.completed() {
+            self.emit_receipt();
+        }
+        // A stream that did not complete is not charged: the ticket drops.
+        self.ticket = None;
+    }
+}
+
+impl Body for PaidStream {
+    type Data = Bytes;
+    type Error = StreamError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, StreamError>>> {
+        let this = self.get_mut();
+        loop {
+            if let Some(b) = this.out.pop_front() {
+                return Poll::Ready(Some(Ok(Frame::data(b))));
+            }
+            if this.ended {
+                return Poll::Ready(None);
+            }
+            match Pin::new(&mut this.inner).poll_frame(cx) {
+                Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
+                    Ok(data) => this.feed(data),
+                    Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
+                },
+                Poll::Ready(Some(Err(e))) => {
+                    this.ticket = None;
+                    this.ended = true;
+                    return Poll::Ready(Some(Err(e)));
+                }
+                Poll::Ready(None) => this.end(),
+                Poll::Pending => return Poll::Pending,
+            }
+            if this.inner.is_end_stream() && !this.ended {
+                this.end();
+            }
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended && self.out.is_empty()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::default()
+    }
+}
