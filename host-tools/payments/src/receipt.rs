@@ -214,3 +214,117 @@ impl SignedReceipt {
             })
     }
 }
+
+/// The line that opens the receipt event in a stream.
+pub const SSE_EVENT_LINE: &[u8] = b"event: chrysalis.receipt\n";
+/// Longest receipt data line accepted in a stream (bytes).
+const MAX_DATA_LINE: usize = MAX_ENCODED_LEN + 16;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SseState {
+    Hashing,
+    InEvent,
+    Done,
+}
+
+/// A client's view of a paid event stream: hashes every byte before the
+/// `chrysalis.receipt` event (the receipt's `response_sha256`) and picks
+/// up the event's data. Feed it the raw body bytes as they arrive.
+#[derive(Debug, Clone)]
+pub struct SseReceiptScanner {
+    hasher: Sha256,
+    state: SseState,
+    at_line_start: bool,
+    held: Vec<u8>,
+    data_line: Vec<u8>,
+    receipt: Option<String>,
+}
+
+impl Default for SseReceiptScanner {
+    fn default() -> Self {
+        Self {
+            hasher: Sha256::new(),
+            state: SseState::Hashing,
+            at_line_start: true,
+            held: Vec::new(),
+            data_line: Vec::new(),
+            receipt: None,
+        }
+    }
+}
+
+impl SseReceiptScanner {
+    /// A scanner at the start of a stream.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Feeds the next bytes of the body.
+    pub fn feed(&mut self, chunk: &[u8]) -> Result<()> {
+        let mut hash_from = 0usize;
+        for (i, &b) in chunk.iter().enumerate() {
+            match self.state {
+                SseState::Hashing => {
+                    if self.at_line_start || !self.held.is_empty() {
+                        // Hash what precedes this byte in the chunk first.
+                        self.hasher.update(&chunk[hash_from..i]);
+                        hash_from = i + 1;
+                        self.held.push(b);
+                        if SSE_EVENT_LINE.starts_with(&self.held) {
+                            self.at_line_start = false;
+                            if self.held.len() == SSE_EVENT_LINE.len() {
+                                self.held.clear();
+                                self.state = SseState::InEvent;
+                            }
+                            continue;
+                        }
+                        self.hasher.update(&self.held);
+                        self.held.clear();
+                    }
+                    self.at_line_start = b == b'\n';
+                }
+                SseState::InEvent => {
+                    hash_from = i + 1;
+                    if b == b'\n' {
+                        let line = std::mem::take(&mut self.data_line);
+                        let data = line
+                            .strip_prefix(b"data: ")
+                            .ok_or_else(|| malformed("receipt event", "no data line after the event line"))?;
+                        let text = std::str::from_utf8(data)
+                            .map_err(|_| malformed("receipt event", "data is not UTF-8"))?;
+                        self.receipt = Some(text.to_string());
+                        self.state = SseState::Done;
+                    } else {
+                        if self.data_line.len() >= MAX_DATA_LINE {
+                            return Err(malformed("receipt event", "data line too long"));
+                        }
+                        self.data_line.push(b);
+                    }
+                }
+                SseState::Done => {
+                    hash_from = chunk.len();
+                    break;
+                }
+            }
+        }
+        if self.state == SseState::Hashing && hash_from < chunk.len() {
+            self.hasher.update(&chunk[hash_from..]);
+        }
+        Ok(())
+    }
+
+    /// Whether the receipt event has been read.
+    pub fn has_receipt(&self) -> bool {
+        self.receipt.is_some()
+    }
+
+    /// The SHA-256 of the bytes before the receipt event, and the encoded
+    /// receipt (`None` when the stream carried none).
+    pub fn finish(self) -> ([u8; 32], Option<String>) {
+        let mut h = self.hasher;
+        if self.state == SseState::Hashing {
+            h.update(&self.held);
+        }
+        (h.finalize().into(), self.receipt)
+    }
+}
