@@ -172,28 +172,14 @@ impl Ledger {
         self.channels.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Admits a request carrying `header` (the voucher) for a body whose
-    /// SHA-256 is `request_sha256`; `Ok(None)` for an unpaid request where
-    /// payment is optional.
-    pub fn admit(
-        self: &Arc<Self>,
-        header: Option<&HeaderValue>,
-        request_sha256: String,
-    ) -> std::result::Result<Option<Ticket>, ApiError> {
+    /// Records the voucher in `header` (verified; the channel pinned to
+    /// its first key; kept when it is the channel's highest) and returns
+    /// the channel it is for, with the lock held.
+    fn accept<'a>(
+        &'a self,
+        header: &HeaderValue,
+    ) -> std::result::Result<(std::sync::MutexGuard<'a, HashMap<String, Channel>>, String), ApiError> {
         let bad = |m: String| payment_error(StatusCode::PAYMENT_REQUIRED, "bad_voucher", m);
-        let Some(header) = header else {
-            if self.settings.required {
-                return Err(payment_error(
-                    StatusCode::PAYMENT_REQUIRED,
-                    "voucher_required",
-                    format!(
-                        "this agent is paid through a TON payment channel: send the channel's \
-                         latest voucher in the {VOUCHER_HEADER} header (chrysalis chat --channel FILE)"
-                    ),
-                ));
-            }
-            return Ok(None);
-        };
         let text = header
             .to_str()
             .map_err(|_| bad(format!("{VOUCHER_HEADER} is not ASCII")))?;
@@ -226,6 +212,44 @@ impl Ledger {
         if v.voucher.amount > ch.paid() {
             ch.best = Some(v);
         }
+        Ok((map, channel))
+    }
+
+    /// Records a voucher sent without a charged request (e.g. with
+    /// `GET /v1/models`): how a client pays for its last answer.
+    pub fn settle(&self, header: &HeaderValue) -> std::result::Result<(), ApiError> {
+        self.accept(header).map(|_| ())
+    }
+
+    /// Admits a request carrying `header` (the voucher) for a body whose
+    /// SHA-256 is `request_sha256`; `Ok(None)` for an unpaid request where
+    /// payment is optional.
+    pub fn admit(
+        self: &Arc<Self>,
+        header: Option<&HeaderValue>,
+        request_sha256: String,
+    ) -> std::result::Result<Option<Ticket>, ApiError> {
+        let Some(header) = header else {
+            if self.settings.required {
+                return Err(payment_error(
+                    StatusCode::PAYMENT_REQUIRED,
+                    "voucher_required",
+                    format!(
+                        "this agent is paid through a TON payment channel: send the channel's \
+                         latest voucher in the {VOUCHER_HEADER} header (chrysalis chat --channel FILE)"
+                    ),
+                ));
+            }
+            return Ok(None);
+        };
+        let (mut map, channel) = self.accept(header)?;
+        let Some(ch) = map.get_mut(&channel) else {
+            return Err(payment_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "payment_state",
+                "the channel vanished from the ledger".into(),
+            ));
+        };
         let owed = ch.charged.saturating_sub(ch.paid());
         if owed > self.settings.unpaid_credit {
             return Err(payment_error(
@@ -407,6 +431,20 @@ pub async fn forward_paid(
         Err(e) => return early_answer(tracker, e, incoming, conn),
     };
     drop(incoming);
+    if !route.counts_tokens() {
+        // No tokens, no charge: a voucher sent along only settles.
+        if let Some(h) = parts.headers.get(&VOUCHER_HEADER) {
+            if let Err(e) = ledger.settle(h) {
+                return forward::fail(tracker, e);
+            }
+        }
+        parts.headers.remove(&VOUCHER_HEADER);
+        let (resp, pooled) = match forward::send(shared, parts, body, &mut timer).await {
+            Ok(x) => x,
+            Err(e) => return forward::fail(tracker, e),
+        };
+        return forward::respond(limits, route, tracker, resp, pooled, timer);
+    }
     let ticket = match ledger.admit(parts.headers.get(&VOUCHER_HEADER), sha256_hex(&body)) {
         Ok(t) => t,
         Err(e) => return forward::fail(tracker, e),
@@ -420,11 +458,7 @@ pub async fn forward_paid(
         };
         return forward::respond(limits, route, tracker, resp, pooled, timer);
     };
-    let body = if route.counts_tokens() {
-        with_stream_usage(body)
-    } else {
-        body
-    };
+    let body = with_stream_usage(body);
     let (resp, pooled) = match forward::send(shared, parts, body, &mut timer).await {
         Ok(x) => x,
         Err(e) => return forward::fail(tracker, e),
@@ -435,8 +469,8 @@ pub async fn forward_paid(
     let AgentBody::Proxy(proxy) = body else {
         return Response::from_parts(head, body);
     };
-    if !status.is_success() || !route.counts_tokens() {
-        // Not charged: an error, or a route without tokens.
+    if !status.is_success() {
+        // Not charged: an error.
         return Response::from_parts(head, AgentBody::Proxy(proxy));
     }
     let content_type = head

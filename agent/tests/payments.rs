@@ -137,6 +137,22 @@ async fn receipts_verify_and_a_client_that_stops_paying_gets_402() {
     // Paying up lets it through again.
     let r = post(&mut send, "/v1/chat/completions", CHAT, Some(&voucher(&key, &ch, want + amount2))).await;
     assert_eq!(r.status(), 200);
+    let last = SignedReceipt::parse(r.headers()["x-chrysalis-receipt"].to_str().unwrap()).unwrap();
+    drop(text(r).await);
+    let total = last.receipt.cumulative;
+    assert_eq!(total, 2 * want + amount2);
+    // The last answer is paid with a voucher sent along a request that is
+    // not charged (GET /v1/models needs no voucher, takes one).
+    let mut m = req("GET", "/v1/models", "");
+    m.headers_mut().insert("x-chrysalis-voucher", voucher(&key, &ch, total).parse().unwrap());
+    send.ready().await.unwrap();
+    let r = send.send_request(m).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert!(!r.headers().contains_key("x-chrysalis-receipt"));
+    drop(text(r).await);
+    send.ready().await.unwrap();
+    let r = send.send_request(req("GET", "/v1/models", "")).await.unwrap();
+    assert_eq!(r.status(), 200);
     drop(text(r).await);
 
     // The operator's endpoint serves the best voucher.
@@ -145,7 +161,8 @@ async fn receipts_verify_and_a_client_that_stops_paying_gets_402() {
     let j: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
     let v = &j["vouchers"][0];
     assert_eq!(v["channel"], ch.to_hex());
-    assert_eq!(v["amount"], want + amount2);
+    assert_eq!(v["amount"], total);
+    assert_eq!(v["charged"], total);
     let sv = chrysalis_payments::voucher::SignedVoucher::parse(v["voucher"].as_str().unwrap()).unwrap();
     sv.verify().unwrap();
     assert_eq!(sv.client_key, key.public_key());
