@@ -158,6 +158,10 @@ pub struct ChatArgs {
     /// Maximum tokens to generate.
     #[arg(long, default_value_t = 256)]
     max_tokens: u32,
+    /// Pay through this channel (from `chrysalis ton channel open`):
+    /// a voucher with the request, every receipt verified (see `pay`).
+    #[arg(long)]
+    channel: Option<std::path::PathBuf>,
 }
 
 /// The message for a failure: the RA-TLS error's own words when the chain
@@ -598,6 +602,7 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
     if peer.is_simulated() {
         eprintln!("!!! {} !!!", att::policy::SIMULATED_WARNING);
     }
+    let mut payer = a.channel.as_deref().map(|p| crate::pay::Payer::open(p, peer.spki_der())).transpose()?;
     let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))
@@ -632,16 +637,20 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
         "max_tokens": a.max_tokens,
         "messages": [{"role": "user", "content": message}],
     });
+    let request = body.to_string();
+    let mut post = hyper::Request::post("/v1/chat/completions")
+        .header("host", "chrysalis")
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream");
+    if let Some(p) = payer.as_mut() {
+        post = post.header(crate::pay::VOUCHER_HEADER, p.voucher_header()?);
+    }
     let resp = sender
         .send_request(
-            hyper::Request::post("/v1/chat/completions")
-                .header("host", "chrysalis")
-                .header("content-type", "application/json")
-                .header("accept", "text/event-stream")
-                .body(http_body_util::Full::new(hyper::body::Bytes::from(
-                    body.to_string(),
-                )))
-                .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?,
+            post.body(http_body_util::Full::new(hyper::body::Bytes::from(
+                request.clone(),
+            )))
+            .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?,
         )
         .await
         .map_err(conn_err)?;
@@ -662,6 +671,9 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
         let Some(chunk) = frame.data_ref() else {
             continue;
         };
+        if let Some(p) = payer.as_mut() {
+            p.feed(chunk)?;
+        }
         pending.push_str(&String::from_utf8_lossy(chunk));
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
@@ -681,6 +693,9 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
         }
     }
     let _ = writeln!(out);
+    if let Some(p) = payer {
+        crate::pay::settle(p, request.as_bytes(), &mut sender).await?;
+    }
     Ok(())
 }
 

@@ -15,6 +15,7 @@ mod host;
 mod image;
 mod launch;
 mod measure;
+mod pay;
 mod ton;
 
 use clap::{Parser, Subcommand};

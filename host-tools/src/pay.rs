@@ -135,7 +135,7 @@ impl ChannelFile {
             .ok()
             .and_then(|b| b.try_into().ok())
             .ok_or_else(|| Failure::new(ErrorCategory::Malformed, anyhow!("channel file: voucher_seed is not 64 hex digits")))?;
-        VoucherKey::from_seed(&seed).map_err(|e| Failure::new(ErrorCategory::Malformed, e.into()))
+        VoucherKey::from_seed(&seed).map_err(|e| Failure::new(ErrorCategory::Malformed, anyhow::Error::new(e)))
     }
 
     /// The channel's address.
@@ -201,20 +201,20 @@ impl Payer {
                 channel: self.file.address()?,
                 amount,
             })
-            .map_err(|e| Failure::new(ErrorCategory::Malformed, e.into()))?;
+            .map_err(|e| Failure::new(ErrorCategory::Malformed, anyhow::Error::new(e)))?;
         if amount > self.file.paid {
             self.file.paid = amount;
             self.file.save(&self.path, false)?;
         }
         v.encode()
-            .map_err(|e| Failure::new(ErrorCategory::Malformed, e.into()))
+            .map_err(|e| Failure::new(ErrorCategory::Malformed, anyhow::Error::new(e)))
     }
 
     /// Feeds a chunk of the event stream.
     pub fn feed(&mut self, chunk: &[u8]) -> Result<(), Failure> {
         self.scanner
             .feed(chunk)
-            .map_err(|e| Failure::new(ErrorCategory::Verification, e.into()))?;
+            .map_err(|e| Failure::new(ErrorCategory::Verification, anyhow::Error::new(e)))?;
         if self.scanner.has_receipt() {
             return Ok(());
         }
@@ -310,4 +310,40 @@ pub fn check_receipt(
         return Err(rej(format!("cumulative {} is above the deposit {}", rc.cumulative, file.deposit)));
     }
     Ok((rc.seq, rc.amount, rc.cumulative))
+}
+
+/// After the answer: checks its receipt, then pays for it at once with a
+/// voucher sent along `GET /v1/models` (not charged), so the operator can
+/// claim everything received.
+pub async fn settle(
+    payer: Payer,
+    request: &[u8],
+    sender: &mut hyper::client::conn::http1::SendRequest<http_body_util::Full<hyper::body::Bytes>>,
+) -> Result<(), Failure> {
+    use http_body_util::BodyExt;
+    let path = payer.path.clone();
+    let spki = payer.spki.clone();
+    let (amount, cumulative) = payer.finish(request)?;
+    let mut next = Payer::open(&path, &spki)?;
+    let voucher = next.voucher_header()?;
+    let req = hyper::Request::get("/v1/models")
+        .header("host", "chrysalis")
+        .header(VOUCHER_HEADER, voucher)
+        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+        .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?;
+    let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
+    let resp = sender.send_request(req).await.map_err(conn_err)?;
+    let status = resp.status();
+    let _ = resp.into_body().collect().await.map_err(conn_err)?;
+    if !status.is_success() {
+        return Err(Failure::new(
+            ErrorCategory::Connection,
+            anyhow!("the agent did not take the voucher for {cumulative} nanotons: HTTP {status}"),
+        ));
+    }
+    eprintln!(
+        "paid {amount} nanotons for this answer (receipt verified against the attested key); {cumulative} nanotons in total on channel {}",
+        next.file.channel
+    );
+    Ok(())
 }

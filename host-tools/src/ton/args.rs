@@ -47,6 +47,9 @@ pub(super) enum TonCommand {
     AllowMeasurement(AllowArgs),
     /// Admin: remove an allowed image measurement.
     DisallowMeasurement(DisallowArgs),
+    /// Payment channels: `open` (client), `claim` (operator), `close` (client).
+    #[command(subcommand)]
+    Channel(super::channel::ChannelCommand),
 }
 
 #[derive(Subcommand)]
