@@ -37,6 +37,25 @@ pub enum Error {
     /// Signing failed.
     #[error("signing: {0}")]
     Signing(String),
+    /// A receipt that verifies but does not match what was asked,
+    /// received or agreed (the client refuses to pay it).
+    #[error("usage receipt refused: {0}")]
+    Refused(String),
+    /// A receipt that charges more than the channel's price, or more
+    /// tokens than the answer reported.
+    #[error("usage receipt refused (overcharge): {0}")]
+    Overcharge(String),
+    /// The channel cannot pay (wrong machine key, deposit used up).
+    #[error("channel: {0}")]
+    Channel(String),
+    /// A channel file could not be read or written.
+    #[error("channel file {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The OS error.
+        source: std::io::Error,
+    },
 }
 
 /// `Result` with this crate's [`Error`].

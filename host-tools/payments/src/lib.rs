@@ -7,12 +7,15 @@
 //!   channel's Ed25519 key; a TON cell built with `tonlib-core`, signed
 //!   over its representation hash exactly as the channel contract checks it
 //!   (`CHKSIGNU`).
+//! - [`client`]: the paying client's side: the channel file, the voucher
+//!   for each request, and every check of a receipt before it is paid.
 //! - [`price`]: the amount due for a number of tokens at a price per
 //!   million tokens (rounded up).
 //!
 //! The layouts and test vectors are in `host-tools/payments/README.md`.
 #![forbid(unsafe_code)]
 
+pub mod client;
 mod error;
 pub mod price;
 pub mod receipt;

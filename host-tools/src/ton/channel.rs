@@ -20,7 +20,8 @@ use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
 use super::outcome::{fail, report, tf};
 use super::send::{prepare, Prepared};
 use crate::client::{Failure, PolicyOpts};
-use crate::pay::ChannelFile;
+use crate::pay::pf;
+use chrysalis_payments::client::ChannelFile;
 
 /// `chrysalis ton channel ...`
 #[derive(Subcommand)]
@@ -286,7 +287,7 @@ fn open(o: OpenArgs) -> Result<Value, Failure> {
         charged: 0,
         seq: 0,
     };
-    file.save(&o.out, true)?;
+    file.save(&o.out, true).map_err(pf)?;
     let body = ChannelMessage::Open { query_id: nonce }.to_cell().map_err(tf)?;
     let p = prepare(
         wallet,
@@ -315,7 +316,7 @@ fn open(o: OpenArgs) -> Result<Value, Failure> {
     file.price_per_million = terms.price_per_million;
     file.key_hash = hex::encode(terms.key_hash);
     file.deposit = st.deposit;
-    file.save(&o.out, false)?;
+    file.save(&o.out, false).map_err(pf)?;
     let mut v = p.describe("open a payment channel", &extra)?;
     v["confirmed"] = json!(true);
     v["channel_file"] = json!(o.out.display().to_string());
@@ -430,9 +431,9 @@ fn fetch_vouchers(agent: &str, policy: &PolicyOpts) -> Result<Vec<SignedVoucher>
 
 /// `chrysalis ton channel close`.
 fn close(c: CloseArgs) -> Result<Value, Failure> {
-    let file = ChannelFile::load(&c.channel)?;
+    let file = ChannelFile::load(&c.channel).map_err(pf)?;
     let wallet = load_wallet(&c.wallet)?;
-    let ch = file.address()?;
+    let ch = file.address().map_err(pf)?;
     let st = channel_state(&c.api.client(), &ch)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
