@@ -54,8 +54,8 @@ pub enum AgentBody {
     Early(Option<Bytes>, UnreadRequest),
     /// The engine's body, streamed through.
     Proxy(ProxyBody),
-    /// The engine's event stream with a usage receipt (see [`crate::receipt`]).
-    Paid(Box<crate::receipt::PaidStream>),
+    /// Any other body (a paid event stream with its usage receipt).
+    Boxed(http_body_util::combinators::UnsyncBoxBody<Bytes, StreamError>),
 }
 
 impl From<Bytes> for AgentBody {
@@ -85,7 +85,7 @@ impl Body for AgentBody {
         match self.get_mut() {
             Self::Full(b) | Self::Early(b, _) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::Proxy(p) => Pin::new(p).poll_frame(cx),
-            Self::Paid(p) => Pin::new(p.as_mut()).poll_frame(cx),
+            Self::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -93,7 +93,7 @@ impl Body for AgentBody {
         match self {
             Self::Full(b) | Self::Early(b, _) => b.is_none(),
             Self::Proxy(p) => p.is_end_stream(),
-            Self::Paid(p) => p.is_end_stream(),
+            Self::Boxed(b) => b.is_end_stream(),
         }
     }
 
@@ -102,7 +102,7 @@ impl Body for AgentBody {
             Self::Full(None) | Self::Early(None, _) => SizeHint::with_exact(0),
             Self::Full(Some(b)) | Self::Early(Some(b), _) => SizeHint::with_exact(b.len() as u64),
             Self::Proxy(p) => p.size_hint(),
-            Self::Paid(p) => p.size_hint(),
+            Self::Boxed(b) => b.size_hint(),
         }
     }
 }

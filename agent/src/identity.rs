@@ -37,7 +37,7 @@ pub trait AttestationSource: Send + Sync + 'static {
 
     /// Signs usage receipts with the certificate's key; `None` when this
     /// identity cannot (see [`crate::payment`]).
-    fn receipt_signer(&self) -> Option<crate::receipt::ReceiptSigner> {
+    fn receipt_signer(&self) -> Option<crate::receipt_key::ReceiptSigner> {
         None
     }
 }
@@ -191,8 +191,8 @@ impl AttestationSource for RaTlsAttestation {
         fresh.to_json().map_err(|e| e.to_string())
     }
 
-    fn receipt_signer(&self) -> Option<crate::receipt::ReceiptSigner> {
-        Some(crate::receipt::ReceiptSigner::new(
+    fn receipt_signer(&self) -> Option<crate::receipt_key::ReceiptSigner> {
+        Some(crate::receipt_key::ReceiptSigner::new(
             self.identity.spki_der(),
             self.identity.certified_key().key.clone(),
         ))

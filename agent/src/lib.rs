@@ -67,13 +67,15 @@ pub mod fresh;
 pub mod gpu;
 pub mod h1_errors;
 pub mod identity;
+pub mod ledger;
 pub mod metrics;
 pub mod model_volume;
+pub mod payment;
 pub mod quote_latency;
 pub mod readiness;
-pub mod route;
-pub mod payment;
 pub mod receipt;
+pub mod receipt_key;
+pub mod route;
 pub mod runtime_config;
 pub mod server;
 pub mod service;
@@ -171,7 +173,7 @@ impl Agent {
         shared.payments = config
             .payments
             .clone()
-            .map(|s| Arc::new(payment::Ledger::new(s)));
+            .map(|s| Arc::new(ledger::Ledger::new(s)));
         let shared = Arc::new(shared);
         let https_socket = server::bind(config.listen)?;
         let metrics_socket = server::bind(config.metrics_listen)?;

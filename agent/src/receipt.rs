@@ -10,67 +10,23 @@
 
 use std::collections::VecDeque;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use chrysalis_payments::receipt::SignedReceipt;
 use http_body::{Body, Frame, SizeHint};
 use memchr::memmem;
-use rustls::sign::SigningKey;
-use rustls::SignatureScheme;
 use sha2::{Digest, Sha256};
 
 use crate::body::{ProxyBody, StreamError};
-use crate::payment::Ticket;
+use crate::ledger::Ticket;
+use crate::receipt_key::ReceiptSigner;
 use crate::usage::{Usage, UsageScanner};
 
 /// Name of the SSE event that carries the receipt.
 pub const RECEIPT_EVENT: &str = "chrysalis.receipt";
 /// The line that ends an OpenAI stream.
 const DONE: &[u8] = b"data: [DONE]";
-
-/// Signs receipts with an identity's TLS key.
-#[derive(Clone)]
-pub struct ReceiptSigner {
-    spki: Arc<[u8]>,
-    key: Arc<dyn SigningKey>,
-}
-
-impl std::fmt::Debug for ReceiptSigner {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ReceiptSigner")
-            .field("spki_sha256", &hex::encode(Sha256::digest(&self.spki)))
-            .finish_non_exhaustive()
-    }
-}
-
-impl ReceiptSigner {
-    /// A signer for the certificate key `key` whose SubjectPublicKeyInfo is `spki`.
-    pub fn new(spki: &[u8], key: Arc<dyn SigningKey>) -> Self {
-        Self {
-            spki: spki.into(),
-            key,
-        }
-    }
-
-    /// The key's SubjectPublicKeyInfo (DER).
-    pub fn spki(&self) -> &[u8] {
-        &self.spki
-    }
-
-    /// Signs `msg`: ECDSA P-256 with SHA-256 (DER) or Ed25519.
-    pub fn sign(&self, msg: &[u8]) -> Result<Vec<u8>, String> {
-        let signer = self
-            .key
-            .choose_scheme(&[
-                SignatureScheme::ECDSA_NISTP256_SHA256,
-                SignatureScheme::ED25519,
-            ])
-            .ok_or_else(|| "the TLS key is neither P-256 nor Ed25519".to_string())?;
-        signer.sign(msg).map_err(|e| e.to_string())
-    }
-}
 
 /// Charges `ticket` for `usage` and signs the receipt; `None` (logged)
 /// when signing failed, so the response still goes out.
@@ -175,7 +131,8 @@ impl PaidStream {
                 buf[at - 1] == b'\n'
             }
         };
-        let found = memmem::find_iter(&buf, DONE).find(|&p| line_start_ok(&buf, p, self.at_line_start));
+        let found =
+            memmem::find_iter(&buf, DONE).find(|&p| line_start_ok(&buf, p, self.at_line_start));
         if let Some(p) = found {
             self.pass_hashed(buf.slice(..p));
             self.emit_receipt();

@@ -43,7 +43,7 @@ pub struct Shared {
     /// Why the GPU check failed, when it did: then nothing is forwarded.
     pub gpu_refusal: Option<String>,
     /// Payment channels, when the runtime configuration asks for payment.
-    pub payments: Option<Arc<crate::payment::Ledger>>,
+    pub payments: Option<Arc<crate::ledger::Ledger>>,
 }
 
 impl std::fmt::Debug for Shared {

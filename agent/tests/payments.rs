@@ -24,7 +24,11 @@ const CREDIT: u64 = 20_000;
 
 fn manager() -> Arc<RaTlsManager> {
     let (provider, collateral) = open_provider(ProviderKind::Sim, Tee::Tdx, None).unwrap();
-    Arc::new(RaTlsManager::new(provider, collateral, &TlsSettings::default()))
+    Arc::new(RaTlsManager::new(
+        provider,
+        collateral,
+        &TlsSettings::default(),
+    ))
 }
 
 async fn paid_agent(stub: &Stub, required: bool) -> Agent {
@@ -35,7 +39,9 @@ async fn paid_agent(stub: &Stub, required: bool) -> Agent {
         unpaid_credit: CREDIT,
         max_in_flight_per_channel: 1,
     });
-    let agent = Agent::start(c, IdentitySource::RaTls(manager())).await.unwrap();
+    let agent = Agent::start(c, IdentitySource::RaTls(manager()))
+        .await
+        .unwrap();
     wait_ready(&agent).await;
     agent
 }
@@ -52,17 +58,24 @@ fn voucher(key: &VoucherKey, ch: &TonAddress, amount: u64) -> String {
     .unwrap()
 }
 
-async fn post(send: &mut Send2, path: &str, body: &str, voucher: Option<&str>) -> http::Response<hyper::body::Incoming> {
+async fn post(
+    send: &mut Send2,
+    path: &str,
+    body: &str,
+    voucher: Option<&str>,
+) -> http::Response<hyper::body::Incoming> {
     let mut r = req("POST", path, body);
     if let Some(v) = voucher {
-        r.headers_mut().insert("x-chrysalis-voucher", v.parse().unwrap());
+        r.headers_mut()
+            .insert("x-chrysalis-voucher", v.parse().unwrap());
     }
     send.ready().await.unwrap();
     send.send_request(r).await.unwrap()
 }
 
 const CHAT: &str = r#"{"model":"m","messages":[{"role":"user","content":"hi"}]}"#;
-const CHAT_STREAM: &str = r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
+const CHAT_STREAM: &str =
+    r#"{"model":"m","stream":true,"messages":[{"role":"user","content":"hi"}]}"#;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn receipts_verify_and_a_client_that_stops_paying_gets_402() {
@@ -79,14 +92,30 @@ async fn receipts_verify_and_a_client_that_stops_paying_gets_402() {
     assert_eq!(error_code(&text(r).await), "voucher_required");
 
     // A JSON answer: the receipt is in a header, signed by the attested key.
-    let r = post(&mut send, "/v1/chat/completions", CHAT, Some(&voucher(&key, &ch, 0))).await;
+    let r = post(
+        &mut send,
+        "/v1/chat/completions",
+        CHAT,
+        Some(&voucher(&key, &ch, 0)),
+    )
+    .await;
     assert_eq!(r.status(), 200);
-    let header = r.headers()["x-chrysalis-receipt"].to_str().unwrap().to_string();
+    let header = r.headers()["x-chrysalis-receipt"]
+        .to_str()
+        .unwrap()
+        .to_string();
     let body = r.into_body().collect().await.unwrap().to_bytes();
     let rc = SignedReceipt::parse(&header).unwrap();
     rc.verify(&spki).unwrap();
     let want = amount_due(3 + 5, PRICE).unwrap();
-    assert_eq!((rc.receipt.seq, rc.receipt.prompt_tokens, rc.receipt.completion_tokens), (1, 3, 5));
+    assert_eq!(
+        (
+            rc.receipt.seq,
+            rc.receipt.prompt_tokens,
+            rc.receipt.completion_tokens
+        ),
+        (1, 3, 5)
+    );
     assert_eq!((rc.receipt.amount, rc.receipt.cumulative), (want, want));
     assert_eq!(rc.receipt.price_per_million, PRICE);
     assert_eq!(rc.receipt.channel, ch.to_hex());
@@ -99,7 +128,13 @@ async fn receipts_verify_and_a_client_that_stops_paying_gets_402() {
 
     // The engine never sees the voucher; a stream asks it for usage.
     stub.clear_events();
-    let r = post(&mut send, "/v1/chat/completions", CHAT_STREAM, Some(&voucher(&key, &ch, want))).await;
+    let r = post(
+        &mut send,
+        "/v1/chat/completions",
+        CHAT_STREAM,
+        Some(&voucher(&key, &ch, want)),
+    )
+    .await;
     let (_, _, headers, fwd) = stub.next_request().await;
     assert!(!headers.contains_key("x-chrysalis-voucher"));
     let fwd: serde_json::Value = serde_json::from_slice(&fwd).unwrap();
@@ -119,23 +154,50 @@ async fn receipts_verify_and_a_client_that_stops_paying_gets_402() {
     assert_eq!(rc.receipt.response_sha256, sha256_hex(before.as_bytes()));
     assert_eq!(hex::encode(digest), rc.receipt.response_sha256);
     let amount2 = amount_due(11 + 3, PRICE).unwrap();
-    assert_eq!((rc.receipt.seq, rc.receipt.amount, rc.receipt.cumulative), (2, amount2, want + amount2));
+    assert_eq!(
+        (rc.receipt.seq, rc.receipt.amount, rc.receipt.cumulative),
+        (2, amount2, want + amount2)
+    );
 
     // A client that stops paying: the voucher for `want` leaves amount2 owed.
     assert!(amount2 > CREDIT);
-    let r = post(&mut send, "/v1/chat/completions", CHAT, Some(&voucher(&key, &ch, want))).await;
+    let r = post(
+        &mut send,
+        "/v1/chat/completions",
+        CHAT,
+        Some(&voucher(&key, &ch, want)),
+    )
+    .await;
     assert_eq!(r.status(), 402);
     assert_eq!(error_code(&text(r).await), "payment_required");
     // Replaying an older voucher does not help either.
-    let r = post(&mut send, "/v1/chat/completions", CHAT, Some(&voucher(&key, &ch, 0))).await;
+    let r = post(
+        &mut send,
+        "/v1/chat/completions",
+        CHAT,
+        Some(&voucher(&key, &ch, 0)),
+    )
+    .await;
     assert_eq!(r.status(), 402);
     // A forged voucher (another key for this channel) is refused.
     let forger = VoucherKey::from_seed(&[4; 32]).unwrap();
-    let r = post(&mut send, "/v1/chat/completions", CHAT, Some(&voucher(&forger, &ch, 10 * want))).await;
+    let r = post(
+        &mut send,
+        "/v1/chat/completions",
+        CHAT,
+        Some(&voucher(&forger, &ch, 10 * want)),
+    )
+    .await;
     assert_eq!(r.status(), 402);
     assert_eq!(error_code(&text(r).await), "bad_voucher");
     // Paying up lets it through again.
-    let r = post(&mut send, "/v1/chat/completions", CHAT, Some(&voucher(&key, &ch, want + amount2))).await;
+    let r = post(
+        &mut send,
+        "/v1/chat/completions",
+        CHAT,
+        Some(&voucher(&key, &ch, want + amount2)),
+    )
+    .await;
     assert_eq!(r.status(), 200);
     let last = SignedReceipt::parse(r.headers()["x-chrysalis-receipt"].to_str().unwrap()).unwrap();
     drop(text(r).await);
@@ -144,26 +206,36 @@ async fn receipts_verify_and_a_client_that_stops_paying_gets_402() {
     // The last answer is paid with a voucher sent along a request that is
     // not charged (GET /v1/models needs no voucher, takes one).
     let mut m = req("GET", "/v1/models", "");
-    m.headers_mut().insert("x-chrysalis-voucher", voucher(&key, &ch, total).parse().unwrap());
+    m.headers_mut().insert(
+        "x-chrysalis-voucher",
+        voucher(&key, &ch, total).parse().unwrap(),
+    );
     send.ready().await.unwrap();
     let r = send.send_request(m).await.unwrap();
     assert_eq!(r.status(), 200);
     assert!(!r.headers().contains_key("x-chrysalis-receipt"));
     drop(text(r).await);
     send.ready().await.unwrap();
-    let r = send.send_request(req("GET", "/v1/models", "")).await.unwrap();
+    let r = send
+        .send_request(req("GET", "/v1/models", ""))
+        .await
+        .unwrap();
     assert_eq!(r.status(), 200);
     drop(text(r).await);
 
     // The operator's endpoint serves the best voucher.
     send.ready().await.unwrap();
-    let r = send.send_request(req("GET", "/v1/chrysalis/vouchers", "")).await.unwrap();
+    let r = send
+        .send_request(req("GET", "/v1/chrysalis/vouchers", ""))
+        .await
+        .unwrap();
     let j: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
     let v = &j["vouchers"][0];
     assert_eq!(v["channel"], ch.to_hex());
     assert_eq!(v["amount"], total);
     assert_eq!(v["charged"], total);
-    let sv = chrysalis_payments::voucher::SignedVoucher::parse(v["voucher"].as_str().unwrap()).unwrap();
+    let sv =
+        chrysalis_payments::voucher::SignedVoucher::parse(v["voucher"].as_str().unwrap()).unwrap();
     sv.verify().unwrap();
     assert_eq!(sv.client_key, key.public_key());
 }
@@ -182,8 +254,12 @@ async fn optional_payment_serves_unpaid_requests_without_receipts() {
     let key = VoucherKey::from_seed(&[3; 32]).unwrap();
     let ch = TonAddress::new(0, [1u8; 32].into());
     let mut r = req("POST", "/v1/chat/completions", CHAT);
-    r.headers_mut().insert("x-chrysalis-voucher", voucher(&key, &ch, 0).parse().unwrap());
-    r.headers_mut().insert("x-stub-status", "500".parse().unwrap());
+    r.headers_mut().insert(
+        "x-chrysalis-voucher",
+        voucher(&key, &ch, 0).parse().unwrap(),
+    );
+    r.headers_mut()
+        .insert("x-stub-status", "500".parse().unwrap());
     send.ready().await.unwrap();
     let r = send.send_request(r).await.unwrap();
     assert_eq!(r.status(), 500);

@@ -602,7 +602,11 @@ async fn chat(a: &ChatArgs, cfg: Arc<VerifierConfig>, message: String) -> Result
     if peer.is_simulated() {
         eprintln!("!!! {} !!!", att::policy::SIMULATED_WARNING);
     }
-    let mut payer = a.channel.as_deref().map(|p| crate::pay::Payer::open(p, peer.spki_der())).transpose()?;
+    let mut payer = a
+        .channel
+        .as_deref()
+        .map(|p| crate::pay::Payer::open(p, peer.spki_der()))
+        .transpose()?;
     let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
     let (mut sender, conn) =
         hyper::client::conn::http1::handshake(hyper_util::rt::TokioIo::new(stream))

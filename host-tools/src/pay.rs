@@ -17,7 +17,7 @@ use chrysalis_attestation::ErrorCategory;
 use chrysalis_payments::client::{ChannelFile, PaidAnswer};
 use chrysalis_payments::Error as PayError;
 
-use crate::client::Failure;
+use crate::failure::Failure;
 
 /// Request header of the voucher.
 pub const VOUCHER_HEADER: &str = "x-chrysalis-voucher";
@@ -86,9 +86,15 @@ pub async fn settle(
         spki,
         answer,
     } = payer;
-    let (encoded, digest, usage) = answer.finish(None).map_err(pf)?;
+    let got = answer.finish(None).map_err(pf)?;
     let r = file
-        .accept_receipt(&spki, &encoded, request, &digest, usage)
+        .accept_receipt(
+            &spki,
+            &got.receipt,
+            request,
+            &got.response_sha256,
+            got.usage,
+        )
         .map_err(pf)?;
     let voucher = file.next_voucher().map_err(pf)?;
     file.save(&path, false).map_err(pf)?;

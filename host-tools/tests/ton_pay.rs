@@ -116,7 +116,13 @@ impl Api {
     /// `get_channel()`: (state, deposit, claimed).
     fn channel(&mut self, addr: &str) -> (u64, u64, u64) {
         let r = self.call(json!({"cmd":"get","address":addr,"method":"get_channel","args":[]}));
-        let n = |i: usize| r["stack"][i]["value"].as_str().unwrap().parse::<u64>().unwrap();
+        let n = |i: usize| {
+            r["stack"][i]["value"]
+                .as_str()
+                .unwrap()
+                .parse::<u64>()
+                .unwrap()
+        };
         (n(0), n(1), n(2))
     }
 }
@@ -138,16 +144,22 @@ async fn engine() -> SocketAddr {
         let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(300);
         while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
             tokio::spawn(async move {
-                let svc = hyper::service::service_fn(|req: hyper::Request<hyper::body::Incoming>| async move {
-                    let path = req.uri().path().to_string();
-                    let body = req.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
-                    let stream = serde_json::from_slice::<Value>(&body)
-                        .ok()
-                        .and_then(|v| v["stream"].as_bool())
-                        .unwrap_or(false);
-                    let usage = json!({"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
+                let svc = hyper::service::service_fn(
+                    |req: hyper::Request<hyper::body::Incoming>| async move {
+                        let path = req.uri().path().to_string();
+                        let body = req
+                            .into_body()
+                            .collect()
+                            .await
+                            .map(|b| b.to_bytes())
+                            .unwrap_or_default();
+                        let stream = serde_json::from_slice::<Value>(&body)
+                            .ok()
+                            .and_then(|v| v["stream"].as_bool())
+                            .unwrap_or(false);
+                        let usage = json!({"prompt_tokens": PROMPT_TOKENS, "completion_tokens": COMPLETION_TOKENS,
                         "total_tokens": PROMPT_TOKENS + COMPLETION_TOKENS});
-                    let (ct, text) = match (path.as_str(), stream) {
+                        let (ct, text) = match (path.as_str(), stream) {
                         ("/v1/models", _) => ("application/json", json!({"object":"list","data":[{"id":"tiny","object":"model"}]}).to_string()),
                         ("/v1/chat/completions", true) => {
                             let mut s = String::new();
@@ -163,10 +175,11 @@ async fn engine() -> SocketAddr {
                             "choices":[{"index":0,"message":{"role":"assistant","content":"Hello world"}}],"usage":usage}).to_string()),
                         _ => ("application/json", "{}".to_string()),
                     };
-                    let mut r = hyper::Response::new(Full::new(Bytes::from(text)));
-                    r.headers_mut().insert("content-type", ct.parse().unwrap());
-                    Ok::<_, Infallible>(r)
-                });
+                        let mut r = hyper::Response::new(Full::new(Bytes::from(text)));
+                        r.headers_mut().insert("content-type", ct.parse().unwrap());
+                        Ok::<_, Infallible>(r)
+                    },
+                );
                 let _ = hyper::server::conn::http1::Builder::new()
                     .serve_connection(hyper_util::rt::TokioIo::new(tcp), svc)
                     .await;
@@ -190,11 +203,18 @@ async fn paid_agent(engine: SocketAddr, price: u64) -> Agent {
         max_in_flight_per_channel: 1,
     });
     let (provider, collateral) = open_provider(ProviderKind::Sim, Tee::Tdx, None).unwrap();
-    let m = Arc::new(RaTlsManager::new(provider, collateral, &TlsSettings::default()));
+    let m = Arc::new(RaTlsManager::new(
+        provider,
+        collateral,
+        &TlsSettings::default(),
+    ));
     let agent = Agent::start(c, IdentitySource::RaTls(m)).await.unwrap();
-    tokio::time::timeout(std::time::Duration::from_secs(30), agent.readiness().wait_ready())
-        .await
-        .expect("agent ready");
+    tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        agent.readiness().wait_ready(),
+    )
+    .await
+    .expect("agent ready");
     agent
 }
 
@@ -227,7 +247,9 @@ fn ok(o: Output) -> Output {
 fn new_wallet(dir: &Path, name: &str) -> (String, String) {
     let p = dir.join(name);
     let ps = p.to_str().unwrap().to_string();
-    let v = json_out(&ok(chrysalis(&["ton", "wallet", "new", "--out", &ps, "--json"])));
+    let v = json_out(&ok(chrysalis(&[
+        "ton", "wallet", "new", "--out", &ps, "--json",
+    ])));
     (ps, v["wallet"].as_str().unwrap().to_string())
 }
 
@@ -266,13 +288,69 @@ fn pay_per_token_end_to_end() {
 
     // The registry, its allowed (simulated) measurement, both machines.
     let code = contract_dir().join("build/registry.json");
-    let o = ok(with_api(&["ton", "deploy-registry", "--wallet", &admin_key, "--code", code.to_str().unwrap(), "--min-stake", "1", "--unstake-delay", "3600", "--json"]));
+    let o = ok(with_api(&[
+        "ton",
+        "deploy-registry",
+        "--wallet",
+        &admin_key,
+        "--code",
+        code.to_str().unwrap(),
+        "--min-stake",
+        "1",
+        "--unstake-delay",
+        "3600",
+        "--json",
+    ]));
     let registry = json_out(&o)["registry"].as_str().unwrap().to_string();
-    let dry = ok(chrysalis(&["ton", "register", "--agent", &honest_url, "--wallet", &op_key, "--registry", &registry, "--allow-sim", "--seqno", "1", "--dry-run", "--json", "--api", "http://127.0.0.1:9/api"]));
+    let dry = ok(chrysalis(&[
+        "ton",
+        "register",
+        "--agent",
+        &honest_url,
+        "--wallet",
+        &op_key,
+        "--registry",
+        &registry,
+        "--allow-sim",
+        "--seqno",
+        "1",
+        "--dry-run",
+        "--json",
+        "--api",
+        "http://127.0.0.1:9/api",
+    ]));
     let measurement = json_out(&dry)["measurement"].as_str().unwrap().to_string();
-    ok(with_api(&["ton", "allow-measurement", "--wallet", &admin_key, "--registry", &registry, "--measurement", &measurement, "--tee", "tdx", "--release", "chrysalis-sim"]));
+    ok(with_api(&[
+        "ton",
+        "allow-measurement",
+        "--wallet",
+        &admin_key,
+        "--registry",
+        &registry,
+        "--measurement",
+        &measurement,
+        "--tee",
+        "tdx",
+        "--release",
+        "chrysalis-sim",
+    ]));
     let machine = |agent: &str| -> String {
-        let o = ok(with_api(&["ton", "register", "--agent", agent, "--wallet", &op_key, "--registry", &registry, "--allow-sim", "--price", "1", "--stake", "1", "--json"]));
+        let o = ok(with_api(&[
+            "ton",
+            "register",
+            "--agent",
+            agent,
+            "--wallet",
+            &op_key,
+            "--registry",
+            &registry,
+            "--allow-sim",
+            "--price",
+            "1",
+            "--stake",
+            "1",
+            "--json",
+        ]));
         json_out(&o)["machine_id"].as_str().unwrap().to_string()
     };
     let honest_id = machine(&honest_url);
@@ -281,7 +359,24 @@ fn pay_per_token_end_to_end() {
     // The client opens a channel with 2 TON.
     let ch_code = contract_dir().join("build/channel.json");
     let ch_file = dir.path().join("honest.channel");
-    let o = ok(with_api(&["ton", "channel", "open", "--machine", &honest_id, "--deposit", "2", "--wallet", &client_key, "--registry", &registry, "--code", ch_code.to_str().unwrap(), "--out", ch_file.to_str().unwrap(), "--json"]));
+    let o = ok(with_api(&[
+        "ton",
+        "channel",
+        "open",
+        "--machine",
+        &honest_id,
+        "--deposit",
+        "2",
+        "--wallet",
+        &client_key,
+        "--registry",
+        &registry,
+        "--code",
+        ch_code.to_str().unwrap(),
+        "--out",
+        ch_file.to_str().unwrap(),
+        "--json",
+    ]));
     let opened = json_out(&o);
     let channel = opened["channel"].as_str().unwrap().to_string();
     assert_eq!(opened["terms"]["price_per_million"], PRICE);
@@ -294,14 +389,32 @@ fn pay_per_token_end_to_end() {
     }
 
     // Two chats; each answer's receipt is verified and paid.
-    let chat = |url: &str, file: &Path| chrysalis(&["chat", url, "--allow-sim", "--model", "tiny", "-m", "hi", "--channel", file.to_str().unwrap()]);
+    let chat = |url: &str, file: &Path| {
+        chrysalis(&[
+            "chat",
+            url,
+            "--allow-sim",
+            "--model",
+            "tiny",
+            "-m",
+            "hi",
+            "--channel",
+            file.to_str().unwrap(),
+        ])
+    };
     let per_answer = (PROMPT_TOKENS + COMPLETION_TOKENS) * PRICE / 1_000_000;
     for i in 1..=2u64 {
         let o = ok(chat(&honest_url, &ch_file));
         let out = text(&o);
         assert!(out.contains("Hello world"), "{out}");
-        assert!(out.contains(&format!("paid {per_answer} nanotons")), "{out}");
-        assert!(out.contains(&format!("{} nanotons in total", i * per_answer)), "{out}");
+        assert!(
+            out.contains(&format!("paid {per_answer} nanotons")),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("{} nanotons in total", i * per_answer)),
+            "{out}"
+        );
     }
     let file: Value = serde_json::from_str(&std::fs::read_to_string(&ch_file).unwrap()).unwrap();
     assert_eq!(file["seq"], 2);
@@ -309,56 +422,138 @@ fn pay_per_token_end_to_end() {
     assert_eq!(file["paid"], 2 * per_answer);
 
     // The operator claims: exactly tokens × price moves on chain.
-    let o = ok(with_api(&["ton", "channel", "claim", "--agent", &honest_url, "--wallet", &op_key, "--allow-sim", "--json"]));
+    let o = ok(with_api(&[
+        "ton",
+        "channel",
+        "claim",
+        "--agent",
+        &honest_url,
+        "--wallet",
+        &op_key,
+        "--allow-sim",
+        "--json",
+    ]));
     let claimed = json_out(&o);
     assert_eq!(claimed["claimed"][0]["paid"], 2 * per_answer, "{claimed}");
-    assert_eq!(api.channel(&channel), (2, 2 * TON, 2 * (PROMPT_TOKENS + COMPLETION_TOKENS) * PRICE / 1_000_000));
+    assert_eq!(
+        api.channel(&channel),
+        (
+            2,
+            2 * TON,
+            2 * (PROMPT_TOKENS + COMPLETION_TOKENS) * PRICE / 1_000_000
+        )
+    );
     let txs = api.call(json!({"cmd":"transactions"}));
     let paid_to_operator: Vec<&Value> = txs["txs"]
         .as_array()
         .unwrap()
         .iter()
-        .filter(|t| t["address"] == channel.as_str() || t["address"].as_str().is_some_and(|a| a == channel))
+        .filter(|t| {
+            t["address"] == channel.as_str() || t["address"].as_str().is_some_and(|a| a == channel)
+        })
         .flat_map(|t| t["out"].as_array().unwrap().iter())
         .filter(|m| m["op"] == chrysalis_ton::channel::op::PAID)
         .collect();
     assert_eq!(paid_to_operator.len(), 1);
     assert_eq!(paid_to_operator[0]["to"], op_addr);
     // The claim carried 0.05 TON; 0.01 TON stays for gas, the rest returns.
-    assert_eq!(paid_to_operator[0]["value"], (2 * per_answer + 40_000_000).to_string());
+    assert_eq!(
+        paid_to_operator[0]["value"],
+        (2 * per_answer + 40_000_000).to_string()
+    );
     // A second claim (the same voucher again) finds nothing new.
-    let o = ok(with_api(&["ton", "channel", "claim", "--agent", &honest_url, "--wallet", &op_key, "--allow-sim", "--json"]));
+    let o = ok(with_api(&[
+        "ton",
+        "channel",
+        "claim",
+        "--agent",
+        &honest_url,
+        "--wallet",
+        &op_key,
+        "--allow-sim",
+        "--json",
+    ]));
     assert_eq!(json_out(&o)["claimed"].as_array().unwrap().len(), 0);
     assert_eq!(api.channel(&channel).2, 2 * per_answer);
 
     // An agent that charges more than its registered price: the receipt
     // is refused (exit 4) and nothing is paid for that answer.
     let greedy_file = dir.path().join("greedy.channel");
-    ok(with_api(&["ton", "channel", "open", "--machine", &greedy_id, "--deposit", "1", "--wallet", &client_key, "--registry", &registry, "--code", ch_code.to_str().unwrap(), "--out", greedy_file.to_str().unwrap()]));
+    ok(with_api(&[
+        "ton",
+        "channel",
+        "open",
+        "--machine",
+        &greedy_id,
+        "--deposit",
+        "1",
+        "--wallet",
+        &client_key,
+        "--registry",
+        &registry,
+        "--code",
+        ch_code.to_str().unwrap(),
+        "--out",
+        greedy_file.to_str().unwrap(),
+    ]));
     let o = chat(&greedy_url, &greedy_file);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("overcharge"), "{}", text(&o));
     let g: Value = serde_json::from_str(&std::fs::read_to_string(&greedy_file).unwrap()).unwrap();
-    assert_eq!((g["charged"].as_u64(), g["paid"].as_u64()), (Some(0), Some(0)));
+    assert_eq!(
+        (g["charged"].as_u64(), g["paid"].as_u64()),
+        (Some(0), Some(0))
+    );
     // That client has stopped paying this agent: with no unpaid credit,
     // its next request is answered 402 until a voucher covers the charge.
     let o = chat(&greedy_url, &greedy_file);
     assert_ne!(o.status.code(), Some(0), "{}", text(&o));
-    assert!(text(&o).contains("402") && text(&o).contains("payment_required"), "{}", text(&o));
+    assert!(
+        text(&o).contains("402") && text(&o).contains("payment_required"),
+        "{}",
+        text(&o)
+    );
     // The agent of one machine is not the channel of another: refused before anything is sent.
     let o = chat(&greedy_url, &ch_file);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("not the key"), "{}", text(&o));
 
     // The client starts the close; the operator can still claim during the delay.
-    let o = ok(with_api(&["ton", "channel", "close", "--channel", ch_file.to_str().unwrap(), "--wallet", &client_key, "--json"]));
+    let o = ok(with_api(&[
+        "ton",
+        "channel",
+        "close",
+        "--channel",
+        ch_file.to_str().unwrap(),
+        "--wallet",
+        &client_key,
+        "--json",
+    ]));
     assert_eq!(json_out(&o)["state"]["status"], "closing");
     ok(chat(&honest_url, &ch_file));
-    let o = ok(with_api(&["ton", "channel", "claim", "--agent", &honest_url, "--wallet", &op_key, "--allow-sim", "--json"]));
+    let o = ok(with_api(&[
+        "ton",
+        "channel",
+        "claim",
+        "--agent",
+        &honest_url,
+        "--wallet",
+        &op_key,
+        "--allow-sim",
+        "--json",
+    ]));
     assert_eq!(json_out(&o)["claimed"][0]["claimed"], 3 * per_answer);
     assert_eq!(api.channel(&channel), (3, 2 * TON, 3 * per_answer));
     // Finishing before the delay is refused by the CLI (exit 4, nothing sent).
-    let o = with_api(&["ton", "channel", "close", "--channel", ch_file.to_str().unwrap(), "--wallet", &client_key]);
+    let o = with_api(&[
+        "ton",
+        "channel",
+        "close",
+        "--channel",
+        ch_file.to_str().unwrap(),
+        "--wallet",
+        &client_key,
+    ]);
     assert_eq!(o.status.code(), Some(4), "{}", text(&o));
     assert!(text(&o).contains("close delay"), "{}", text(&o));
     drop(honest);

@@ -160,7 +160,7 @@ pub struct Config {
     pub gpu: Option<crate::gpu::GpuSettings>,
     /// Payment (from the measured runtime configuration's `payments`
     /// section, never from the command line); `None`: free.
-    pub payments: Option<crate::payment::PaymentSettings>,
+    pub payments: Option<crate::ledger::PaymentSettings>,
 }
 
 /// Default HTTPS listener.

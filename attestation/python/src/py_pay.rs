@@ -4,24 +4,22 @@
 //! `PaidAnswer`, and the exception `PaymentRefused`.
 
 use std::path::PathBuf;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 
 use chrysalis_payments::client::{ChannelFile, PaidAnswer};
-use pyo3::create_exception;
 use pyo3::prelude::*;
-use pyo3::types::PyDict;
+use pyo3::types::{PyDict, PyType};
 
-use crate::py::ChrysalisError;
-
-create_exception!(
-    chrysalis,
-    PaymentRefused,
-    ChrysalisError,
-    "A usage receipt was refused (forged, overcharging or not matching the answer), or the channel cannot pay (another machine's key, deposit used up)."
-);
+/// `chrysalis.PaymentRefused`, a subclass of the module's `ChrysalisError`
+/// (made in [`register`], from the module, so this file needs nothing
+/// from the rest of the bindings).
+static PAYMENT_REFUSED: OnceLock<Py<PyType>> = OnceLock::new();
 
 fn refused(e: chrysalis_payments::Error) -> PyErr {
-    PaymentRefused::new_err(e.to_string())
+    match PAYMENT_REFUSED.get() {
+        Some(t) => Python::attach(|py| PyErr::from_type(t.bind(py).clone(), e.to_string())),
+        None => pyo3::exceptions::PyRuntimeError::new_err(e.to_string()),
+    }
 }
 
 /// A channel file (from `chrysalis ton channel open`), updated after every
@@ -70,11 +68,17 @@ impl PyChannel {
         public_key_der: &[u8],
     ) -> PyResult<Bound<'py, PyDict>> {
         let a = std::mem::take(&mut *answer.inner.lock().unwrap_or_else(|p| p.into_inner()));
-        let (encoded, digest, usage) = a.finish(header).map_err(refused)?;
+        let got = a.finish(header).map_err(refused)?;
         let mut f = lock(&self.file);
         let mut next = f.clone();
         let r = next
-            .accept_receipt(public_key_der, &encoded, request, &digest, usage)
+            .accept_receipt(
+                public_key_der,
+                &got.receipt,
+                request,
+                &got.response_sha256,
+                got.usage,
+            )
             .map_err(refused)?;
         next.save(&self.path, false).map_err(refused)?;
         *f = next;
@@ -124,6 +128,14 @@ impl PyPaidAnswer {
         }
     }
 
+    /// Whether an event stream's receipt event has been read whole.
+    fn has_receipt(&self) -> bool {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .has_receipt()
+    }
+
     /// Feeds the next bytes of the body.
     fn feed(&self, chunk: &[u8]) -> PyResult<()> {
         self.inner
@@ -134,10 +146,21 @@ impl PyPaidAnswer {
     }
 }
 
-/// Adds the classes and the exception to `chrysalis._native`.
+/// Adds the classes and `PaymentRefused` (a subclass of the module's
+/// `ChrysalisError`, which must be added first) to `chrysalis._native`.
 pub fn register(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
     m.add_class::<PyChannel>()?;
     m.add_class::<PyPaidAnswer>()?;
-    m.add("PaymentRefused", m.py().get_type::<PaymentRefused>())?;
+    let base = m.getattr("ChrysalisError")?.cast_into::<PyType>()?;
+    let t = PyErr::new_type(
+        py,
+        c"chrysalis.PaymentRefused",
+        Some(c"A usage receipt was refused (forged, overcharging or not matching the answer), or the channel cannot pay (another machine's key, deposit used up)."),
+        Some(&base),
+        None,
+    )?;
+    m.add("PaymentRefused", t.bind(py))?;
+    let _ = PAYMENT_REFUSED.set(t);
     Ok(())
 }

@@ -87,7 +87,11 @@ impl ChannelFile {
         if f.version != FILE_VERSION {
             return Err(malformed(
                 "channel file",
-                format!("{}: version {}, expected {FILE_VERSION}", path.display(), f.version),
+                format!(
+                    "{}: version {}, expected {FILE_VERSION}",
+                    path.display(),
+                    f.version
+                ),
             ));
         }
         f.key()?;
@@ -101,7 +105,10 @@ impl ChannelFile {
         if new && path.exists() {
             return Err(io_err(
                 path,
-                std::io::Error::new(std::io::ErrorKind::AlreadyExists, "refusing to overwrite a channel file"),
+                std::io::Error::new(
+                    std::io::ErrorKind::AlreadyExists,
+                    "refusing to overwrite a channel file",
+                ),
             ));
         }
         let tmp = PathBuf::from(format!("{}.tmp", path.display()));
@@ -188,16 +195,25 @@ impl ChannelFile {
         let channel = TonAddress::from_hex_str(&rc.channel)
             .map_err(|e| refused(format!("channel {:?}: {e}", rc.channel)))?;
         if channel != self.address()? {
-            return Err(refused(format!("it is for channel {}, not {}", rc.channel, self.channel)));
+            return Err(refused(format!(
+                "it is for channel {}, not {}",
+                rc.channel, self.channel
+            )));
         }
         if rc.request_sha256 != sha256_hex(request) {
             return Err(refused("it covers another request".into()));
         }
         if rc.response_sha256 != response_sha256 {
-            return Err(refused("it covers other response bytes than those received".into()));
+            return Err(refused(
+                "it covers other response bytes than those received".into(),
+            ));
         }
         if rc.seq != self.seq + 1 {
-            return Err(refused(format!("sequence number {} where {} was next", rc.seq, self.seq + 1)));
+            return Err(refused(format!(
+                "sequence number {} where {} was next",
+                rc.seq,
+                self.seq + 1
+            )));
         }
         if rc.price_per_million > self.price_per_million {
             return Err(Error::Overcharge(format!(
@@ -229,6 +245,17 @@ impl ChannelFile {
         self.charged = rc.cumulative;
         Ok(r)
     }
+}
+
+/// What [`PaidAnswer::finish`] found in an answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Received {
+    /// The receipt's wire form.
+    pub receipt: String,
+    /// SHA-256 (hex) of the bytes the receipt covers.
+    pub response_sha256: String,
+    /// The `usage` the answer reported (prompt, completion), if any.
+    pub usage: Option<(u64, u64)>,
 }
 
 /// A paid answer as the client receives it: every byte, to find the
@@ -279,21 +306,31 @@ impl PaidAnswer {
         Ok(())
     }
 
+    /// Whether an event stream's receipt event has been read whole.
+    pub fn has_receipt(&self) -> bool {
+        self.sse.has_receipt()
+    }
+
     /// For an event stream: the receipt event's data, the SHA-256 (hex) of
     /// the bytes before it and the stream's last usage. For a JSON answer
     /// (`header` = the `X-Chrysalis-Receipt` value): the header, the
     /// SHA-256 of the whole body and its usage.
-    pub fn finish(self, header: Option<&str>) -> Result<(String, String, Option<(u64, u64)>)> {
+    pub fn finish(self, header: Option<&str>) -> Result<Received> {
         match header {
-            Some(h) => Ok((
-                h.to_string(),
-                hex::encode(self.body.finalize()),
-                usage_of(&self.json),
-            )),
+            Some(h) => Ok(Received {
+                receipt: h.to_string(),
+                response_sha256: hex::encode(self.body.finalize()),
+                usage: usage_of(&self.json),
+            }),
             None => {
                 let (digest, r) = self.sse.finish();
-                let r = r.ok_or_else(|| Error::Refused("the answer carries no usage receipt".into()))?;
-                Ok((r, hex::encode(digest), self.usage))
+                let receipt =
+                    r.ok_or_else(|| Error::Refused("the answer carries no usage receipt".into()))?;
+                Ok(Received {
+                    receipt,
+                    response_sha256: hex::encode(digest),
+                    usage: self.usage,
+                })
             }
         }
     }
@@ -302,5 +339,8 @@ impl PaidAnswer {
 fn usage_of(json: &[u8]) -> Option<(u64, u64)> {
     let v: serde_json::Value = serde_json::from_slice(json).ok()?;
     let u = &v["usage"];
-    Some((u["prompt_tokens"].as_u64()?, u["completion_tokens"].as_u64().unwrap_or(0)))
+    Some((
+        u["prompt_tokens"].as_u64()?,
+        u["completion_tokens"].as_u64().unwrap_or(0),
+    ))
 }

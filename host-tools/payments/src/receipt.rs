@@ -59,7 +59,9 @@ pub fn sha256_hex(data: &[u8]) -> String {
 }
 
 fn is_hex(s: &str, len: usize) -> bool {
-    s.len() == len && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == len
+        && s.bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 impl Receipt {
@@ -78,7 +80,10 @@ impl Receipt {
             .split_once(':')
             .ok_or_else(|| inv("channel", "not <workchain>:<64 hex>"))?;
         if !(wc == "0" || wc == "-1") || !is_hex(hash, 64) {
-            return Err(inv("channel", "not 0:<64 lowercase hex> or -1:<64 lowercase hex>"));
+            return Err(inv(
+                "channel",
+                "not 0:<64 lowercase hex> or -1:<64 lowercase hex>",
+            ));
         }
         if !is_hex(&self.request_sha256, 64) {
             return Err(inv("request_sha256", "not 64 lowercase hex digits"));
@@ -158,7 +163,10 @@ impl SignedReceipt {
     /// the receipt it holds. Not verified: call [`SignedReceipt::verify`].
     pub fn parse(s: &str) -> Result<Self> {
         if s.len() > MAX_ENCODED_LEN {
-            return Err(malformed("receipt", format!("{} bytes, at most {MAX_ENCODED_LEN}", s.len())));
+            return Err(malformed(
+                "receipt",
+                format!("{} bytes, at most {MAX_ENCODED_LEN}", s.len()),
+            ));
         }
         let (json_b64, sig_b64) = s
             .split_once('.')
@@ -187,7 +195,9 @@ impl SignedReceipt {
         let (rest, spki) = SubjectPublicKeyInfo::from_der(spki_der)
             .map_err(|e| Error::UnsupportedKey(format!("SubjectPublicKeyInfo: {e}")))?;
         if !rest.is_empty() {
-            return Err(Error::UnsupportedKey("trailing bytes after the SubjectPublicKeyInfo".into()));
+            return Err(Error::UnsupportedKey(
+                "trailing bytes after the SubjectPublicKeyInfo".into(),
+            ));
         }
         let oid = spki.algorithm.algorithm.to_id_string();
         let alg: &dyn ring::signature::VerificationAlgorithm = match oid.as_str() {
@@ -199,7 +209,9 @@ impl SignedReceipt {
                     .and_then(|p| p.as_oid().ok())
                     .map(|o| o.to_id_string());
                 if curve.as_deref() != Some("1.2.840.10045.3.1.7") {
-                    return Err(Error::UnsupportedKey(format!("EC key on curve {curve:?}, expected P-256")));
+                    return Err(Error::UnsupportedKey(format!(
+                        "EC key on curve {curve:?}, expected P-256"
+                    )));
                 }
                 &ECDSA_P256_SHA256_ASN1
             }
@@ -287,9 +299,9 @@ impl SseReceiptScanner {
                     hash_from = i + 1;
                     if b == b'\n' {
                         let line = std::mem::take(&mut self.data_line);
-                        let data = line
-                            .strip_prefix(b"data: ")
-                            .ok_or_else(|| malformed("receipt event", "no data line after the event line"))?;
+                        let data = line.strip_prefix(b"data: ").ok_or_else(|| {
+                            malformed("receipt event", "no data line after the event line")
+                        })?;
                         let text = std::str::from_utf8(data)
                             .map_err(|_| malformed("receipt event", "data is not UTF-8"))?;
                         self.receipt = Some(text.to_string());

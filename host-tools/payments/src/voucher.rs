@@ -48,7 +48,10 @@ impl Voucher {
         let mut p: CellParser = cell.parser();
         let tag = p.load_u32(32)?;
         if tag != VOUCHER_TAG {
-            return Err(malformed("voucher", format!("tag {tag:#010x}, expected {VOUCHER_TAG:#010x}")));
+            return Err(malformed(
+                "voucher",
+                format!("tag {tag:#010x}, expected {VOUCHER_TAG:#010x}"),
+            ));
         }
         let channel = p.load_address()?;
         let amount = p.load_coins()?;
@@ -151,7 +154,10 @@ impl SignedVoucher {
     /// Parses a header value (not verified: call [`SignedVoucher::verify`]).
     pub fn parse(header: &str) -> Result<Self> {
         if header.len() > MAX_HEADER_LEN {
-            return Err(malformed("voucher header", format!("{} bytes, at most {MAX_HEADER_LEN}", header.len())));
+            return Err(malformed(
+                "voucher header",
+                format!("{} bytes, at most {MAX_HEADER_LEN}", header.len()),
+            ));
         }
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(header.trim())
@@ -166,7 +172,10 @@ impl SignedVoucher {
         p.ensure_empty()
             .map_err(|_| malformed("voucher header", "trailing data after the signature"))?;
         if root.references().len() != 1 {
-            return Err(malformed("voucher header", format!("{} references, expected 1", root.references().len())));
+            return Err(malformed(
+                "voucher header",
+                format!("{} references, expected 1", root.references().len()),
+            ));
         }
         let voucher = Voucher::from_cell(&root.references()[0])?;
         Ok(SignedVoucher {

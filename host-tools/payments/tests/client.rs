@@ -44,7 +44,14 @@ fn file(a: &Agent) -> ChannelFile {
     }
 }
 
-fn receipt(seq: u64, prev: u64, tokens: (u64, u64), price: u64, request: &[u8], response: &[u8]) -> Receipt {
+fn receipt(
+    seq: u64,
+    prev: u64,
+    tokens: (u64, u64),
+    price: u64,
+    request: &[u8],
+    response: &[u8],
+) -> Receipt {
     let amount = amount_due(tokens.0 + tokens.1, price).unwrap();
     Receipt {
         amount,
@@ -93,26 +100,57 @@ fn forged_overcharging_and_mismatched_receipts_are_refused() {
     let a = agent(1);
     let forger = agent(2);
     let resp = sha256_hex(b"resp");
-    let cases: Vec<(&str, String, Option<(u64, u64)>, fn(&Error) -> bool)> = vec![
-        ("signed by another key", sign(&forger, receipt(1, 0, (7, 5), PRICE, b"req", b"resp")), Some((7, 5)),
-            |e| matches!(e, Error::BadSignature { .. })),
-        ("above the channel's price", sign(&a, receipt(1, 0, (7, 5), 2 * PRICE, b"req", b"resp")), Some((7, 5)),
-            |e| matches!(e, Error::Overcharge(_))),
-        ("more tokens than reported", sign(&a, receipt(1, 0, (7, 9), PRICE, b"req", b"resp")), Some((7, 5)),
-            |e| matches!(e, Error::Overcharge(_))),
-        ("another request", sign(&a, receipt(1, 0, (7, 5), PRICE, b"other", b"resp")), Some((7, 5)),
-            |e| matches!(e, Error::Refused(_))),
-        ("other response bytes", sign(&a, receipt(1, 0, (7, 5), PRICE, b"req", b"other")), Some((7, 5)),
-            |e| matches!(e, Error::Refused(_))),
-        ("a skipped sequence number", sign(&a, receipt(2, 0, (7, 5), PRICE, b"req", b"resp")), Some((7, 5)),
-            |e| matches!(e, Error::Refused(_))),
-        ("a cumulative that does not add up", sign(&a, receipt(1, 5, (7, 5), PRICE, b"req", b"resp")), Some((7, 5)),
-            |e| matches!(e, Error::Overcharge(_))),
+    type Case = (&'static str, String, Option<(u64, u64)>, fn(&Error) -> bool);
+    let cases: Vec<Case> = vec![
+        (
+            "signed by another key",
+            sign(&forger, receipt(1, 0, (7, 5), PRICE, b"req", b"resp")),
+            Some((7, 5)),
+            |e| matches!(e, Error::BadSignature { .. }),
+        ),
+        (
+            "above the channel's price",
+            sign(&a, receipt(1, 0, (7, 5), 2 * PRICE, b"req", b"resp")),
+            Some((7, 5)),
+            |e| matches!(e, Error::Overcharge(_)),
+        ),
+        (
+            "more tokens than reported",
+            sign(&a, receipt(1, 0, (7, 9), PRICE, b"req", b"resp")),
+            Some((7, 5)),
+            |e| matches!(e, Error::Overcharge(_)),
+        ),
+        (
+            "another request",
+            sign(&a, receipt(1, 0, (7, 5), PRICE, b"other", b"resp")),
+            Some((7, 5)),
+            |e| matches!(e, Error::Refused(_)),
+        ),
+        (
+            "other response bytes",
+            sign(&a, receipt(1, 0, (7, 5), PRICE, b"req", b"other")),
+            Some((7, 5)),
+            |e| matches!(e, Error::Refused(_)),
+        ),
+        (
+            "a skipped sequence number",
+            sign(&a, receipt(2, 0, (7, 5), PRICE, b"req", b"resp")),
+            Some((7, 5)),
+            |e| matches!(e, Error::Refused(_)),
+        ),
+        (
+            "a cumulative that does not add up",
+            sign(&a, receipt(1, 5, (7, 5), PRICE, b"req", b"resp")),
+            Some((7, 5)),
+            |e| matches!(e, Error::Overcharge(_)),
+        ),
     ];
     for (what, enc, usage, want) in cases {
         let mut f = file(&a);
         let before = f.clone();
-        let e = f.accept_receipt(&a.spki, &enc, b"req", &resp, usage).unwrap_err();
+        let e = f
+            .accept_receipt(&a.spki, &enc, b"req", &resp, usage)
+            .unwrap_err();
         assert!(want(&e), "{what}: {e}");
         assert_eq!(f, before, "{what}: nothing recorded");
     }
@@ -120,7 +158,9 @@ fn forged_overcharging_and_mismatched_receipts_are_refused() {
     let mut r = receipt(1, 0, (7, 5), PRICE, b"req", b"resp");
     r.channel = format!("0:{}", "33".repeat(32));
     let mut f = file(&a);
-    let e = f.accept_receipt(&a.spki, &sign(&a, r), b"req", &resp, None).unwrap_err();
+    let e = f
+        .accept_receipt(&a.spki, &sign(&a, r), b"req", &resp, None)
+        .unwrap_err();
     assert!(matches!(e, Error::Refused(_)), "{e}");
     // A connection to another machine's key.
     let e = f.check_key(&forger.spki).unwrap_err();
@@ -129,7 +169,13 @@ fn forged_overcharging_and_mismatched_receipts_are_refused() {
     let mut f = file(&a);
     f.deposit = 10;
     let e = f
-        .accept_receipt(&a.spki, &sign(&a, receipt(1, 0, (7, 5), PRICE, b"req", b"resp")), b"req", &resp, None)
+        .accept_receipt(
+            &a.spki,
+            &sign(&a, receipt(1, 0, (7, 5), PRICE, b"req", b"resp")),
+            b"req",
+            &resp,
+            None,
+        )
         .unwrap_err();
     assert!(matches!(e, Error::Overcharge(_)), "{e}");
 }
@@ -144,18 +190,25 @@ fn paid_answer_reads_streams_and_json() {
     for c in stream.as_bytes().chunks(5) {
         p.feed(c).unwrap();
     }
-    let (got, digest, usage) = p.finish(None).unwrap();
-    assert_eq!(got, enc);
-    assert_eq!(usage, Some((7, 5)));
+    let got = p.finish(None).unwrap();
+    assert_eq!(got.receipt, enc);
+    assert_eq!(got.usage, Some((7, 5)));
     let mut f = file(&a);
-    f.accept_receipt(&a.spki, &got, b"req", &digest, usage).unwrap();
+    f.accept_receipt(
+        &a.spki,
+        &got.receipt,
+        b"req",
+        &got.response_sha256,
+        got.usage,
+    )
+    .unwrap();
     // A JSON answer: the receipt comes in the header; the hash is the body's.
     let body = br#"{"choices":[],"usage":{"prompt_tokens":3,"completion_tokens":2}}"#;
     let mut p = PaidAnswer::new();
     p.feed(body).unwrap();
-    let (_, digest, usage) = p.finish(Some("hdr")).unwrap();
-    assert_eq!(digest, sha256_hex(body));
-    assert_eq!(usage, Some((3, 2)));
+    let got = p.finish(Some("hdr")).unwrap();
+    assert_eq!(got.response_sha256, sha256_hex(body));
+    assert_eq!(got.usage, Some((3, 2)));
     // A stream without a receipt.
     let mut p = PaidAnswer::new();
     p.feed(before.as_bytes()).unwrap();
@@ -170,7 +223,10 @@ fn channel_file_is_private() {
     let p = dir.path().join("c.channel");
     let f = file(&a);
     f.save(&p, true).unwrap();
-    assert_eq!(std::fs::metadata(&p).unwrap().permissions().mode() & 0o777, 0o600);
+    assert_eq!(
+        std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     assert_eq!(ChannelFile::load(&p).unwrap(), f);
     assert!(matches!(f.save(&p, true), Err(Error::Io { .. })));
     std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();

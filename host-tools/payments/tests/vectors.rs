@@ -13,7 +13,10 @@ fn vectors() -> Value {
 }
 
 fn seed(v: &Value) -> [u8; 32] {
-    hex::decode(v.as_str().unwrap()).unwrap().try_into().unwrap()
+    hex::decode(v.as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
 }
 
 #[test]
@@ -60,12 +63,19 @@ fn receipt_vectors_both_key_types() {
         // Verified against the other key: refused.
         let other = if kind == "p256" { "ed25519" } else { "p256" };
         let other_spki = hex::decode(j[other]["spki_der_hex"].as_str().unwrap()).unwrap();
-        assert!(matches!(r.verify(&other_spki), Err(Error::BadSignature { .. })));
+        assert!(matches!(
+            r.verify(&other_spki),
+            Err(Error::BadSignature { .. })
+        ));
     }
     // Ed25519 is deterministic: signing again gives the vector.
-    let kp = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed(&j["ed25519"]["seed_hex"])).unwrap();
+    let kp = ring::signature::Ed25519KeyPair::from_seed_unchecked(&seed(&j["ed25519"]["seed_hex"]))
+        .unwrap();
     let r = SignedReceipt::parse(j["ed25519"]["encoded"].as_str().unwrap()).unwrap();
-    let again = SignedReceipt::sign(r.receipt.clone(), |m| Ok::<_, String>(kp.sign(m).as_ref().to_vec())).unwrap();
+    let again = SignedReceipt::sign(r.receipt.clone(), |m| {
+        Ok::<_, String>(kp.sign(m).as_ref().to_vec())
+    })
+    .unwrap();
     assert_eq!(again.encode(), j["ed25519"]["encoded"]);
 }
 
@@ -86,7 +96,10 @@ fn forged_and_non_canonical_receipts_are_refused() {
         .replace("\"amount\":28000", "\"amount\":14000")
         .replace("2000000000", "1000000000");
     let forged = SignedReceipt::parse(&format!("{}.{sig}", b64(&cheaper))).unwrap();
-    assert!(matches!(forged.verify(&spki), Err(Error::BadSignature { .. })));
+    assert!(matches!(
+        forged.verify(&spki),
+        Err(Error::BadSignature { .. })
+    ));
     // Whitespace, key order, unknown keys, a wrong amount: refused as malformed.
     for bad in [
         canonical.replace(",\"seq\"", ", \"seq\""),
@@ -94,10 +107,16 @@ fn forged_and_non_canonical_receipts_are_refused() {
         canonical.replace("}", ",\"z\":1}"),
         canonical.replace("\"amount\":28000", "\"amount\":28001"),
         canonical.replace("\"seq\":2", "\"seq\":0"),
-        canonical.replace("\"v\":\"chrysalis-receipt/1\"", "\"v\":\"chrysalis-receipt/2\""),
+        canonical.replace(
+            "\"v\":\"chrysalis-receipt/1\"",
+            "\"v\":\"chrysalis-receipt/2\"",
+        ),
     ] {
         let e = SignedReceipt::parse(&format!("{}.{sig}", b64(&bad))).unwrap_err();
-        assert!(matches!(e, Error::Malformed { .. } | Error::Invalid { .. }), "{bad}: {e}");
+        assert!(
+            matches!(e, Error::Malformed { .. } | Error::Invalid { .. }),
+            "{bad}: {e}"
+        );
     }
     for bad in ["", ".", "x", "a.b.c", &format!("{enc}x!")] {
         assert!(SignedReceipt::parse(bad).is_err(), "{bad}");
@@ -106,7 +125,10 @@ fn forged_and_non_canonical_receipts_are_refused() {
 
 #[test]
 fn sse_scanner_hashes_what_precedes_the_event_whatever_the_chunking() {
-    let enc = vectors()["receipt"]["ed25519"]["encoded"].as_str().unwrap().to_string();
+    let enc = vectors()["receipt"]["ed25519"]["encoded"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let before = "data: {\"choices\":[{\"delta\":{\"content\":\"event: chrysalis.receipt\"}}]}\n\nevent: other\ndata: x\n\n";
     let stream = format!("{before}event: chrysalis.receipt\ndata: {enc}\n\ndata: [DONE]\n\n");
     for split in [1, 2, 3, 7, 25, stream.len()] {
@@ -116,7 +138,11 @@ fn sse_scanner_hashes_what_precedes_the_event_whatever_the_chunking() {
         }
         assert!(s.has_receipt());
         let (digest, r) = s.finish();
-        assert_eq!(hex::encode(digest), sha256_hex(before.as_bytes()), "split {split}");
+        assert_eq!(
+            hex::encode(digest),
+            sha256_hex(before.as_bytes()),
+            "split {split}"
+        );
         assert_eq!(r.as_deref(), Some(enc.as_str()));
     }
     // No event: everything is hashed, no receipt.

@@ -2,102 +2,26 @@
 //! registered machine (the contract is `ton/contract/channel.tolk`; the
 //! client side of paying is [`crate::pay`]).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{anyhow, Context};
 use chrysalis_attestation::ErrorCategory;
 use chrysalis_payments::voucher::SignedVoucher;
 use chrysalis_ton::api::{StackArg, StackValue, TonApi};
-use chrysalis_ton::channel::{self, ChannelMessage, ChannelParams, ChannelState, ChannelStatus, MachineTerms};
+use chrysalis_ton::channel::{
+    self, ChannelMessage, ChannelParams, ChannelState, ChannelStatus, MachineTerms,
+};
 use chrysalis_ton::registry::{Machine, MachineId};
 use chrysalis_ton::TonAddress;
-use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
-use super::args::ApiOpts;
+use super::args::{ApiOpts, ChannelCommand, ClaimArgs, CloseArgs, OpenArgs};
 use super::input::{addr_text, load_wallet, parse_addr, parse_coins};
 use super::outcome::{fail, report, tf};
 use super::send::{prepare, Prepared};
 use crate::client::{Failure, PolicyOpts};
 use crate::pay::pf;
 use chrysalis_payments::client::ChannelFile;
-
-/// `chrysalis ton channel ...`
-#[derive(Subcommand)]
-pub(super) enum ChannelCommand {
-    /// Client: open a channel to a registered machine with a deposit; writes
-    /// the channel file (mode 0600, holds the voucher key) that `chrysalis
-    /// chat --channel FILE` pays through.
-    Open(OpenArgs),
-    /// Operator: fetch the latest vouchers from the machine's agent
-    /// (GET /v1/chrysalis/vouchers over verified RA-TLS) and claim each
-    /// channel's new amount on chain.
-    Claim(ClaimArgs),
-    /// Client: start the close (the operator can still claim for the
-    /// channel's close delay); run again after the delay to take the rest
-    /// of the deposit back.
-    Close(CloseArgs),
-}
-
-#[derive(Args)]
-pub(super) struct OpenArgs {
-    /// The machine id (hex, from `chrysalis ton list`).
-    #[arg(long)]
-    machine: String,
-    /// Deposit, in TON.
-    #[arg(long)]
-    deposit: String,
-    /// The client's key file (pays the deposit, receives the rest at close).
-    #[arg(long)]
-    wallet: PathBuf,
-    /// The registry the machine is registered in.
-    #[arg(long)]
-    registry: String,
-    /// Compiled channel contract: contract/build/channel.json (`node compile.js`).
-    #[arg(long)]
-    code: PathBuf,
-    /// The channel file to create.
-    #[arg(long)]
-    out: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    api: ApiOpts,
-}
-
-#[derive(Args)]
-pub(super) struct ClaimArgs {
-    /// The machine's agent, https://HOST:PORT.
-    #[arg(long)]
-    agent: String,
-    /// The operator's key file (the machine's operator in the registry).
-    #[arg(long)]
-    wallet: PathBuf,
-    #[command(flatten)]
-    policy: PolicyOpts,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    api: ApiOpts,
-}
-
-#[derive(Args)]
-pub(super) struct CloseArgs {
-    /// The channel file.
-    #[arg(long)]
-    channel: PathBuf,
-    /// The client's key file.
-    #[arg(long)]
-    wallet: PathBuf,
-    /// Print JSON.
-    #[arg(long)]
-    json: bool,
-    #[command(flatten)]
-    api: ApiOpts,
-}
 
 /// Runs `chrysalis ton channel`.
 pub(super) fn run(c: ChannelCommand) -> i32 {
@@ -125,9 +49,13 @@ fn load_code(path: &std::path::Path) -> Result<tonlib_core::cell::Cell, Failure>
     let text = std::fs::read_to_string(path)
         .with_context(|| path.display().to_string())
         .map_err(Failure::io)?;
-    let j: Value = serde_json::from_str(&text).map_err(|e| malformed(anyhow!("{}: {e}", path.display())))?;
+    let j: Value =
+        serde_json::from_str(&text).map_err(|e| malformed(anyhow!("{}: {e}", path.display())))?;
     let b64 = j["codeBoc64"].as_str().ok_or_else(|| {
-        malformed(anyhow!("{}: no codeBoc64 (the output of contract/compile.js)", path.display()))
+        malformed(anyhow!(
+            "{}: no codeBoc64 (the output of contract/compile.js)",
+            path.display()
+        ))
     })?;
     let root = tonlib_core::cell::BagOfCells::parse_base64(b64)
         .and_then(|b| b.single_root())
@@ -144,7 +72,11 @@ fn random_bytes<const N: usize>() -> Result<[u8; N], Failure> {
     Ok(b)
 }
 
-fn get_machine(api: &TonApi, registry: &TonAddress, id: MachineId) -> Result<Option<Machine>, Failure> {
+fn get_machine(
+    api: &TonApi,
+    registry: &TonAddress,
+    id: MachineId,
+) -> Result<Option<Machine>, Failure> {
     let st = api
         .run_get_method(registry, "get_machine", &[StackArg::Uint(id.0.to_vec())])
         .map_err(tf)?;
@@ -156,8 +88,13 @@ fn get_machine(api: &TonApi, registry: &TonAddress, id: MachineId) -> Result<Opt
 
 fn int_at(st: &[StackValue], i: usize, what: &str) -> Result<u64, Failure> {
     match st.get(i) {
-        Some(StackValue::Int(v)) => u64::try_from(v).map_err(|_| malformed(anyhow!("{what}: {v} out of range"))),
-        _ => Err(fail(ErrorCategory::Connection, anyhow!("{what}: not an integer in the getter's answer"))),
+        Some(StackValue::Int(v)) => {
+            u64::try_from(v).map_err(|_| malformed(anyhow!("{what}: {v} out of range")))
+        }
+        _ => Err(fail(
+            ErrorCategory::Connection,
+            anyhow!("{what}: not an integer in the getter's answer"),
+        )),
     }
 }
 
@@ -195,7 +132,10 @@ fn channel_client_key(api: &TonApi, ch: &TonAddress) -> Result<[u8; 32], Failure
             k[32 - bytes.len()..].copy_from_slice(&bytes);
             Ok(k)
         }
-        _ => Err(fail(ErrorCategory::Connection, anyhow!("get_parties: no client key"))),
+        _ => Err(fail(
+            ErrorCategory::Connection,
+            anyhow!("get_parties: no client key"),
+        )),
     }
 }
 
@@ -210,7 +150,13 @@ fn refused(code: i64) -> Failure {
     )
 }
 
-fn send(p: &Prepared, action: &str, extra: Value, json_out: bool, api: &ApiOpts) -> Result<(), Failure> {
+fn send(
+    p: &Prepared,
+    action: &str,
+    extra: Value,
+    json_out: bool,
+    api: &ApiOpts,
+) -> Result<(), Failure> {
     let o = p
         .run(action, extra, false, json_out, api)?
         .ok_or_else(|| Failure::io(anyhow!("nothing sent")))?;
@@ -226,14 +172,24 @@ fn wait_settled(api: &ApiOpts, ch: &TonAddress) -> Result<ChannelState, Failure>
     loop {
         let s = channel_state(&api.client(), ch);
         match s {
-            Ok(s) if !matches!(s.status, ChannelStatus::New | ChannelStatus::Pending) => return Ok(s),
+            Ok(s) if !matches!(s.status, ChannelStatus::New | ChannelStatus::Pending) => {
+                return Ok(s)
+            }
             _ if std::time::Instant::now() >= deadline => {
                 return Err(fail(
                     ErrorCategory::Connection,
-                    anyhow!("channel {} did not open within {} s (registry answer pending); check it later", addr_text(ch), api.wait),
+                    anyhow!(
+                    "channel {} did not open within {} s (registry answer pending); check it later",
+                    addr_text(ch),
+                    api.wait
+                ),
                 ))
             }
-            _ => std::thread::sleep(Duration::from_millis(if api.wait <= 10 { 250 } else { 2000 })),
+            _ => std::thread::sleep(Duration::from_millis(if api.wait <= 10 {
+                250
+            } else {
+                2000
+            })),
         }
     }
 }
@@ -249,18 +205,35 @@ fn open(o: OpenArgs) -> Result<Value, Failure> {
     }
     let code = load_code(&o.code)?;
     if o.out.exists() {
-        return Err(Failure::io(anyhow!("{} exists; refusing to overwrite a channel file", o.out.display())));
+        return Err(Failure::io(anyhow!(
+            "{} exists; refusing to overwrite a channel file",
+            o.out.display()
+        )));
     }
     let api = o.api.client();
     let m = get_machine(&api, &registry, id)?.ok_or_else(|| {
-        fail(ErrorCategory::Rejected, anyhow!("machine {} is not in registry {}; nothing was sent", id.to_hex(), addr_text(&registry)))
+        fail(
+            ErrorCategory::Rejected,
+            anyhow!(
+                "machine {} is not in registry {}; nothing was sent",
+                id.to_hex(),
+                addr_text(&registry)
+            ),
+        )
     })?;
     if m.leaving_since != 0 {
-        return Err(fail(ErrorCategory::Rejected, anyhow!("machine {} is leaving the registry; nothing was sent", id.to_hex())));
+        return Err(fail(
+            ErrorCategory::Rejected,
+            anyhow!(
+                "machine {} is leaving the registry; nothing was sent",
+                id.to_hex()
+            ),
+        ));
     }
     let seed: [u8; 32] = random_bytes()?;
     let nonce = u64::from_be_bytes(random_bytes()?);
-    let key = chrysalis_payments::voucher::VoucherKey::from_seed(&seed).map_err(|e| malformed(e.into()))?;
+    let key = chrysalis_payments::voucher::VoucherKey::from_seed(&seed)
+        .map_err(|e| malformed(e.into()))?;
     let params = ChannelParams {
         registry: registry.clone(),
         client: wallet.address().clone(),
@@ -288,7 +261,9 @@ fn open(o: OpenArgs) -> Result<Value, Failure> {
         seq: 0,
     };
     file.save(&o.out, true).map_err(pf)?;
-    let body = ChannelMessage::Open { query_id: nonce }.to_cell().map_err(tf)?;
+    let body = ChannelMessage::Open { query_id: nonce }
+        .to_cell()
+        .map_err(tf)?;
     let p = prepare(
         wallet,
         address.clone(),
@@ -310,8 +285,12 @@ fn open(o: OpenArgs) -> Result<Value, Failure> {
         ));
     }
     // What the channel holds is what counts: the registry's answer.
-    let terms = channel_terms(&o.api.client(), &address)?
-        .ok_or_else(|| fail(ErrorCategory::Connection, anyhow!("open channel without terms")))?;
+    let terms = channel_terms(&o.api.client(), &address)?.ok_or_else(|| {
+        fail(
+            ErrorCategory::Connection,
+            anyhow!("open channel without terms"),
+        )
+    })?;
     file.operator = addr_text(&terms.operator);
     file.price_per_million = terms.price_per_million;
     file.key_hash = hex::encode(terms.key_hash);
@@ -362,7 +341,9 @@ fn claim(c: ClaimArgs) -> Result<Value, Failure> {
             continue;
         }
         if channel_client_key(&api, &ch)? != v.client_key {
-            skipped.push(skip("signed by another key than the channel's client key".into()));
+            skipped.push(skip(
+                "signed by another key than the channel's client key".into(),
+            ));
             continue;
         }
         if !matches!(st.status, ChannelStatus::Open | ChannelStatus::Closing) {
@@ -374,22 +355,51 @@ fn claim(c: ClaimArgs) -> Result<Value, Failure> {
             continue;
         }
         if v.voucher.amount > st.deposit {
-            skipped.push(skip(format!("above the deposit {} (the client overspent)", st.deposit)));
+            skipped.push(skip(format!(
+                "above the deposit {} (the client overspent)",
+                st.deposit
+            )));
             continue;
         }
-        let body = ChannelMessage::Claim { query_id: v.voucher.amount, voucher: v.clone() }
-            .to_cell()
-            .map_err(tf)?;
+        let body = ChannelMessage::Claim {
+            query_id: v.voucher.amount,
+            voucher: v.clone(),
+        }
+        .to_cell()
+        .map_err(tf)?;
         let w = load_wallet(&c.wallet)?;
-        let p = prepare(w, ch.clone(), body, 5 * channel::MESSAGE_FEE, true, None, None, None, &c.api)?;
+        let p = prepare(
+            w,
+            ch.clone(),
+            body,
+            5 * channel::MESSAGE_FEE,
+            true,
+            None,
+            None,
+            None,
+            &c.api,
+        )?;
         let extra = json!({"channel": addr_text(&ch), "amount": v.voucher.amount});
         send(&p, "claim a voucher", extra, c.json, &c.api)?;
         let after = channel_state(&api, &ch)?;
         if after.claimed != v.voucher.amount {
-            return Err(fail(ErrorCategory::Rejected, anyhow!("channel {} shows {} claimed after the claim of {}", addr_text(&ch), after.claimed, v.voucher.amount)));
+            return Err(fail(
+                ErrorCategory::Rejected,
+                anyhow!(
+                    "channel {} shows {} claimed after the claim of {}",
+                    addr_text(&ch),
+                    after.claimed,
+                    v.voucher.amount
+                ),
+            ));
         }
         if !c.json {
-            println!("claimed {} nanotons from channel {} ({} in total)", v.voucher.amount - st.claimed, addr_text(&ch), after.claimed);
+            println!(
+                "claimed {} nanotons from channel {} ({} in total)",
+                v.voucher.amount - st.claimed,
+                addr_text(&ch),
+                after.claimed
+            );
         }
         claimed.push(json!({"channel": addr_text(&ch), "paid": v.voucher.amount - st.claimed, "claimed": after.claimed}));
     }
@@ -408,7 +418,10 @@ fn fetch_vouchers(agent: &str, policy: &PolicyOpts) -> Result<Vec<SignedVoucher>
         if !peer.decision().accepted {
             return Err(fail(
                 ErrorCategory::Rejected,
-                anyhow!("the agent's evidence is rejected by the policy ({})", peer.decision().reasons.join("; ")),
+                anyhow!(
+                    "the agent's evidence is rejected by the policy ({})",
+                    peer.decision().reasons.join("; ")
+                ),
             ));
         }
         client::http_request(stream, client::get_request("/v1/chrysalis/vouchers")?).await
@@ -416,14 +429,22 @@ fn fetch_vouchers(agent: &str, policy: &PolicyOpts) -> Result<Vec<SignedVoucher>
     if status != 200 {
         return Err(fail(
             ErrorCategory::Connection,
-            anyhow!("GET /v1/chrysalis/vouchers answered {status}: {}", String::from_utf8_lossy(&body)),
+            anyhow!(
+                "GET /v1/chrysalis/vouchers answered {status}: {}",
+                String::from_utf8_lossy(&body)
+            ),
         ));
     }
-    let j: Value = serde_json::from_slice(&body).map_err(|e| malformed(anyhow!("vouchers: {e}")))?;
-    let list = j["vouchers"].as_array().ok_or_else(|| malformed(anyhow!("vouchers: no list")))?;
+    let j: Value =
+        serde_json::from_slice(&body).map_err(|e| malformed(anyhow!("vouchers: {e}")))?;
+    let list = j["vouchers"]
+        .as_array()
+        .ok_or_else(|| malformed(anyhow!("vouchers: no list")))?;
     list.iter()
         .map(|v| {
-            let s = v["voucher"].as_str().ok_or_else(|| malformed(anyhow!("vouchers: entry without voucher")))?;
+            let s = v["voucher"]
+                .as_str()
+                .ok_or_else(|| malformed(anyhow!("vouchers: entry without voucher")))?;
             SignedVoucher::parse(s).map_err(|e| malformed(e.into()))
         })
         .collect()
@@ -440,7 +461,10 @@ fn close(c: CloseArgs) -> Result<Value, Failure> {
         .map(|d| d.as_secs())
         .unwrap_or(0);
     let (msg, action) = match st.status {
-        ChannelStatus::Open => (ChannelMessage::StartClose { query_id: now }, "start closing a payment channel"),
+        ChannelStatus::Open => (
+            ChannelMessage::StartClose { query_id: now },
+            "start closing a payment channel",
+        ),
         ChannelStatus::Closing => {
             let at = u64::from(st.closing_since) + u64::from(st.close_delay);
             if now < at {
@@ -449,12 +473,30 @@ fn close(c: CloseArgs) -> Result<Value, Failure> {
                     anyhow!("the close delay runs until unix time {at} ({} s from now): the operator can still claim; run this again then", at - now),
                 ));
             }
-            (ChannelMessage::FinishClose { query_id: now }, "finish closing a payment channel")
+            (
+                ChannelMessage::FinishClose { query_id: now },
+                "finish closing a payment channel",
+            )
         }
-        other => return Err(fail(ErrorCategory::Rejected, anyhow!("channel {} is {other:?}: nothing to close", addr_text(&ch)))),
+        other => {
+            return Err(fail(
+                ErrorCategory::Rejected,
+                anyhow!("channel {} is {other:?}: nothing to close", addr_text(&ch)),
+            ))
+        }
     };
     let body = msg.to_cell().map_err(tf)?;
-    let p = prepare(wallet, ch.clone(), body, 5 * channel::MESSAGE_FEE, true, None, None, None, &c.api)?;
+    let p = prepare(
+        wallet,
+        ch.clone(),
+        body,
+        5 * channel::MESSAGE_FEE,
+        true,
+        None,
+        None,
+        None,
+        &c.api,
+    )?;
     let extra = json!({"channel": addr_text(&ch)});
     send(&p, action, extra.clone(), c.json, &c.api)?;
     let after = channel_state(&c.api.client(), &ch)?;

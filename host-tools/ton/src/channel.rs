@@ -41,19 +41,59 @@ pub const CLOSE_DELAY_S: u32 = 86_400;
 
 /// Exit codes the channel throws.
 pub const EXIT_CODES: &[(i32, &str, &str)] = &[
-    (220, "not_client", "open or close from an address that is not the channel's client"),
-    (221, "not_registry", "machine terms from an address that is not the registry"),
-    (222, "bad_state", "message not allowed in the channel's state (not open, already closing, closed)"),
-    (223, "insufficient_value", "attached value below the message's fee"),
-    (224, "not_operator", "claim by an address that is not the machine's operator"),
-    (225, "bad_signature", "voucher not signed by the channel's client key"),
+    (
+        220,
+        "not_client",
+        "open or close from an address that is not the channel's client",
+    ),
+    (
+        221,
+        "not_registry",
+        "machine terms from an address that is not the registry",
+    ),
+    (
+        222,
+        "bad_state",
+        "message not allowed in the channel's state (not open, already closing, closed)",
+    ),
+    (
+        223,
+        "insufficient_value",
+        "attached value below the message's fee",
+    ),
+    (
+        224,
+        "not_operator",
+        "claim by an address that is not the machine's operator",
+    ),
+    (
+        225,
+        "bad_signature",
+        "voucher not signed by the channel's client key",
+    ),
     (226, "wrong_channel", "voucher for another channel"),
     (227, "above_deposit", "voucher amount above the deposit"),
-    (228, "old_voucher", "voucher amount below what was already claimed"),
-    (229, "replayed", "voucher amount equal to what was already claimed (replayed claim)"),
-    (230, "delay_not_over", "finish_close before the close delay has passed"),
+    (
+        228,
+        "old_voucher",
+        "voucher amount below what was already claimed",
+    ),
+    (
+        229,
+        "replayed",
+        "voucher amount equal to what was already claimed (replayed claim)",
+    ),
+    (
+        230,
+        "delay_not_over",
+        "finish_close before the close delay has passed",
+    ),
     (231, "unknown_op", "unknown opcode or malformed body"),
-    (232, "wrong_machine", "registry answer about another machine"),
+    (
+        232,
+        "wrong_machine",
+        "registry answer about another machine",
+    ),
 ];
 
 /// Name and meaning of a channel exit code, if it is one.
@@ -164,7 +204,8 @@ impl ChannelMessage {
                 b.store_u32(32, op::START_CLOSE)?.store_u64(64, *query_id)?;
             }
             ChannelMessage::FinishClose { query_id } => {
-                b.store_u32(32, op::FINISH_CLOSE)?.store_u64(64, *query_id)?;
+                b.store_u32(32, op::FINISH_CLOSE)?
+                    .store_u64(64, *query_id)?;
             }
         }
         Ok(b.build()?)

@@ -76,10 +76,14 @@ impl World {
         let client = OperatorWallet::new(WalletKind::V4R2, &secret(2)).unwrap();
         let stranger = OperatorWallet::new(WalletKind::V5R1, &secret(2)).unwrap();
         for w in [&admin, &operator, &client, &stranger] {
-            h.call(json!({"cmd":"fund","address":addr(w.address()),"amount":(1000*TON).to_string()}));
+            h.call(
+                json!({"cmd":"fund","address":addr(w.address()),"amount":(1000*TON).to_string()}),
+            );
         }
-        let r = h.call(json!({"cmd":"deploy_registry","admin":addr(admin.address()),
-            "min_stake":(10*TON).to_string(),"unstake_delay":3600}));
+        let r = h.call(
+            json!({"cmd":"deploy_registry","admin":addr(admin.address()),
+            "min_stake":(10*TON).to_string(),"unstake_delay":3600}),
+        );
         let registry = r["address"].as_str().unwrap().parse().unwrap();
         let mut w = World {
             h,
@@ -120,7 +124,13 @@ impl World {
                 stake: 10 * TON,
             });
             let op = w.operator.clone();
-            let r = w.send(&op, &w.registry.clone(), reg.to_cell().unwrap(), 11 * TON, None);
+            let r = w.send(
+                &op,
+                &w.registry.clone(),
+                reg.to_cell().unwrap(),
+                11 * TON,
+                None,
+            );
             assert_eq!(w.tx_at(&r, &w.registry.clone(), 0)["exit_code"], 0, "{r}");
         }
         w
@@ -198,7 +208,7 @@ impl World {
             query_id: 4,
             voucher: v.clone(),
         };
-        let r = self.send(&from, ch, msg.to_cell().unwrap(), 50_000_000, None);
+        let r = self.send(from, ch, msg.to_cell().unwrap(), 50_000_000, None);
         self.tx_at(&r, ch, 0)
     }
 
@@ -278,26 +288,48 @@ fn channel_lifecycle_and_gas() {
     let paid = &tx["out"][0];
     assert_eq!(paid["to"], addr(op.address()));
     assert_eq!(paid["op"], channel::op::PAID);
-    assert_eq!(paid["value"], (1_000_000 + 50_000_000 - channel::MESSAGE_FEE).to_string());
+    assert_eq!(
+        paid["value"],
+        (1_000_000 + 50_000_000 - channel::MESSAGE_FEE).to_string()
+    );
     let (gas, fee) = fees(std::slice::from_ref(&tx));
     println!("GAS claim: {gas} gas units, {fee} nanotons in fees (channel)");
     assert_eq!(w.state(&ch), (2, DEPOSIT, 1_000_000));
     // A higher one pays the difference.
     let tx = w.claim(&op, &ch, &voucher(&key, &ch, 3_500_000));
     assert_eq!(tx["exit_code"], 0, "{tx}");
-    assert_eq!(tx["out"][0]["value"], (2_500_000 + 50_000_000 - channel::MESSAGE_FEE).to_string());
+    assert_eq!(
+        tx["out"][0]["value"],
+        (2_500_000 + 50_000_000 - channel::MESSAGE_FEE).to_string()
+    );
 
     // The client starts the close; early finish is refused (230); the
     // operator can still claim during the delay.
     let client = w.client.clone();
-    let r = w.send(&client, &ch, ChannelMessage::StartClose { query_id: 5 }.to_cell().unwrap(), 50_000_000, None);
+    let r = w.send(
+        &client,
+        &ch,
+        ChannelMessage::StartClose { query_id: 5 }
+            .to_cell()
+            .unwrap(),
+        50_000_000,
+        None,
+    );
     let tx = w.tx_at(&r, &ch, 0);
     assert_eq!(tx["exit_code"], 0, "{tx}");
     let (gas, fee) = fees(std::slice::from_ref(&tx));
     println!("GAS start_close: {gas} gas units, {fee} nanotons in fees (channel)");
     assert_eq!(w.state(&ch).0, 3);
     w.set_now(NOW + 3600);
-    let r = w.send(&client, &ch, ChannelMessage::FinishClose { query_id: 6 }.to_cell().unwrap(), 50_000_000, None);
+    let r = w.send(
+        &client,
+        &ch,
+        ChannelMessage::FinishClose { query_id: 6 }
+            .to_cell()
+            .unwrap(),
+        50_000_000,
+        None,
+    );
     assert_eq!(w.tx_at(&r, &ch, 0)["exit_code"], 230);
     let tx = w.claim(&op, &ch, &voucher(&key, &ch, 4_000_000));
     assert_eq!(tx["exit_code"], 0, "claim while closing: {tx}");
@@ -306,7 +338,15 @@ fn channel_lifecycle_and_gas() {
     // After the delay the rest comes back and the channel is closed.
     w.set_now(NOW + u64::from(channel::CLOSE_DELAY_S) + 1);
     let before = w.balance(&ch);
-    let r = w.send(&client, &ch, ChannelMessage::FinishClose { query_id: 7 }.to_cell().unwrap(), 50_000_000, None);
+    let r = w.send(
+        &client,
+        &ch,
+        ChannelMessage::FinishClose { query_id: 7 }
+            .to_cell()
+            .unwrap(),
+        50_000_000,
+        None,
+    );
     let tx = w.tx_at(&r, &ch, 0);
     assert_eq!(tx["exit_code"], 0, "{tx}");
     let (gas, fee) = fees(std::slice::from_ref(&tx));
@@ -316,7 +356,10 @@ fn channel_lifecycle_and_gas() {
     assert_eq!(tx["out"][0]["op"], channel::op::REFUND);
     // Everything the channel held went back: at least deposit − claimed.
     assert!(refund >= DEPOSIT - 4_000_000, "refund {refund}");
-    assert!(refund <= before + 50_000_000, "refund {refund} > balance {before}");
+    assert!(
+        refund <= before + 50_000_000,
+        "refund {refund} > balance {before}"
+    );
     assert_eq!(w.state(&ch).0, 4);
     // Closed: no more claims (222).
     let tx = w.claim(&op, &ch, &voucher(&key, &ch, 4_500_000));
@@ -371,13 +414,35 @@ fn channel_refusals() {
     assert_eq!(w.state(&ch), (2, DEPOSIT, 2_000_000));
     // The refused claims bounced their value back to the operator.
     // Close by someone other than the client: 220.
-    let r = w.send(&stranger, &ch, ChannelMessage::StartClose { query_id: 1 }.to_cell().unwrap(), 50_000_000, None);
+    let r = w.send(
+        &stranger,
+        &ch,
+        ChannelMessage::StartClose { query_id: 1 }
+            .to_cell()
+            .unwrap(),
+        50_000_000,
+        None,
+    );
     assert_eq!(w.tx_at(&r, &ch, 0)["exit_code"], 220);
     // Finish before start: 222.
-    let r = w.send(&client, &ch, ChannelMessage::FinishClose { query_id: 1 }.to_cell().unwrap(), 50_000_000, None);
+    let r = w.send(
+        &client,
+        &ch,
+        ChannelMessage::FinishClose { query_id: 1 }
+            .to_cell()
+            .unwrap(),
+        50_000_000,
+        None,
+    );
     assert_eq!(w.tx_at(&r, &ch, 0)["exit_code"], 222);
     // A second open of an open channel: 222.
-    let r = w.send(&client, &ch, ChannelMessage::Open { query_id: 1 }.to_cell().unwrap(), TON, None);
+    let r = w.send(
+        &client,
+        &ch,
+        ChannelMessage::Open { query_id: 1 }.to_cell().unwrap(),
+        TON,
+        None,
+    );
     assert_eq!(w.tx_at(&r, &ch, 0)["exit_code"], 222);
     // A forged registry answer from the client: 221 (the operator and
     // price come from the registry only).

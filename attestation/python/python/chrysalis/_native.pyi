@@ -172,6 +172,8 @@ class PaidAnswer:
 
     def __init__(self) -> None: ...
     def feed(self, chunk: bytes) -> None: ...
+    def has_receipt(self) -> bool:
+        """Whether an event stream's receipt event has been read whole."""
 
 class PaymentChannel:
     """A channel file from ``chrysalis ton channel open`` (mode 0600)."""

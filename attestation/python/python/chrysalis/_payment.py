@@ -72,11 +72,21 @@ class _PaidStream(httpx.SyncByteStream):
         self._key = key
         self._answer = PaidAnswer()
         self._filter = _WithoutReceiptEvent()
+        self._settled = False
+
+    def _settle(self) -> None:
+        if not self._settled:
+            self._settled = True
+            self._transport._settle(self._answer, self._header, self._body, self._key, self._request)
 
     def __iter__(self) -> Iterator[bytes]:
         assert isinstance(self._inner, httpx.SyncByteStream)
         for chunk in self._inner:
             self._answer.feed(chunk)
+            # Settled as soon as the receipt is in: an SDK stops reading at
+            # `[DONE]`, which follows it.
+            if self._sse and self._answer.has_receipt():
+                self._settle()
             out = self._filter.feed(chunk) if self._sse else chunk
             if out:
                 yield out
@@ -84,7 +94,7 @@ class _PaidStream(httpx.SyncByteStream):
             rest = self._filter.finish()
             if rest:
                 yield rest
-        self._transport._settle(self._answer, self._header, self._body, self._key, self._request)
+        self._settle()
 
     def close(self) -> None:
         close = getattr(self._inner, "close", None)
