@@ -173,7 +173,7 @@ impl Ledger {
                 hex::encode(v.client_key)
             )));
         }
-        if v.voucher.amount > ch.paid() {
+        if ch.best.is_none() || v.voucher.amount > ch.paid() {
             ch.best = Some(v);
         }
         Ok((map, channel))

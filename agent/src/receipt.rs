@@ -55,7 +55,7 @@ pub fn sse_event(r: &SignedReceipt) -> Bytes {
 /// the end when the engine sends no `[DONE]`), issued only when the engine's
 /// stream completed.
 pub struct PaidStream {
-    inner: ProxyBody,
+    inner: Option<ProxyBody>,
     ticket: Option<Ticket>,
     signer: ReceiptSigner,
     hasher: Sha256,
@@ -80,7 +80,7 @@ impl PaidStream {
     /// Wraps the engine's event stream.
     pub fn new(inner: ProxyBody, ticket: Ticket, signer: ReceiptSigner) -> Self {
         Self {
-            inner,
+            inner: Some(inner),
             ticket: Some(ticket),
             signer,
             hasher: Sha256::new(),
@@ -158,15 +158,59 @@ impl PaidStream {
         self.pass_hashed(buf);
     }
 
+    fn take_inner(&mut self) -> Option<ProxyBody> {
+        self.inner.take()
+    }
+
     fn end(&mut self) {
         self.ended = true;
         let rest = self.pending.split().freeze();
         self.pass_hashed(rest);
-        if self.inner.completed() {
+        if self.inner.as_ref().is_some_and(ProxyBody::completed) {
             self.emit_receipt();
         }
         // A stream that did not complete is not charged: the ticket drops.
         self.ticket = None;
+    }
+}
+
+/// A paid stream abandoned before its receipt (the client went away):
+/// the engine's answer is still read to its end in the background (within
+/// the request's deadline, which the body keeps) and charged, without a
+/// receipt, so that leaving just before `[DONE]` does not make an answer
+/// free. The channel's next request must then cover it (402 otherwise).
+impl Drop for PaidStream {
+    fn drop(&mut self) {
+        if self.ended || self.ticket.is_none() {
+            return;
+        }
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (Some(ticket), Some(mut inner)) = (self.ticket.take(), self.take_inner()) else {
+            return;
+        };
+        let mut scanner = std::mem::replace(&mut self.scanner, UsageScanner::Off);
+        scanner.feed(&self.pending.split().freeze());
+        rt.spawn(async move {
+            use http_body_util::BodyExt;
+            while let Some(Ok(frame)) = inner.frame().await {
+                if let Some(d) = frame.data_ref() {
+                    scanner.feed(d);
+                }
+                if inner.is_end_stream() {
+                    break;
+                }
+            }
+            if inner.completed() {
+                let r = ticket.charge(scanner.finish().unwrap_or_default(), [0; 32]);
+                tracing::info!(
+                    channel = %r.channel,
+                    amount = r.amount,
+                    "a paid stream was abandoned before its receipt; charged without one"
+                );
+            }
+        });
     }
 }
 
@@ -186,7 +230,10 @@ impl Body for PaidStream {
             if this.ended {
                 return Poll::Ready(None);
             }
-            match Pin::new(&mut this.inner).poll_frame(cx) {
+            let Some(inner) = this.inner.as_mut() else {
+                return Poll::Ready(None);
+            };
+            match Pin::new(inner).poll_frame(cx) {
                 Poll::Ready(Some(Ok(frame))) => match frame.into_data() {
                     Ok(data) => this.feed(data),
                     Err(trailers) => return Poll::Ready(Some(Ok(trailers))),
@@ -199,7 +246,7 @@ impl Body for PaidStream {
                 Poll::Ready(None) => this.end(),
                 Poll::Pending => return Poll::Pending,
             }
-            if this.inner.is_end_stream() && !this.ended {
+            if this.inner.as_ref().is_some_and(|i| i.is_end_stream()) && !this.ended {
                 this.end();
             }
         }

@@ -265,3 +265,56 @@ async fn optional_payment_serves_unpaid_requests_without_receipts() {
     assert_eq!(r.status(), 500);
     assert!(!r.headers().contains_key("x-chrysalis-receipt"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stream_abandoned_before_its_receipt_is_still_charged() {
+    let stub = Stub::start().await;
+    let agent = paid_agent(&stub, true).await;
+    let cfg = Arc::new(VerifierConfig::new(Policy::default().allow_simulated(true)));
+    let (mut send, _) = ra_tls_client(agent.https_addr(), &cfg).await;
+    let key = VoucherKey::from_seed(&[5; 32]).unwrap();
+    let ch = TonAddress::new(0, [7u8; 32].into());
+    let mut r = req("POST", "/v1/chat/completions", CHAT_STREAM);
+    r.headers_mut().insert(
+        "x-chrysalis-voucher",
+        voucher(&key, &ch, 0).parse().unwrap(),
+    );
+    r.headers_mut().insert("x-stub-gated", "1".parse().unwrap());
+    send.ready().await.unwrap();
+    let resp = send.send_request(r).await.unwrap();
+    assert_eq!(resp.status(), 200);
+    let mut body = resp.into_body();
+    stub.release(1);
+    assert!(next_chunk(&mut body).await.unwrap().is_ok());
+    // The client leaves before the end; the engine finishes the answer.
+    drop(body);
+    stub.release(2);
+    let want = amount_due(11 + 3, PRICE).unwrap();
+    let charged = within("the abandoned answer charged", async {
+        loop {
+            send.ready().await.unwrap();
+            let r = send
+                .send_request(req("GET", "/v1/chrysalis/vouchers", ""))
+                .await
+                .unwrap();
+            let j: serde_json::Value = serde_json::from_str(&text(r).await).unwrap();
+            let c = j["vouchers"][0]["charged"].as_u64().unwrap_or(0);
+            if c > 0 {
+                return c;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    assert_eq!(charged, want);
+    // Not paid: the next request on the channel is refused until it is.
+    let r = post(
+        &mut send,
+        "/v1/chat/completions",
+        CHAT,
+        Some(&voucher(&key, &ch, 0)),
+    )
+    .await;
+    assert_eq!(r.status(), 402);
+    assert_eq!(error_code(&text(r).await), "payment_required");
+}
