@@ -14,6 +14,7 @@ use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
 use chrysalis_payments::receipt::SignedReceipt;
+use chrysalis_payments::tokens::ChunkCounter;
 use http_body::{Body, Frame, SizeHint};
 use memchr::memmem;
 use sha2::{Digest, Sha256};
@@ -46,6 +47,16 @@ pub fn issue(
     }
 }
 
+/// The tokens of a stream whose engine reported no usage: its content
+/// chunks, prompt not charged (`chrysalis_payments::tokens`, the rule the
+/// client checks).
+fn counted(chunks: &ChunkCounter) -> Usage {
+    Usage {
+        prompt_tokens: 0,
+        completion_tokens: chunks.count(),
+    }
+}
+
 /// The receipt as one SSE event.
 pub fn sse_event(r: &SignedReceipt) -> Bytes {
     Bytes::from(format!("event: {RECEIPT_EVENT}\ndata: {}\n\n", r.encode()))
@@ -60,6 +71,8 @@ pub struct PaidStream {
     signer: ReceiptSigner,
     hasher: Sha256,
     scanner: UsageScanner,
+    /// Content chunks, for an engine that reports no usage.
+    chunks: ChunkCounter,
     /// Withheld start of a line that may become `data: [DONE]`.
     pending: BytesMut,
     /// Whether the next byte from the engine starts a line.
@@ -85,6 +98,7 @@ impl PaidStream {
             signer,
             hasher: Sha256::new(),
             scanner: UsageScanner::sse(),
+            chunks: ChunkCounter::new(),
             pending: BytesMut::new(),
             at_line_start: true,
             out: VecDeque::new(),
@@ -99,6 +113,7 @@ impl PaidStream {
         }
         self.hasher.update(&b);
         self.scanner.feed(&b);
+        self.chunks.feed(&b);
         self.out.push_back(b);
     }
 
@@ -106,7 +121,9 @@ impl PaidStream {
         let Some(ticket) = self.ticket.take() else {
             return;
         };
-        let usage = std::mem::replace(&mut self.scanner, UsageScanner::Off).finish();
+        let usage = std::mem::replace(&mut self.scanner, UsageScanner::Off)
+            .finish()
+            .or_else(|| Some(counted(&self.chunks)));
         let digest: [u8; 32] = std::mem::take(&mut self.hasher).finalize().into();
         if let Some(r) = issue(&ticket, &self.signer, usage, digest) {
             self.out.push_back(sse_event(&r));
@@ -191,19 +208,24 @@ impl Drop for PaidStream {
             return;
         };
         let mut scanner = std::mem::replace(&mut self.scanner, UsageScanner::Off);
-        scanner.feed(&self.pending.split().freeze());
+        let mut chunks = std::mem::take(&mut self.chunks);
+        let rest = self.pending.split().freeze();
+        scanner.feed(&rest);
+        chunks.feed(&rest);
         rt.spawn(async move {
             use http_body_util::BodyExt;
             while let Some(Ok(frame)) = inner.frame().await {
                 if let Some(d) = frame.data_ref() {
                     scanner.feed(d);
+                    chunks.feed(d);
                 }
                 if inner.is_end_stream() {
                     break;
                 }
             }
             if inner.completed() {
-                let r = ticket.charge(scanner.finish().unwrap_or_default(), [0; 32]);
+                let usage = scanner.finish().unwrap_or_else(|| counted(&chunks));
+                let r = ticket.charge(usage, [0; 32]);
                 tracing::info!(
                     channel = %r.channel,
                     amount = r.amount,

@@ -20,6 +20,7 @@ use tonlib_core::TonAddress;
 
 use crate::error::{malformed, Error, Result};
 use crate::receipt::{sha256_hex, SignedReceipt, SseReceiptScanner};
+use crate::tokens::ChunkCounter;
 use crate::voucher::{Voucher, VoucherKey};
 
 /// Version of the channel file format.
@@ -268,6 +269,7 @@ pub struct PaidAnswer {
     line: Vec<u8>,
     usage: Option<(u64, u64)>,
     json: Vec<u8>,
+    chunks: ChunkCounter,
 }
 
 /// Longest line (or JSON body) scanned for `usage`, bytes.
@@ -286,9 +288,9 @@ impl PaidAnswer {
         if self.json.len() + chunk.len() <= MAX_SCAN {
             self.json.extend_from_slice(chunk);
         }
-        if self.sse.has_receipt() {
-            return Ok(());
-        }
+        // What follows the receipt (`data: [DONE]`) and the receipt event
+        // itself are no JSON: neither counts.
+        self.chunks.feed(chunk);
         for &b in chunk {
             if b != b'\n' {
                 if self.line.len() < MAX_SCAN {
@@ -326,10 +328,12 @@ impl PaidAnswer {
                 let (digest, r) = self.sse.finish();
                 let receipt =
                     r.ok_or_else(|| Error::Refused("the answer carries no usage receipt".into()))?;
+                // No usage reported: the tokens counted by the shared rule.
+                let usage = self.usage.or(Some((0, self.chunks.count())));
                 Ok(Received {
                     receipt,
                     response_sha256: hex::encode(digest),
-                    usage: self.usage,
+                    usage,
                 })
             }
         }

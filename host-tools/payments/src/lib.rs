@@ -9,6 +9,7 @@
 //!   (`CHKSIGNU`).
 //! - [`client`]: the paying client's side: the channel file, the voucher
 //!   for each request, and every check of a receipt before it is paid.
+//! - [`tokens`]: counting a stream's tokens when the engine reports no usage.
 //! - [`price`]: the amount due for a number of tokens at a price per
 //!   million tokens (rounded up).
 //!
@@ -19,6 +20,7 @@ pub mod client;
 mod error;
 pub mod price;
 pub mod receipt;
+pub mod tokens;
 pub mod voucher;
 
 pub use error::{Error, Result};
