@@ -559,3 +559,217 @@ fn pay_per_token_end_to_end() {
     drop(honest);
     drop(greedy);
 }
+
+/// llama.cpp's OpenAI server (llama-cpp-python) on the tiny model of
+/// `bash ci/engine.sh`, killed on drop.
+struct RealEngine(Child);
+
+impl Drop for RealEngine {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn real_engine() -> Option<(RealEngine, SocketAddr)> {
+    let venv = match std::env::var_os("CHRYSALIS_ENGINE_VENV") {
+        Some(v) => PathBuf::from(v),
+        None => PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/enginevenv"),
+    };
+    let (python, model) = (venv.join("bin/python"), venv.join("tiny.gguf"));
+    if !python.exists() || !model.exists() {
+        assert!(
+            std::env::var_os("CHRYSALIS_REQUIRE_ENGINE").is_none(),
+            "CHRYSALIS_REQUIRE_ENGINE is set but the real engine is missing; run `bash ci/engine.sh`"
+        );
+        eprintln!("SKIPPED the real-engine payment test: run `bash ci/engine.sh`");
+        return None;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let child = Command::new(python)
+        .args(["-m", "llama_cpp.server", "--model"])
+        .arg(&model)
+        .args([
+            "--n_ctx",
+            "256",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.port().to_string(),
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start llama_cpp.server");
+    let engine = RealEngine(child);
+    for _ in 0..240 {
+        if std::net::TcpStream::connect(port).is_ok() {
+            return Some((engine, port));
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    panic!("llama_cpp.server did not listen within 120 s");
+}
+
+/// The same flow with the real CPU engine, which reports no `usage` in
+/// streams: agent and client count its content chunks by the shared rule,
+/// and what the operator claims on chain is exactly what the verified
+/// receipts charged.
+#[test]
+fn pay_per_token_with_the_real_cpu_engine() {
+    if !ton_available("pay_per_token_with_the_real_cpu_engine") {
+        return;
+    }
+    let Some((_engine, engine_addr)) = real_engine() else {
+        return;
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let agent = rt.block_on(paid_agent(engine_addr, PRICE));
+    let agent_url = format!("https://{}", agent.https_addr());
+    let dir = tempfile::tempdir().unwrap();
+    let mut api = Api::start();
+    let url = api.url.clone();
+    let (admin_key, admin_addr) = new_wallet(dir.path(), "admin.key");
+    let (op_key, op_addr) = new_wallet(dir.path(), "operator.key");
+    let (client_key, client_addr) = new_wallet(dir.path(), "client.key");
+    for a in [&admin_addr, &op_addr, &client_addr] {
+        api.call(json!({"cmd":"fund","address":a,"amount":(100 * TON).to_string()}));
+    }
+    let with_api = |args: &[&str]| -> Output {
+        let mut v: Vec<&str> = args.to_vec();
+        v.extend_from_slice(&["--api", url.as_str(), "--wait", "5"]);
+        chrysalis(&v)
+    };
+    let code = contract_dir().join("build/registry.json");
+    let o = ok(with_api(&[
+        "ton",
+        "deploy-registry",
+        "--wallet",
+        &admin_key,
+        "--code",
+        code.to_str().unwrap(),
+        "--min-stake",
+        "1",
+        "--json",
+    ]));
+    let registry = json_out(&o)["registry"].as_str().unwrap().to_string();
+    let dry = ok(chrysalis(&[
+        "ton",
+        "register",
+        "--agent",
+        &agent_url,
+        "--wallet",
+        &op_key,
+        "--registry",
+        &registry,
+        "--allow-sim",
+        "--model",
+        "tiny",
+        "--seqno",
+        "1",
+        "--dry-run",
+        "--json",
+        "--api",
+        "http://127.0.0.1:9/api",
+    ]));
+    let measurement = json_out(&dry)["measurement"].as_str().unwrap().to_string();
+    ok(with_api(&[
+        "ton",
+        "allow-measurement",
+        "--wallet",
+        &admin_key,
+        "--registry",
+        &registry,
+        "--measurement",
+        &measurement,
+        "--tee",
+        "tdx",
+        "--release",
+        "chrysalis-sim",
+    ]));
+    let o = ok(with_api(&[
+        "ton",
+        "register",
+        "--agent",
+        &agent_url,
+        "--wallet",
+        &op_key,
+        "--registry",
+        &registry,
+        "--allow-sim",
+        "--model",
+        "tiny",
+        "--price",
+        "1",
+        "--stake",
+        "1",
+        "--json",
+    ]));
+    let machine = json_out(&o)["machine_id"].as_str().unwrap().to_string();
+    let ch_file = dir.path().join("real.channel");
+    let ch_code = contract_dir().join("build/channel.json");
+    let o = ok(with_api(&[
+        "ton",
+        "channel",
+        "open",
+        "--machine",
+        &machine,
+        "--deposit",
+        "1",
+        "--wallet",
+        &client_key,
+        "--registry",
+        &registry,
+        "--code",
+        ch_code.to_str().unwrap(),
+        "--out",
+        ch_file.to_str().unwrap(),
+        "--json",
+    ]));
+    let channel = json_out(&o)["channel"].as_str().unwrap().to_string();
+    let o = ok(chrysalis(&[
+        "chat",
+        &agent_url,
+        "--allow-sim",
+        "--model",
+        "tiny",
+        "-m",
+        "hi",
+        "--max-tokens",
+        "8",
+        "--channel",
+        ch_file.to_str().unwrap(),
+    ]));
+    assert!(
+        text(&o).contains("receipt verified against the attested key"),
+        "{}",
+        text(&o)
+    );
+    let file: Value = serde_json::from_str(&std::fs::read_to_string(&ch_file).unwrap()).unwrap();
+    let charged = file["charged"].as_u64().unwrap();
+    assert_eq!(file["seq"], 1);
+    assert!(
+        charged > 0 && charged <= 8 * PRICE / 1_000_000,
+        "charged {charged}"
+    );
+    ok(with_api(&[
+        "ton",
+        "channel",
+        "claim",
+        "--agent",
+        &agent_url,
+        "--wallet",
+        &op_key,
+        "--allow-sim",
+        "--json",
+    ]));
+    assert_eq!(api.channel(&channel), (2, TON, charged));
+    drop(agent);
+}
