@@ -35,6 +35,10 @@
 //! * [`forward`]: admit, read the body, send to the engine, respond; the
 //!   engine's connections live in [`upstream`], response bodies in
 //!   [`body`] (with token counting by [`usage`]);
+//! * [`payment`]: the same with payment through a TON channel, when the
+//!   runtime configuration asks for it: vouchers checked against the
+//!   in-memory [`ledger`], receipts signed with the connection's key
+//!   ([`receipt_key`]) and put in the answer ([`receipt`]);
 //! * [`shared`]: the state every request sees (limits, engine pool,
 //!   permits, metrics, readiness);
 //! * [`workers`]: the worker threads (a leaf: [`server`] and [`upstream`]
