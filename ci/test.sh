@@ -72,7 +72,7 @@ suite "independent Python RA-TLS client (cryptography)" \
     CHRYSALIS_REQUIRE_PYCLIENT ci/pyclient.sh have_pyclient
 suite "real CPU engine (llama.cpp server, agent end to end)" \
     CHRYSALIS_REQUIRE_ENGINE ci/engine.sh have_engine
-suite "TON registry on @ton/sandbox" \
+suite "TON registry and payment channel on @ton/sandbox" \
     CHRYSALIS_REQUIRE_TON ci/ton.sh have_ton
 suite "pinned QEMU 11.1.3 (TDX RTMR0: ACPI tables under qtest)" \
     CHRYSALIS_REQUIRE_QEMU ci/qemu-pinned.sh have_pinned_qemu

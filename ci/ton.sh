@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# TON registry: install the pinned npm packages (lockfile, offline-capable
-# registry) and compile the Tolk contract. Checked with node 20.
+# TON registry and payment channel: install the pinned npm packages (lockfile, offline-capable
+# registry) and compile the Tolk contracts. Checked with node 20.
 set -euo pipefail
 cd "$(dirname "$0")/../host-tools/ton/contract"
 if ! command -v node >/dev/null 2>&1; then

@@ -54,6 +54,8 @@ pub enum AgentBody {
     Early(Option<Bytes>, UnreadRequest),
     /// The engine's body, streamed through.
     Proxy(ProxyBody),
+    /// Any other body (a paid event stream with its usage receipt).
+    Boxed(http_body_util::combinators::UnsyncBoxBody<Bytes, StreamError>),
 }
 
 impl From<Bytes> for AgentBody {
@@ -83,6 +85,7 @@ impl Body for AgentBody {
         match self.get_mut() {
             Self::Full(b) | Self::Early(b, _) => Poll::Ready(b.take().map(|b| Ok(Frame::data(b)))),
             Self::Proxy(p) => Pin::new(p).poll_frame(cx),
+            Self::Boxed(b) => Pin::new(b).poll_frame(cx),
         }
     }
 
@@ -90,6 +93,7 @@ impl Body for AgentBody {
         match self {
             Self::Full(b) | Self::Early(b, _) => b.is_none(),
             Self::Proxy(p) => p.is_end_stream(),
+            Self::Boxed(b) => b.is_end_stream(),
         }
     }
 
@@ -98,6 +102,7 @@ impl Body for AgentBody {
             Self::Full(None) | Self::Early(None, _) => SizeHint::with_exact(0),
             Self::Full(Some(b)) | Self::Early(Some(b), _) => SizeHint::with_exact(b.len() as u64),
             Self::Proxy(p) => p.size_hint(),
+            Self::Boxed(b) => b.size_hint(),
         }
     }
 }
@@ -374,6 +379,11 @@ impl ProxyBody {
             cut: None,
             tracker,
         }
+    }
+
+    /// Whether the engine's body was read to its end without a failure.
+    pub fn completed(&self) -> bool {
+        self.done && self.tracker.outcome == Outcome::Complete
     }
 
     fn finish_ok(&mut self) {

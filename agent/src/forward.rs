@@ -39,7 +39,7 @@ use crate::upstream::{strip_hop_by_hop, Pooled, UpstreamError};
 use crate::usage::UsageScanner;
 
 /// The request's one timer: upload, engine and the response stream.
-type Timer = Pin<Box<Sleep>>;
+pub(crate) type Timer = Pin<Box<Sleep>>;
 
 /// Forwards `req` on `route` to the engine and answers with the engine's
 /// response (or the agent's error).
@@ -71,14 +71,14 @@ pub async fn forward(
     respond(limits, route, tracker, resp, conn, timer)
 }
 
-fn fail(tracker: Tracker, e: ApiError) -> Response<AgentBody> {
+pub(crate) fn fail(tracker: Tracker, e: ApiError) -> Response<AgentBody> {
     tracker.complete(e.status.as_u16());
     e.into_response()
 }
 
 /// Step 1: the GPU gate, then a concurrency permit held by `tracker`
 /// until the request ends.
-fn admit(shared: &Shared, tracker: &mut Tracker) -> Result<(), ApiError> {
+pub(crate) fn admit(shared: &Shared, tracker: &mut Tracker) -> Result<(), ApiError> {
     if let Some(why) = &shared.gpu_refusal {
         // The GPU did not prove it is in confidential-computing mode: a
         // prompt must not reach it.
@@ -98,7 +98,7 @@ fn admit(shared: &Shared, tracker: &mut Tracker) -> Result<(), ApiError> {
 /// Step 2: the whole body, within `max_body_bytes` (an announced length
 /// beyond is refused before reading) and the request timeout; a POST body
 /// must be JSON.
-async fn read_body(
+pub(crate) async fn read_body(
     limits: &Limits,
     parts: &Parts,
     body: &mut Incoming,
@@ -160,7 +160,7 @@ fn json_error_kind(e: &serde_json::Error) -> &'static str {
 /// Step 3: the request to the engine on a pooled connection, within the
 /// request timeout. A failed connect marks the engine not ready and wakes
 /// its probe.
-async fn send(
+pub(crate) async fn send(
     shared: &Shared,
     mut parts: Parts,
     body: Bytes,
@@ -213,7 +213,7 @@ async fn send(
 /// Step 4: the engine's status and headers (hop-by-hop ones stripped;
 /// event streams marked not to be buffered), and its body streamed
 /// through, counting `usage` where the route has it.
-fn respond(
+pub(crate) fn respond(
     limits: &Limits,
     route: Route,
     mut tracker: Tracker,

@@ -35,6 +35,12 @@ pub trait AttestationSource: Send + Sync + 'static {
     /// (1..=64 bytes). Blocking: called on a blocking thread. The error is
     /// a message for the client and the log.
     fn fresh_evidence_json(&self, nonce: &[u8]) -> std::result::Result<String, String>;
+
+    /// Signs usage receipts with the certificate's key; `None` when this
+    /// identity cannot (see [`crate::payment`]).
+    fn receipt_signer(&self) -> Option<crate::receipt_key::ReceiptSigner> {
+        None
+    }
 }
 
 /// One identity: TLS configuration plus its attestation.
@@ -213,6 +219,13 @@ impl AttestationSource for RaTlsAttestation {
         // against this evidence's RTMR3.
         fresh.runtime_events = self.runtime_events.as_ref().map(|l| l.as_ref().clone());
         fresh.to_json().map_err(|e| e.to_string())
+    }
+
+    fn receipt_signer(&self) -> Option<crate::receipt_key::ReceiptSigner> {
+        Some(crate::receipt_key::ReceiptSigner::new(
+            self.identity.spki_der(),
+            self.identity.certified_key().key.clone(),
+        ))
     }
 }
 

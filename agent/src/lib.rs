@@ -35,6 +35,10 @@
 //! * [`forward`]: admit, read the body, send to the engine, respond; the
 //!   engine's connections live in [`upstream`], response bodies in
 //!   [`body`] (with token counting by [`usage`]);
+//! * [`payment`]: the same with payment through a TON channel, when the
+//!   runtime configuration asks for it: vouchers checked against the
+//!   in-memory [`ledger`], receipts signed with the connection's key
+//!   ([`receipt_key`]) and put in the answer ([`receipt`]);
 //! * [`shared`]: the state every request sees (limits, engine pool,
 //!   permits, metrics, readiness);
 //! * [`workers`]: the worker threads (a leaf: [`server`] and [`upstream`]
@@ -67,10 +71,14 @@ pub mod fresh;
 pub mod gpu;
 pub mod h1_errors;
 pub mod identity;
+pub mod ledger;
 pub mod metrics;
 pub mod model_volume;
+pub mod payment;
 pub mod quote_latency;
 pub mod readiness;
+pub mod receipt;
+pub mod receipt_key;
 pub mod route;
 pub mod runtime_config;
 pub mod server;
@@ -166,6 +174,10 @@ impl Agent {
                 }
             }
         }
+        shared.payments = config
+            .payments
+            .clone()
+            .map(|s| Arc::new(ledger::Ledger::new(s)));
         let shared = Arc::new(shared);
         let https_socket = server::bind(config.listen)?;
         let metrics_socket = server::bind(config.metrics_listen)?;

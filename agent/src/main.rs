@@ -33,13 +33,18 @@ fn main() {
     // The host configuration is configuration: unreadable or malformed is
     // exit 2, before anything starts (a malformed model volume section too:
     // the agent never serves a configuration that names an unusable model).
+    let mut config = config;
     let runtime_config = match config.runtime_config.as_deref().map(|p| {
         let c = RuntimeConfig::load(p)?;
         ModelVolume::from_config(&c)?;
-        Ok::<_, chrysalis_agent::Error>(c)
+        let payments = chrysalis_agent::payment::PaymentSettings::from_config(&c)?;
+        Ok::<_, chrysalis_agent::Error>((c, payments))
     }) {
         None => None,
-        Some(Ok(c)) => Some(c),
+        Some(Ok((c, payments))) => {
+            config.payments = payments;
+            Some(c)
+        }
         Some(Err(e)) => {
             eprintln!("chrysalis-agent: {e}");
             std::process::exit(2);

@@ -22,6 +22,8 @@ pub enum Route {
     Readyz,
     /// `GET /metrics` (metrics listener only)
     Metrics,
+    /// `GET /v1/chrysalis/vouchers` (see [`crate::payment`])
+    Vouchers,
     /// Anything else.
     Other,
 }
@@ -38,6 +40,7 @@ impl Route {
             "/healthz" => Self::Healthz,
             "/readyz" => Self::Readyz,
             "/metrics" => Self::Metrics,
+            "/v1/chrysalis/vouchers" => Self::Vouchers,
             p if p.starts_with("/v1/models/") && p.len() > "/v1/models/".len() => Self::Models,
             _ => Self::Other,
         }
@@ -54,6 +57,7 @@ impl Route {
             Self::Healthz => "healthz",
             Self::Readyz => "readyz",
             Self::Metrics => "metrics",
+            Self::Vouchers => "vouchers",
             Self::Other => "other",
         }
     }

@@ -89,7 +89,17 @@ pub async fn handle(
         Route::Attestation => {
             attestation(&shared, conn.identity.as_ref(), activity, tracker, req).await
         }
-        _ => forward(&shared, route, tracker, req, start, activity).await,
+        Route::Vouchers => crate::payment::vouchers(&shared, tracker),
+        _ => match &shared.payments {
+            None => forward(&shared, route, tracker, req, start, activity).await,
+            Some(ledger) => {
+                let identity = conn.identity.as_ref();
+                crate::payment::forward_paid(
+                    &shared, ledger, identity, route, tracker, req, start, activity,
+                )
+                .await
+            }
+        },
     })
 }
 

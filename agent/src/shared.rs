@@ -42,6 +42,8 @@ pub struct Shared {
     pub engine_wake: tokio::sync::Notify,
     /// Why the GPU check failed, when it did: then nothing is forwarded.
     pub gpu_refusal: Option<String>,
+    /// Payment channels, when the runtime configuration asks for payment.
+    pub payments: Option<Arc<crate::ledger::Ledger>>,
 }
 
 impl std::fmt::Debug for Shared {
@@ -85,6 +87,7 @@ impl Shared {
             readiness,
             engine_wake: tokio::sync::Notify::new(),
             gpu_refusal: None,
+            payments: None,
         }
     }
 

@@ -148,6 +148,10 @@ pub struct ChatArgs {
     /// Maximum tokens to generate.
     #[arg(long, default_value_t = 256)]
     max_tokens: u32,
+    /// Pay through this channel (from `chrysalis ton channel open`):
+    /// a voucher with the request, every receipt verified (see `pay`).
+    #[arg(long)]
+    channel: Option<std::path::PathBuf>,
 }
 
 /// The node configuration the options ask for.
@@ -565,6 +569,11 @@ async fn chat(a: &ChatArgs, cfg: &NodeConfig, message: String) -> Result<(), Fai
     for w in node.warnings() {
         eprintln!("warning: {w}");
     }
+    let mut payer = a
+        .channel
+        .as_deref()
+        .map(|p| crate::pay::Payer::open(p, node.peer().spki_der()))
+        .transpose()?;
     let model = match &a.model {
         Some(m) => m.clone(),
         None => {
@@ -584,16 +593,20 @@ async fn chat(a: &ChatArgs, cfg: &NodeConfig, message: String) -> Result<(), Fai
         "max_tokens": a.max_tokens,
         "messages": [{"role": "user", "content": message}],
     });
+    let request = body.to_string();
+    let mut post = hyper::Request::post("/v1/chat/completions")
+        .header("host", "chrysalis")
+        .header("content-type", "application/json")
+        .header("accept", "text/event-stream");
+    if let Some(p) = payer.as_mut() {
+        post = post.header(crate::pay::VOUCHER_HEADER, p.voucher_header()?);
+    }
     let resp = conn
         .send(
-            hyper::Request::post("/v1/chat/completions")
-                .header("host", "chrysalis")
-                .header("content-type", "application/json")
-                .header("accept", "text/event-stream")
-                .body(http_body_util::Full::new(hyper::body::Bytes::from(
-                    body.to_string(),
-                )))
-                .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?,
+            post.body(http_body_util::Full::new(hyper::body::Bytes::from(
+                request.clone(),
+            )))
+            .map_err(|e| Failure::new(ErrorCategory::Malformed, e))?,
         )
         .await?;
     let conn_err = |e: hyper::Error| Failure::new(ErrorCategory::Connection, e);
@@ -614,6 +627,9 @@ async fn chat(a: &ChatArgs, cfg: &NodeConfig, message: String) -> Result<(), Fai
         let Some(chunk) = frame.data_ref() else {
             continue;
         };
+        if let Some(p) = payer.as_mut() {
+            p.feed(chunk)?;
+        }
         pending.push_str(&String::from_utf8_lossy(chunk));
         while let Some(end) = pending.find('\n') {
             let line: String = pending.drain(..=end).collect();
@@ -633,5 +649,8 @@ async fn chat(a: &ChatArgs, cfg: &NodeConfig, message: String) -> Result<(), Fai
         }
     }
     let _ = writeln!(out);
+    if let Some(p) = payer {
+        crate::pay::settle(p, request.as_bytes(), &mut conn).await?;
+    }
     Ok(())
 }

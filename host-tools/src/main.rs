@@ -16,6 +16,7 @@ mod image;
 mod launch;
 mod measure;
 mod memsize;
+mod pay;
 mod qemu;
 mod ton;
 

@@ -183,6 +183,9 @@ pub struct Config {
     pub rtmr3_log: Option<std::path::PathBuf>,
     /// GPU attestation at boot; `None`: no GPU check.
     pub gpu: Option<crate::gpu::GpuSettings>,
+    /// Payment (from the measured runtime configuration's `payments`
+    /// section, never from the command line); `None`: free.
+    pub payments: Option<crate::ledger::PaymentSettings>,
 }
 
 /// Default HTTPS listener.
@@ -213,6 +216,7 @@ impl Config {
             runtime_config: None,
             rtmr3_log: None,
             gpu: None,
+            payments: None,
         }
     }
 

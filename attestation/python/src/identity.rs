@@ -86,6 +86,10 @@ pub struct IdentityView {
     /// SHA-256 of the attested key's DER SubjectPublicKeyInfo, hex: the key
     /// this connection is pinned to.
     pub public_key_sha256: String,
+    /// The attested key's DER SubjectPublicKeyInfo (what usage receipts
+    /// are verified with; not in `to_dict`: `public_key_sha256` names it).
+    #[serde(skip)]
+    pub public_key_der: Vec<u8>,
     /// When the evidence was created (claims), RFC 3339.
     pub created_at: Option<String>,
     /// The verification time, RFC 3339.
@@ -149,6 +153,7 @@ impl IdentityView {
                 valid: c.not_before <= verified_at && verified_at <= c.not_after,
             }),
             public_key_sha256: hex::encode(Sha256::digest(peer.spki_der())),
+            public_key_der: peer.spki_der().to_vec(),
             created_at: peer.created_at().map(format_rfc3339),
             verified_at: format_rfc3339(verified_at),
             collateral_expires: ev.collateral_expires().map(format_rfc3339),

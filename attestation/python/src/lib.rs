@@ -31,6 +31,8 @@ pub mod target;
 
 #[cfg(feature = "python")]
 mod py;
+#[cfg(feature = "python")]
+mod py_pay;
 
 pub use client::{policy_from_file, policy_from_toml, Client, RaTlsStream};
 pub use error::{Error, ErrorKind, Result};

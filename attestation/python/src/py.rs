@@ -364,6 +364,11 @@ impl PyIdentity {
     fn public_key_sha256(&self) -> &str {
         &self.inner.public_key_sha256
     }
+    /// The attested key's DER SubjectPublicKeyInfo.
+    #[getter]
+    fn public_key_der<'py>(&self, py: Python<'py>) -> Bound<'py, PyBytes> {
+        PyBytes::new(py, &self.inner.public_key_der)
+    }
     /// When the evidence was created, RFC 3339.
     #[getter]
     fn created_at(&self) -> Option<String> {
@@ -803,5 +808,6 @@ fn native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("ConnectionTimedOut", py.get_type::<ConnectionTimedOut>())?;
     m.add("InvalidPolicy", py.get_type::<InvalidPolicy>())?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    crate::py_pay::register(m)?;
     Ok(())
 }

@@ -140,6 +140,18 @@ class _Handler(BaseHTTPRequestHandler):
                 "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
             }
         )
+        if (req.get("stream_options") or {}).get("include_usage"):
+            # OpenAI's final chunk: no choices, the usage.
+            chunk(
+                {
+                    "id": "chatcmpl-stub",
+                    "object": "chat.completion.chunk",
+                    "created": created,
+                    "model": req.get("model", MODEL),
+                    "choices": [],
+                    "usage": {"prompt_tokens": 3, "completion_tokens": len(WORDS), "total_tokens": 3 + len(WORDS)},
+                }
+            )
         chunk(b"[DONE]")
         self.wfile.write(b"0\r\n\r\n")
         self.wfile.flush()

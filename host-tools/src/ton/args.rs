@@ -47,6 +47,9 @@ pub(super) enum TonCommand {
     AllowMeasurement(AllowArgs),
     /// Admin: remove an allowed image measurement.
     DisallowMeasurement(DisallowArgs),
+    /// Payment channels: `open` (client), `claim` (operator), `close` (client).
+    #[command(subcommand)]
+    Channel(ChannelCommand),
 }
 
 #[derive(Subcommand)]
@@ -289,4 +292,80 @@ pub(super) struct DisallowArgs {
     /// The image measurement, hex.
     #[arg(long)]
     pub(super) measurement: String,
+}
+
+/// `chrysalis ton channel ...`
+#[derive(Subcommand)]
+pub(super) enum ChannelCommand {
+    /// Client: open a channel to a registered machine with a deposit; writes
+    /// the channel file (mode 0600, holds the voucher key) that `chrysalis
+    /// chat --channel FILE` pays through.
+    Open(OpenArgs),
+    /// Operator: fetch the latest vouchers from the machine's agent
+    /// (GET /v1/chrysalis/vouchers over verified RA-TLS) and claim each
+    /// channel's new amount on chain.
+    Claim(ClaimArgs),
+    /// Client: start the close (the operator can still claim for the
+    /// channel's close delay); run again after the delay to take the rest
+    /// of the deposit back.
+    Close(CloseArgs),
+}
+
+#[derive(Args)]
+pub(super) struct OpenArgs {
+    /// The machine id (hex, from `chrysalis ton list`).
+    #[arg(long)]
+    pub(super) machine: String,
+    /// Deposit, in TON.
+    #[arg(long)]
+    pub(super) deposit: String,
+    /// The client's key file (pays the deposit, receives the rest at close).
+    #[arg(long)]
+    pub(super) wallet: PathBuf,
+    /// The registry the machine is registered in.
+    #[arg(long)]
+    pub(super) registry: String,
+    /// Compiled channel contract: contract/build/channel.json (`node compile.js`).
+    #[arg(long)]
+    pub(super) code: PathBuf,
+    /// The channel file to create.
+    #[arg(long)]
+    pub(super) out: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+    #[command(flatten)]
+    pub(super) api: ApiOpts,
+}
+
+#[derive(Args)]
+pub(super) struct ClaimArgs {
+    /// The machine's agent, https://HOST:PORT.
+    #[arg(long)]
+    pub(super) agent: String,
+    /// The operator's key file (the machine's operator in the registry).
+    #[arg(long)]
+    pub(super) wallet: PathBuf,
+    #[command(flatten)]
+    pub(super) policy: PolicyOpts,
+    /// Print JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+    #[command(flatten)]
+    pub(super) api: ApiOpts,
+}
+
+#[derive(Args)]
+pub(super) struct CloseArgs {
+    /// The channel file.
+    #[arg(long)]
+    pub(super) channel: PathBuf,
+    /// The client's key file.
+    #[arg(long)]
+    pub(super) wallet: PathBuf,
+    /// Print JSON.
+    #[arg(long)]
+    pub(super) json: bool,
+    #[command(flatten)]
+    pub(super) api: ApiOpts,
 }

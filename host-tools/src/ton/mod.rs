@@ -18,6 +18,7 @@
 mod admin;
 mod args;
 mod attested;
+mod channel;
 mod input;
 mod list;
 mod machine;
@@ -53,6 +54,7 @@ pub fn run(a: TonArgs) -> i32 {
             let j = a.send.json;
             report(admin::allow(a), j)
         }
+        TonCommand::Channel(c) => channel::run(c),
         TonCommand::DisallowMeasurement(d) => {
             let j = d.send.json;
             report(admin::disallow(d), j)

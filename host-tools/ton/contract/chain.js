@@ -53,6 +53,8 @@ function txSummary(tx) {
     in_value: inMsg && inMsg.info.type === 'internal' ? inMsg.info.value.coins.toString() : '0',
     in_hash: inMsg ? beginCell().store(storeMessage(inMsg)).endCell().hash().toString('hex') : null,
     exit_code: compute.type === 'vm' ? compute.exitCode : null,
+    gas_used: compute.type === 'vm' ? compute.gasUsed.toString() : '0',
+    total_fees: tx.totalFees.coins.toString(),
     compute_skipped: compute.type !== 'vm',
     aborted: d.aborted === true,
     success: compute.type === 'vm' && compute.success && d.aborted !== true,

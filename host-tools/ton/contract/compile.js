@@ -1,18 +1,20 @@
-// Compiles registry.tolk with the pinned @ton/tolk-js and writes
-// build/registry.json ({ codeBoc64, codeHashHex, tolkVersion }).
+// Compiles the Tolk contracts with the pinned @ton/tolk-js and writes
+// build/<name>.json ({ codeBoc64, codeHashHex, tolkVersion }) for each:
+// registry.tolk -> build/registry.json, channel.tolk -> build/channel.json.
 'use strict';
 const fs = require('fs');
 const path = require('path');
 const { runTolkCompiler, getTolkCompilerVersion } = require('@ton/tolk-js');
 
-async function main() {
-  const dir = __dirname;
+const CONTRACTS = ['registry', 'channel'];
+
+async function compile(dir, name) {
   const result = await runTolkCompiler({
-    entrypointFileName: 'registry.tolk',
+    entrypointFileName: `${name}.tolk`,
     fsReadCallback: (p) => fs.readFileSync(path.join(dir, p), 'utf-8'),
   });
   if (result.status === 'error') {
-    console.error(result.message);
+    console.error(`${name}.tolk: ${result.message}`);
     process.exit(1);
   }
   const out = {
@@ -21,8 +23,12 @@ async function main() {
     codeHashHex: result.codeHashHex,
   };
   fs.mkdirSync(path.join(dir, 'build'), { recursive: true });
-  fs.writeFileSync(path.join(dir, 'build', 'registry.json'), JSON.stringify(out, null, 2) + '\n');
-  console.log(`registry.tolk compiled with Tolk ${out.tolkVersion}: code hash ${out.codeHashHex}`);
+  fs.writeFileSync(path.join(dir, 'build', `${name}.json`), JSON.stringify(out, null, 2) + '\n');
+  console.log(`${name}.tolk compiled with Tolk ${out.tolkVersion}: code hash ${out.codeHashHex}`);
+}
+
+async function main() {
+  for (const name of CONTRACTS) await compile(__dirname, name);
 }
 
 main().catch((e) => { console.error(e); process.exit(1); });

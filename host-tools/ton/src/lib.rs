@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 pub mod api;
+pub mod channel;
 pub mod coins;
 mod error;
 pub mod registry;

@@ -44,6 +44,9 @@ from ._native import (
     ConnectionTimedOut,
     InvalidPolicy,
     MalformedEvidence,
+    PaidAnswer,
+    PaymentChannel,
+    PaymentRefused,
     Policy,
     PolicyRejected,
     RaTlsStream,
@@ -53,6 +56,7 @@ from ._native import (
     Verifier,
     __version__,
 )
+from ._payment import PayingTransport
 from ._transport import (
     IDENTITY_INFO,
     AsyncRaTlsBackend,
@@ -71,6 +75,10 @@ __all__ = [
     "ConnectionTimedOut",
     "InvalidPolicy",
     "MalformedEvidence",
+    "PaidAnswer",
+    "PayingTransport",
+    "PaymentChannel",
+    "PaymentRefused",
     "Policy",
     "PolicyLike",
     "PolicyRejected",
@@ -202,6 +210,7 @@ def http_client(
     release: str | None = None,
     any_image: bool = False,
     retries: int = 0,
+    channel: str | os.PathLike[str] | PaymentChannel | None = None,
     **httpx_kwargs: Any,
 ) -> httpx.Client:
     """An ``httpx.Client`` whose every connection is verified RA-TLS.
@@ -212,11 +221,17 @@ def http_client(
     the transport or its TLS (``transport``, ``mounts``, ``verify``,
     ``cert``, ``proxy``, ``http2``). Only ``https://`` URLs are served.
     ``retries`` retries connect errors (never verification failures).
+    ``channel`` (a channel file from ``chrysalis ton channel open``, or a
+    :class:`PaymentChannel`) pays per token through that TON payment
+    channel and verifies every usage receipt (see ``chrysalis._payment``).
     """
     limits, kwargs = _split_kwargs("http_client", dict(httpx_kwargs))
-    transport = RaTlsTransport(
+    transport: httpx.BaseTransport = RaTlsTransport(
         verifier(policy, allow_sim, release=release, any_image=any_image), limits=limits, retries=retries
     )
+    if channel is not None:
+        ch = channel if isinstance(channel, PaymentChannel) else PaymentChannel(os.fspath(channel))
+        transport = PayingTransport(transport, ch)
     return httpx.Client(transport=transport, **kwargs)
 
 

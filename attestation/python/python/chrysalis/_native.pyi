@@ -104,6 +104,9 @@ class VerifiedIdentity:
     def certificate_valid(self) -> bool:
         """True when the certificate is valid now."""
     @property
+    def public_key_der(self) -> bytes:
+        """The attested key's DER SubjectPublicKeyInfo."""
+    @property
     def public_key_sha256(self) -> str:
         """SHA-256 of the attested key's SubjectPublicKeyInfo, hex: the key
         the connection is pinned to."""
@@ -178,3 +181,31 @@ class Verifier:
     def session(self, host: str, port: int) -> TlsSession: ...
     def verify_certificate(self, der: bytes) -> VerifiedIdentity:
         """Verifies a DER certificate offline, now."""
+
+class PaymentRefused(ChrysalisError):
+    """A usage receipt was refused (forged, overcharging, not matching the
+    answer), or the channel cannot pay (another machine's key, deposit used up)."""
+
+class PaidAnswer:
+    """The bytes of one paid answer as they arrive."""
+
+    def __init__(self) -> None: ...
+    def feed(self, chunk: bytes) -> None: ...
+    def has_receipt(self) -> bool:
+        """Whether an event stream's receipt event has been read whole."""
+
+class PaymentChannel:
+    """A channel file from ``chrysalis ton channel open`` (mode 0600)."""
+
+    def __init__(self, path: str | PathLike[str]) -> None: ...
+    def voucher(self) -> str:
+        """The voucher for everything paid so far (recorded first)."""
+    def accept(self, answer: PaidAnswer, header: str | None, request: bytes, public_key_der: bytes) -> dict[str, int]:
+        """Checks and records the answer's receipt: ``{"seq", "amount", "cumulative"}``."""
+    def check_key(self, public_key_der: bytes) -> None: ...
+    @property
+    def charged(self) -> int: ...
+    @property
+    def seq(self) -> int: ...
+    @property
+    def address(self) -> str: ...

@@ -24,7 +24,9 @@ pub fn ton_available(test: &str) -> bool {
         Some("node is not installed")
     } else if !dir.join("node_modules/@ton/sandbox").is_dir() {
         Some("npm packages missing (run: bash ci/ton.sh)")
-    } else if !dir.join("build/registry.json").is_file() {
+    } else if !dir.join("build/registry.json").is_file()
+        || !dir.join("build/channel.json").is_file()
+    {
         Some("contract not compiled (run: bash ci/ton.sh)")
     } else {
         None
