@@ -312,6 +312,7 @@ fn pay_per_token_end_to_end() {
         "--registry",
         &registry,
         "--allow-sim",
+        "--any-image",
         "--seqno",
         "1",
         "--dry-run",
@@ -345,6 +346,7 @@ fn pay_per_token_end_to_end() {
             "--registry",
             &registry,
             "--allow-sim",
+            "--any-image",
             "--price",
             "1",
             "--stake",
@@ -394,6 +396,7 @@ fn pay_per_token_end_to_end() {
             "chat",
             url,
             "--allow-sim",
+            "--any-image",
             "--model",
             "tiny",
             "-m",
@@ -431,6 +434,7 @@ fn pay_per_token_end_to_end() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--json",
     ]));
     let claimed = json_out(&o);
@@ -471,6 +475,7 @@ fn pay_per_token_end_to_end() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--json",
     ]));
     assert_eq!(json_out(&o)["claimed"].as_array().unwrap().len(), 0);
@@ -540,6 +545,7 @@ fn pay_per_token_end_to_end() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--json",
     ]));
     assert_eq!(json_out(&o)["claimed"][0]["claimed"], 3 * per_answer);
@@ -670,6 +676,7 @@ fn pay_per_token_with_the_real_cpu_engine() {
         "--registry",
         &registry,
         "--allow-sim",
+        "--any-image",
         "--model",
         "tiny",
         "--seqno",
@@ -704,6 +711,7 @@ fn pay_per_token_with_the_real_cpu_engine() {
         "--registry",
         &registry,
         "--allow-sim",
+        "--any-image",
         "--model",
         "tiny",
         "--price",
@@ -738,6 +746,7 @@ fn pay_per_token_with_the_real_cpu_engine() {
         "chat",
         &agent_url,
         "--allow-sim",
+        "--any-image",
         "--model",
         "tiny",
         "-m",
@@ -768,6 +777,7 @@ fn pay_per_token_with_the_real_cpu_engine() {
         "--wallet",
         &op_key,
         "--allow-sim",
+        "--any-image",
         "--json",
     ]));
     assert_eq!(api.channel(&channel), (2, TON, charged));

@@ -40,7 +40,7 @@ def paid_agent(agent_bin: Path, engine: engine_stub.Engine, tmp_path_factory) ->
 
 
 def channel_file(tmp_path: Path, agent: Agent, price: int = PRICE) -> Path:
-    key = chrysalis.verify(agent.url, allow_sim=True).public_key_der
+    key = chrysalis.verify(agent.url, allow_sim=True, any_image=True).public_key_der
     path = tmp_path / "test.channel"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -55,7 +55,7 @@ def channel_file(tmp_path: Path, agent: Agent, price: int = PRICE) -> Path:
 
 def _client(agent: Agent, **kwargs) -> openai.OpenAI:
     return openai.OpenAI(base_url=f"{agent.url}/v1", api_key="unused", max_retries=0,
-                         http_client=chrysalis.http_client(allow_sim=True, **kwargs))
+                         http_client=chrysalis.http_client(allow_sim=True, any_image=True, **kwargs))
 
 
 def _state(path: Path) -> dict:
@@ -78,7 +78,7 @@ def test_openai_pays_per_token_and_every_receipt_is_verified(paid_agent: Agent, 
     s = _state(path)
     assert (s["seq"], s["charged"], s["paid"]) == (2, 2 * PER_ANSWER, 2 * PER_ANSWER)
     # The operator's endpoint holds the voucher for all of it.
-    with chrysalis.http_client(allow_sim=True) as http:
+    with chrysalis.http_client(allow_sim=True, any_image=True) as http:
         v = http.get(f"{paid_agent.url}/v1/chrysalis/vouchers").json()["vouchers"]
     mine = [x for x in v if x["channel"] == s["channel"]]
     assert mine and mine[0]["amount"] == 2 * PER_ANSWER

@@ -96,7 +96,13 @@ impl World {
             stranger: Rc::new(stranger),
             code: channel_code(),
         };
-        let m = ImageMeasurement::tdx(&[1; 48], &[2; 48], &[3; 48]);
+        let m = ImageMeasurement::tdx(&chrysalis_ton::registry::TdxRegisters {
+            mrtd: [1; 48],
+            rtmr: [[2; 48], [3; 48], [4; 48], [5; 48]],
+            mrconfigid: [0; 48],
+            mrowner: [0; 48],
+            mrownerconfig: [0; 48],
+        });
         let admin = w.admin.clone();
         let r = w.send(
             &admin,
