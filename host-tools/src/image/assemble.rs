@@ -21,7 +21,8 @@ pub struct Inputs<'a> {
     pub mkosi_out: &'a Path,
     pub out: &'a Path,
     pub profile: Profile,
-    pub firmware: Option<&'a Path>,
+    /// Directory with both firmware files ([`super::firmware::ensure`]).
+    pub firmware: &'a Path,
     pub source: &'a Path,
     pub package_source: &'a PackageSource,
     pub mkosi_version: &'a str,
@@ -76,11 +77,7 @@ impl Summary {
             println!("  {n:<20} {:>10.1} MiB", *s as f64 / (1 << 20) as f64);
         }
         println!("verity root hash  {}", self.verity_root_hash);
-        if self.configurations == 0 {
-            println!("measurements.json: NO measured configurations (no firmware given: run image/firmware/build.sh or pass --firmware DIR)");
-        } else {
-            println!("measurements.json: {} configurations", self.configurations);
-        }
+        println!("measurements.json: {} configurations", self.configurations);
         println!("built in {} s", self.build_seconds);
     }
 }
@@ -109,16 +106,9 @@ pub fn assemble(i: &Inputs) -> Result<Summary> {
             .or_else(|_| std::fs::copy(&src, i.out.join(to)).map(|_| ()))
             .with_context(|| format!("{} → {}", src.display(), to))?;
     }
-    for tee in ["tdx", "snp"] {
-        let name = format!("firmware-{tee}.fd");
-        let dst = i.out.join(&name);
-        match i.firmware.map(|d| d.join(&name)).filter(|p| p.is_file()) {
-            Some(src) => {
-                std::fs::copy(&src, &dst).with_context(|| src.display().to_string())?;
-            }
-            None if dst.exists() => std::fs::remove_file(&dst)?,
-            None => {}
-        }
+    for name in super::firmware::FILES {
+        let src = i.firmware.join(name);
+        std::fs::copy(&src, i.out.join(name)).with_context(|| src.display().to_string())?;
     }
 
     let root_hash = verity(i.out)?;
@@ -306,48 +296,19 @@ fn source_date_epoch(source: &Path) -> Option<u64> {
         .find_map(|l| l.trim().strip_prefix("SourceDateEpoch=")?.parse().ok())
 }
 
-/// Writes measurements.json; returns the number of configurations.
+/// Writes measurements.json; returns the number of configurations. Every
+/// `--vm` must come out with a TDX and an SNP configuration: a release
+/// that cannot be checked is refused here, not discovered by a client.
 fn measurements(i: &Inputs, release: &str) -> Result<usize> {
-    let has_fw = ["firmware-tdx.fd", "firmware-snp.fd"]
-        .iter()
-        .any(|f| i.out.join(f).is_file());
-    if has_fw {
-        crate::measure::image(
-            i.out,
-            &i.options.vms,
-            &i.options.vcpu_type,
-            &i.options.qemu_version,
-            Some(release.to_string()),
-            false,
-        )
-        .map_err(|f| f.error)?;
-    } else {
-        eprintln!("warning: no firmware (firmware-tdx.fd / firmware-snp.fd): measurements.json lists artifacts, root hash and cmdline but NO measured configurations");
-        let mut artifacts = BTreeMap::new();
-        for n in ["vmlinuz", "initrd", "rootfs.img"] {
-            artifacts.insert(
-                n.to_string(),
-                hex::encode(m::tdx::sha256_file(&i.out.join(n))?.0),
-            );
-        }
-        let cmdline = std::fs::read_to_string(i.out.join("cmdline"))?;
-        let manifest = m::manifest::MeasurementsManifest {
-            schema: m::manifest::SCHEMA_VERSION,
-            tool: format!("chrysalis {}", env!("CARGO_PKG_VERSION")),
-            image: Some(release.to_string()),
-            artifacts,
-            verity_root_hash: cmdline
-                .split_whitespace()
-                .find_map(|o| o.strip_prefix("roothash="))
-                .map(String::from),
-            cmdline: Some(cmdline.trim_end().to_string()),
-            configurations: Vec::new(),
-        };
-        chrysalis_attestation::fsutil::write_atomic(
-            &i.out.join("measurements.json"),
-            manifest.to_json().as_bytes(),
-        )?;
-    }
+    crate::measure::image(
+        i.out,
+        &i.options.vms,
+        &i.options.vcpu_type,
+        &i.options.qemu_version,
+        Some(release.to_string()),
+        false,
+    )
+    .map_err(|f| f.error)?;
     let text = std::fs::read_to_string(i.out.join("measurements.json"))?;
     let parsed = m::manifest::MeasurementsManifest::from_json(&text)
         .map_err(|e| anyhow::anyhow!("measurements.json: {e}"))?;
@@ -355,6 +316,7 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
         c.split_whitespace()
             .find_map(|o| o.strip_prefix("roothash="))
     });
+    check_every_configuration(&parsed, i.options.vms.len())?;
     if parsed.verity_root_hash.as_deref() != roothash {
         bail!(
             "measurements.json: verity root hash {:?} differs from the command line's roothash {:?} (verity parameters other than 4096-byte blocks, SHA-256?)",
@@ -363,6 +325,18 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
         );
     }
     Ok(parsed.configurations.len())
+}
+
+/// One TDX and one SNP configuration per measured VM shape.
+fn check_every_configuration(parsed: &m::manifest::MeasurementsManifest, vms: usize) -> Result<()> {
+    let tdx = parsed.configurations.iter().filter(|c| c.tdx.is_some()).count();
+    let snp = parsed.configurations.iter().filter(|c| c.snp.is_some()).count();
+    if vms == 0 || tdx != vms || snp != vms {
+        bail!(
+            "measurements.json: {tdx} TDX and {snp} SNP configurations for {vms} VM shape(s) (--vm): every shape must be measured for both; refusing to publish"
+        );
+    }
+    Ok(())
 }
 
 /// Artifacts of a release directory: regular files, sorted, minus
