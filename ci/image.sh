@@ -97,9 +97,12 @@ python3 - "$hostile" <<'PY'
 import base64, json, os, sys
 d = sys.argv[1]
 # systemd reads SystemdOptions (vendor 8cf2644b-...) as extra kernel
-# command-line options when Secure Boot is off: run a command from it.
+# command-line options when Secure Boot is off: run a command from it
+# (systemd.run= alone would also replace the default target, so keep
+# multi-user.target and pull the command's unit into it).
 opts = ('systemd.run="/bin/echo CHRYSALIS-INJECTED-EFIVAR" '
-        'systemd.run_success_action=none systemd.run_failure_action=none')
+        'systemd.run_success_action=none systemd.run_failure_action=none '
+        'systemd.unit=multi-user.target systemd.wants=kernel-command-line.service')
 json.dump({"version": 2, "variables": [{
     "name": "SystemdOptions", "guid": "8cf2644b-4b0b-428f-9387-6d876050dc67",
     "attr": 7, "data": (opts.encode("utf-16-le") + b"\0\0").hex()}]},

@@ -28,6 +28,13 @@ pub enum GpuSourceKind {
     Nvml,
     /// A recorded evidence bundle (JSON) — tests and offline checks.
     RecordedBundle(PathBuf),
+    /// The bundle this boot's GPU gate wrote (`chrysalis-gpu-gate`, run as
+    /// root by `chrysalis-gpu-gate.service` before the agent: it collected
+    /// the evidence for a fresh random nonce, verified it and set the GPUs
+    /// ready). The agent, which holds no GPU privileges, verifies it again
+    /// here against the nonce it carries — the gate's, chosen this boot —
+    /// and serves it; it never sets the ready state itself.
+    Gate(PathBuf),
     /// Recorded NVIDIA SDK sample files: hex report and PEM chain.
     RecordedSdk {
         /// Hex attestation report.
@@ -65,6 +72,18 @@ pub struct GpuAttested {
     pub summary: String,
 }
 
+/// The nonce inside the gate's bundle (`Err` names what is wrong: no
+/// bundle means the gate did not pass this boot).
+fn gate_nonce(
+    p: &std::path::Path,
+) -> std::result::Result<[u8; chrysalis_gpu::evidence::NONCE_LEN], String> {
+    let bytes =
+        std::fs::read(p).map_err(|e| format!("GPU gate bundle {} unreadable: {e}", p.display()))?;
+    chrysalis_gpu::bundle::GpuEvidenceBundle::from_json(&bytes)
+        .and_then(|b| b.nonce_bytes())
+        .map_err(|e| format!("GPU gate bundle {}: {e}", p.display()))
+}
+
 /// A GPU policy or RIM that cannot be read or decoded is a configuration
 /// error of the agent (the message names the file).
 fn gpu_config_error(e: chrysalis_gpu::Error) -> Error {
@@ -90,7 +109,7 @@ impl GpuSettings {
     fn open_source(&self) -> std::result::Result<Box<dyn GpuEvidenceSource>, String> {
         let r: chrysalis_gpu::Result<Box<dyn GpuEvidenceSource>> = match &self.source {
             GpuSourceKind::Nvml => NvmlSource::open().map(|s| Box::new(s) as _),
-            GpuSourceKind::RecordedBundle(p) => {
+            GpuSourceKind::RecordedBundle(p) | GpuSourceKind::Gate(p) => {
                 RecordedSource::from_bundle_file(p).map(|s| Box::new(s) as _)
             }
             GpuSourceKind::RecordedSdk { report, cert_chain } => {
@@ -105,7 +124,15 @@ impl GpuSettings {
     /// stops start-up.
     pub fn check(&self, at: OffsetDateTime) -> Result<std::result::Result<GpuAttested, String>> {
         let mut nonce = [0u8; chrysalis_gpu::evidence::NONCE_LEN];
-        rand_core::OsRng.fill_bytes(&mut nonce);
+        if let GpuSourceKind::Gate(p) = &self.source {
+            // The gate's nonce: it was fresh when the gate collected.
+            match gate_nonce(p) {
+                Ok(n) => nonce = n,
+                Err(why) => return Ok(Err(why)),
+            }
+        } else {
+            rand_core::OsRng.fill_bytes(&mut nonce);
+        }
         self.check_with_nonce(at, &nonce)
     }
 

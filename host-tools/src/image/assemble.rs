@@ -329,8 +329,16 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
 
 /// One TDX and one SNP configuration per measured VM shape.
 fn check_every_configuration(parsed: &m::manifest::MeasurementsManifest, vms: usize) -> Result<()> {
-    let tdx = parsed.configurations.iter().filter(|c| c.tdx.is_some()).count();
-    let snp = parsed.configurations.iter().filter(|c| c.snp.is_some()).count();
+    let tdx = parsed
+        .configurations
+        .iter()
+        .filter(|c| c.tdx.is_some())
+        .count();
+    let snp = parsed
+        .configurations
+        .iter()
+        .filter(|c| c.snp.is_some())
+        .count();
     if vms == 0 || tdx != vms || snp != vms {
         bail!(
             "measurements.json: {tdx} TDX and {snp} SNP configurations for {vms} VM shape(s) (--vm): every shape must be measured for both; refusing to publish"

@@ -37,10 +37,7 @@ pub enum CacheState {
 pub fn check_cache(dir: &Path, build_sh: &Path) -> Result<CacheState> {
     let record = dir.join(RECORD);
     let Ok(text) = std::fs::read_to_string(&record) else {
-        return Ok(CacheState::Invalid(format!(
-            "{} missing",
-            record.display()
-        )));
+        return Ok(CacheState::Invalid(format!("{} missing", record.display())));
     };
     let recipe = hex::encode(
         m::tdx::sha256_file(build_sh)
