@@ -52,7 +52,8 @@ pub struct GpuSettings {
     /// Policy file whose `[gpu]` section applies (default: the strict
     /// default policy).
     pub policy: Option<PathBuf>,
-    /// Reference integrity manifests (driver, VBIOS).
+    /// Reference integrity manifests (driver, VBIOS); a directory stands
+    /// for its `*.swidtag` and `*.xml` files (sorted).
     pub rims: Vec<PathBuf>,
     /// OCSP response cache directory.
     pub ocsp_cache: Option<PathBuf>,
@@ -100,10 +101,30 @@ impl GpuSettings {
 
     fn collateral(&self) -> Result<Collateral> {
         Collateral::from_rim_files(
-            &self.rims,
+            &self.rim_files()?,
             OcspClient::new(self.ocsp_cache.clone(), self.offline),
         )
         .map_err(gpu_config_error)
+    }
+
+    /// [`GpuSettings::rims`] with directories expanded.
+    fn rim_files(&self) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for p in &self.rims {
+            if !p.is_dir() {
+                files.push(p.clone());
+                continue;
+            }
+            let rd = std::fs::read_dir(p)
+                .map_err(|e| Error::Config(format!("GPU RIM directory {}: {e}", p.display())))?;
+            let mut found: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "swidtag" || x == "xml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+        Ok(files)
     }
 
     fn open_source(&self) -> std::result::Result<Box<dyn GpuEvidenceSource>, String> {

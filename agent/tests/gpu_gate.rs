@@ -89,6 +89,23 @@ fn the_gates_bundle_is_verified_again_against_its_own_nonce() {
         .expect("verified against the bundle's own nonce");
     assert_eq!(now.digest, attested.digest);
 
+    // RIMs given as a directory (how the image passes them to gate and
+    // agent): both files are read and compared, so the sample's
+    // measurements are refused, as with the files named one by one.
+    let rims = d.path().join("rims");
+    std::fs::create_dir(&rims).unwrap();
+    for f in [
+        "nvtrust_Driver_RIM_test_no_gpu.swidtag",
+        "nvtrust_1010_0200_882_96005E0001_test_no_gpu.swidtag",
+    ] {
+        std::fs::copy(v.join(f), rims.join(f)).unwrap();
+    }
+    std::fs::write(rims.join("README"), "not a RIM").unwrap();
+    let mut with_rims = settings.clone();
+    with_rims.rims = vec![rims];
+    let why = with_rims.check_with_nonce(at, &nonce).unwrap().unwrap_err();
+    assert!(why.contains("do not match the RIMs"), "{why}");
+
     // A bundle claiming another nonce than the one its report answers is
     // refused (the nonce is read from the bundle, then checked by the
     // report's signature).

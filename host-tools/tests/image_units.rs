@@ -220,10 +220,14 @@ fn gpu_image_orders_devices_persistenced_gate_then_engine_and_agent() {
         .last("Service.ExecStart")
         .unwrap()
         .starts_with("/usr/bin/chrysalis-gpu-gate "));
-    assert!(gate
-        .last("Service.ExecStart")
-        .unwrap()
-        .contains("--out /run/chrysalis/gpu/evidence.json"));
+    let gate_exec = gate.last("Service.ExecStart").unwrap();
+    for flag in [
+        "--out /run/chrysalis/gpu/evidence.json",
+        "--policy /usr/lib/chrysalis/gpu/gpu-policy.toml",
+        "--rim /usr/lib/chrysalis/gpu/rims",
+    ] {
+        assert!(gate_exec.contains(flag), "gate: {gate_exec}");
+    }
     // The one privilege the ready-state call needs, and only NVIDIA devices.
     assert_eq!(
         gate.last("Service.CapabilityBoundingSet"),
@@ -288,6 +292,12 @@ fn gpu_image_orders_devices_persistenced_gate_then_engine_and_agent() {
             "{agent}: {exec}"
         );
         assert!(exec.contains("--runtime-config /run/chrysalis/host-config.json"));
+        // Judged by the same policy and RIMs as the gate.
+        assert!(
+            exec.contains("--gpu-policy /usr/lib/chrysalis/gpu/gpu-policy.toml")
+                && exec.contains("--gpu-rim /usr/lib/chrysalis/gpu/rims"),
+            "{agent}: {exec}"
+        );
         // The agent touches no device and holds no capability.
         assert_eq!(a.last("Service.PrivateDevices"), Some("yes"), "{agent}");
         assert!(a.all("Service.CapabilityBoundingSet").is_empty(), "{agent}");

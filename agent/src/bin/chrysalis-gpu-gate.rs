@@ -34,13 +34,10 @@ struct Cli {
     /// required].
     #[arg(long, value_name = "FILE")]
     policy: Option<PathBuf>,
-    /// A driver or VBIOS reference integrity manifest (repeatable); every
-    /// `*.swidtag` / `*.xml` file in --rim-dir is added.
-    #[arg(long, value_name = "FILE")]
+    /// A driver or VBIOS reference integrity manifest, or a directory of
+    /// them (`*.swidtag`, `*.xml`); repeatable.
+    #[arg(long, value_name = "FILE|DIR")]
     rim: Vec<PathBuf>,
-    /// Directory of RIM files (missing = none).
-    #[arg(long, value_name = "DIR")]
-    rim_dir: Option<PathBuf>,
     /// OCSP response cache directory.
     #[arg(long, value_name = "DIR")]
     ocsp_cache: Option<PathBuf>,
@@ -56,38 +53,12 @@ struct Cli {
     out: PathBuf,
 }
 
-fn rims(cli: &Cli) -> std::io::Result<Vec<PathBuf>> {
-    let mut rims = cli.rim.clone();
-    if let Some(d) = &cli.rim_dir {
-        match std::fs::read_dir(d) {
-            Ok(entries) => {
-                let mut found: Vec<PathBuf> = entries
-                    .filter_map(|e| e.ok().map(|e| e.path()))
-                    .filter(|p| p.extension().is_some_and(|x| x == "swidtag" || x == "xml"))
-                    .collect();
-                found.sort();
-                rims.extend(found);
-            }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(rims)
-}
-
 fn main() {
     let cli = Cli::parse();
-    let rims = match rims(&cli) {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("chrysalis-gpu-gate: RIM directory: {e}");
-            std::process::exit(2);
-        }
-    };
     let settings = GpuSettings {
         source: GpuSourceKind::Nvml,
         policy: cli.policy.clone(),
-        rims,
+        rims: cli.rim.clone(),
         ocsp_cache: cli.ocsp_cache.clone(),
         offline: cli.offline,
     };
