@@ -73,7 +73,7 @@ pub struct BuildOptions {
     /// is 25.x, else the pinned one installed by image/tools/install-mkosi.sh].
     #[arg(long, value_name = "PATH")]
     mkosi: Option<PathBuf>,
-    /// Directory with prebuilt chrysalis-agent, chrysalis-model-volume and chrysalis-stub-engine
+    /// Directory with prebuilt chrysalis-agent, chrysalis-gpu-gate, chrysalis-model-volume and chrysalis-stub-engine
     /// [default: build them with `cargo build --release --locked`].
     #[arg(long, value_name = "DIR")]
     binaries: Option<PathBuf>,
