@@ -281,9 +281,14 @@ fn gpu_image_orders_devices_persistenced_gate_then_engine_and_agent() {
 
     for agent in ["chrysalis-agent.service", "chrysalis-agent-sim.service"] {
         let a = &units[agent];
+        // Started after the gate finished, passed or not: without its
+        // bundle the agent is not ready and says why on /readyz.
         assert!(
-            a.words("Unit.Requires")
-                .contains("chrysalis-gpu-gate.service"),
+            a.words("Unit.Wants").contains("chrysalis-gpu-gate.service"),
+            "{agent}"
+        );
+        assert!(
+            a.words("Unit.After").contains("chrysalis-gpu-gate.service"),
             "{agent}"
         );
         let exec = a.last("Service.ExecStart").unwrap();
