@@ -257,5 +257,15 @@ for x, y in zip(a["configurations"], b["configurations"]):
     print(f"{x['name']}: changed as expected")
 PY
 
+echo "=== real-hardware scripts: ci/tdx-real.sh and ci/snp-real.sh --dry-run against this release"
+# They cannot run here (no TDX/SNP); the dry run parses them, prints every
+# command and selects the published configuration from measurements.json.
+for t in tdx snp; do
+    bash "ci/$t-real.sh" --dry-run --release "$work/release" --vm 2:2G:0 --out "$work/$t-real-dry" > "$work/$t-real-dry.log" \
+        || { echo "FAIL: ci/$t-real.sh --dry-run"; tail -20 "$work/$t-real-dry.log"; exit 1; }
+    grep -q "\"name\": \"$t-2cpu-" "$work/$t-real-dry.log" || { echo "FAIL: ci/$t-real.sh selected no configuration"; exit 1; }
+done
+echo "tdx-real.sh, snp-real.sh: dry runs select tdx-2cpu-2048m-0gpu and snp-2cpu-*"
+
 echo "=== image CI passed: image build ${build_s}s (firmware included when it was rebuilt), boot-to-ready ${ready_s}s, total $(( $(date +%s) - start ))s"
 du -b "$work/release"/{vmlinuz,initrd,rootfs.img,rootfs.verity,chrysalis.efi,firmware-tdx.fd,firmware-snp.fd} | awk '{printf "  %-20s %8.1f MiB\n", $2, $1/1048576}' | sed "s|$work/release/||"

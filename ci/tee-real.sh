@@ -234,7 +234,8 @@ else:
     want = exp["snp"]
     row("MEASUREMENT", want.get("measurement"), ev["measurement"])
     # HOST_DATA: SHA-256 of the canonical host configuration (launch --config).
-    canon = json.dumps(json.load(open(config)), sort_keys=True, separators=(",", ":")).encode()
+    canon = json.dumps(json.load(open(config)), sort_keys=True, separators=(",", ":"),
+                       ensure_ascii=False).encode()
     row("HOST_DATA", want.get("host_data") or hashlib.sha256(canon).hexdigest(), ev["host_data"])
 for name, w, g, s in rows:
     print(f"{name:<12} {s:<14} expected {w}\n{'':<27} node     {g}")

@@ -51,6 +51,9 @@ fetch() { # name sha256
 fetch "$ORIG" "$ORIG_SHA256"
 fetch "$DEBIAN" "$DEBIAN_SHA256"
 
+# One build at a time on this machine: the fixed path is shared.
+exec 9> "$BUILD_ROOT.lock"
+flock 9
 rm -rf "$BUILD_ROOT"; mkdir -p "$BUILD_ROOT"
 cd "$BUILD_ROOT"
 tar -xf "$CACHE/$ORIG"
