@@ -316,7 +316,7 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
         c.split_whitespace()
             .find_map(|o| o.strip_prefix("roothash="))
     });
-    check_every_configuration(&parsed, i.options.vms.len())?;
+    check_every_configuration(&parsed, &i.options.vms)?;
     if parsed.verity_root_hash.as_deref() != roothash {
         bail!(
             "measurements.json: verity root hash {:?} differs from the command line's roothash {:?} (verity parameters other than 4096-byte blocks, SHA-256?)",
@@ -327,21 +327,33 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
     Ok(parsed.configurations.len())
 }
 
-/// One TDX and one SNP configuration per measured VM shape.
-fn check_every_configuration(parsed: &m::manifest::MeasurementsManifest, vms: usize) -> Result<()> {
-    let tdx = parsed
-        .configurations
-        .iter()
-        .filter(|c| c.tdx.is_some())
-        .count();
-    let snp = parsed
-        .configurations
-        .iter()
-        .filter(|c| c.snp.is_some())
-        .count();
-    if vms == 0 || tdx != vms || snp != vms {
+/// Every measured VM shape (`--vm`, duplicates counted once) has a TDX
+/// and an SNP configuration (more than one per shape, e.g. per QEMU
+/// version, is fine).
+fn check_every_configuration(
+    parsed: &m::manifest::MeasurementsManifest,
+    vms: &[String],
+) -> Result<()> {
+    use std::collections::BTreeSet;
+    let shapes = |tdx: bool| -> BTreeSet<(u32, u64, u32)> {
+        parsed
+            .configurations
+            .iter()
+            .filter(|c| {
+                if tdx {
+                    c.tdx.is_some()
+                } else {
+                    c.snp.is_some()
+                }
+            })
+            .map(|c| (c.vm.vcpus, c.vm.memory_mib, c.vm.gpus))
+            .collect()
+    };
+    let wanted = vms.iter().collect::<BTreeSet<_>>().len();
+    let (tdx, snp) = (shapes(true).len(), shapes(false).len());
+    if wanted == 0 || tdx != wanted || snp != wanted {
         bail!(
-            "measurements.json: {tdx} TDX and {snp} SNP configurations for {vms} VM shape(s) (--vm): every shape must be measured for both; refusing to publish"
+            "measurements.json: TDX configurations for {tdx} and SNP for {snp} of the {wanted} VM shape(s) given with --vm: every shape must be measured for both; refusing to publish"
         );
     }
     Ok(())
@@ -444,6 +456,22 @@ mod tests {
         assert!(read_sha256sums(&d.path().join("bad")).is_err());
         std::fs::write(d.path().join("bad"), "no separator\n").unwrap();
         assert!(read_sha256sums(&d.path().join("bad")).is_err());
+    }
+
+    #[test]
+    fn a_release_needs_tdx_and_snp_for_every_shape() {
+        let text =
+            include_str!("../../../measurements/releases/chrysalis-0.1.0-cpu/measurements.json");
+        let m = m::manifest::MeasurementsManifest::from_json(text).unwrap();
+        let vms = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        check_every_configuration(&m, &vms(&["8:64G:1", "2:2G:0"])).unwrap();
+        check_every_configuration(&m, &vms(&["8:64G:1", "2:2G:0", "2:2G:0"])).unwrap();
+        assert!(check_every_configuration(&m, &vms(&["8:64G:1", "2:2G:0", "4:4G:0"])).is_err());
+        assert!(check_every_configuration(&m, &[]).is_err());
+        let mut no_snp = m.clone();
+        no_snp.configurations.retain(|c| c.snp.is_none());
+        let e = check_every_configuration(&no_snp, &vms(&["8:64G:1", "2:2G:0"])).unwrap_err();
+        assert!(e.to_string().contains("SNP for 0"), "{e}");
     }
 
     #[test]
