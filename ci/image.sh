@@ -6,6 +6,12 @@
 # allows simulated evidence and one chat request forwarded through the agent,
 # checks that a rootfs with one flipped byte stops the boot with a verity
 # error, and that a changed command line changes the computed measurements.
+# Host inputs (issue 15): the main boot runs under ci/hostile-qemu.sh, which
+# adds a `SystemdOptions` UEFI variable, an SMBIOS type 11 credential and a
+# fw_cfg credential, each trying to print CHRYSALIS-INJECTED-<CHANNEL>; the
+# guest must ignore all three. A control boot of the same image with the two
+# closing command-line options removed shows each injection does act when
+# not closed, and a boot into emergency.target must power the VM off.
 # Times are printed at the end (build, boot-to-ready, total).
 # Work directory: $CHRYSALIS_IMAGE_WORK (default target/image-ci).
 set -euo pipefail
@@ -24,7 +30,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt_get() { if [ "$(id -u)" = 0 ]; then apt-get "$@"; else sudo apt-get "$@"; fi; }
 apt_get update -qq
 apt_get install -y --no-install-recommends qemu-system-x86 ovmf nasm acpica-tools uuid-dev erofs-utils cryptsetup-bin \
-    curl xz-utils python3 patch make gcc >/dev/null
+    curl xz-utils python3 python3-venv patch make gcc >/dev/null
 mkosi=$(bash image/tools/install-mkosi.sh)
 export CHRYSALIS_MKOSI=$mkosi
 "$mkosi" --version
@@ -38,21 +44,29 @@ echo "=== build: chrysalis (host tools)"
 cargo build --locked -q -p chrysalis-host-tools
 chrysalis=$root/target/debug/chrysalis
 
-echo "=== firmware: TDVF and OVMF AmdSev from Debian's edk2 sources"
-t0=$(date +%s)
-if [ ! -f image/firmware/out/firmware-tdx.fd ] || [ ! -f image/firmware/out/firmware-snp.fd ]; then
-    bash image/firmware/build.sh image/firmware/out > "$work/firmware.log" 2>&1 || { tail -40 "$work/firmware.log"; exit 1; }
-fi
-fw_s=$(( $(date +%s) - t0 ))
+# The firmware (TDVF, OVMF AmdSev from Debian's edk2 sources) is built by
+# `chrysalis image build` itself when image/firmware/out is not a complete,
+# hash-checked build of this tree's image/firmware/build.sh.
 
-echo "=== image: chrysalis image build --profile cpu --out $work/release"
+echo "=== image: chrysalis image build --profile cpu --out $work/release (builds the firmware too when its cache is not valid)"
 t0=$(date +%s)
-"$chrysalis" image build --profile cpu --out "$work/release" --vm 8:64G:1 --vm 2:2G:0
+"$chrysalis" image build --profile cpu --out "$work/release" --vm 8:64G:1 --vm 2:2G:0 \
+    ${CHRYSALIS_MKOSI_OUTPUT:+--mkosi-output "$CHRYSALIS_MKOSI_OUTPUT"} \
+    || { tail -40 "$work/release/.work/firmware.log" 2>/dev/null; exit 1; }
 build_s=$(( $(date +%s) - t0 ))
 for f in SHA256SUMS measurements.json vmlinuz initrd cmdline rootfs.img rootfs.verity firmware-tdx.fd firmware-snp.fd packages.json; do
     test -s "$work/release/$f" || { echo "FAIL: $f missing from the release directory"; exit 1; }
 done
 (cd "$work/release" && sha256sum -c --quiet SHA256SUMS)
+# A build always measures: both VM shapes, TDX and SNP each.
+python3 - "$work/release/measurements.json" <<'PY'
+import json, sys
+c = json.load(open(sys.argv[1]))["configurations"]
+tdx = [x["name"] for x in c if x.get("tdx")]
+snp = [x["name"] for x in c if x.get("snp")]
+assert len(tdx) == 2 and len(snp) == 2, f"measurements.json: TDX {tdx}, SNP {snp}"
+print("measured:", ", ".join(tdx + snp))
+PY
 ls -l "$work/release"
 
 echo "=== RTMR0: generated ACPI tables vs what the release's TDVF installs (TCG boot)"
@@ -77,12 +91,56 @@ head -c 1048576 /dev/zero | tr '\0' 'w' > "$work/model-src/weights/w.bin"
 model_root=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["verity_root_hash"])' "$work/model/model.json")
 printf '{"endpoint":"127.0.0.1:%s","model_volume":{"verity_root_hash":"%s"}}\n' "$port" "$model_root" > "$work/host-config.json"
 
-echo "=== boot: chrysalis launch --tee none --vcpus 2 --memory 2G --forward $port --config FILE --model DIR"
+echo "=== host inputs: a SystemdOptions UEFI variable, an SMBIOS credential, a fw_cfg credential"
+# virt-fw-vars (PyPI virt-firmware) writes the variable into a copy of
+# Debian's OVMF variable store; ci/hostile-qemu.sh boots with it.
+hostile=$work/hostile
+rm -rf "$hostile"; mkdir -p "$hostile/fw_cfg"
+if [ ! -x "$work/vfenv/bin/virt-fw-vars" ]; then
+    python3 -m venv "$work/vfenv"
+    "$work/vfenv/bin/pip" install -q --disable-pip-version-check 'virt-firmware==26.10'
+fi
+python3 - "$hostile" <<'PY'
+import base64, json, os, sys
+d = sys.argv[1]
+# systemd reads SystemdOptions (vendor 8cf2644b-...) as extra kernel
+# command-line options when Secure Boot is off: run a command from it
+# (systemd.run= alone would also replace the default target, so keep
+# multi-user.target and pull the command's unit into it).
+opts = ('systemd.run="/bin/echo CHRYSALIS-INJECTED-EFIVAR" '
+        'systemd.run_success_action=none systemd.run_failure_action=none '
+        'systemd.unit=multi-user.target systemd.wants=kernel-command-line.service')
+json.dump({"version": 2, "variables": [{
+    "name": "SystemdOptions", "guid": "8cf2644b-4b0b-428f-9387-6d876050dc67",
+    "attr": 7, "data": (opts.encode("utf-16-le") + b"\0\0").hex()}]},
+    open(os.path.join(d, "vars.json"), "w"))
+# SMBIOS type 11: a whole unit and a drop-in that starts it (systemd's
+# debug generator turns these credentials into unit files).
+unit = ("[Unit]\nDescription=Injected by the host (SMBIOS)\n[Service]\nType=oneshot\n"
+        "Environment=CHANNEL=SMBIOS\nExecStart=/bin/echo CHRYSALIS-INJECTED-${CHANNEL}\n"
+        "StandardOutput=journal+console\n")
+dropin = "[Unit]\nWants=chrysalis-injected.service\n"
+with open(os.path.join(d, "smbios"), "w") as f:
+    for name, data in (("systemd.extra-unit.chrysalis-injected.service", unit),
+                       ("systemd.unit-dropin.multi-user.target", dropin)):
+        f.write(f"io.systemd.credential.binary:{name}={base64.b64encode(data.encode()).decode()}\n")
+# fw_cfg (names are limited to 55 bytes): a tmpfiles.d line run at boot.
+with open(os.path.join(d, "fw_cfg", "tmpfiles.extra"), "w") as f:
+    f.write("w /dev/console - - - - CHRYSALIS-INJECTED-FW\\x43FG\\n\n")
+PY
+cp /usr/share/OVMF/OVMF_VARS_4M.fd "$hostile/vars.fd"
+"$work/vfenv/bin/virt-fw-vars" --inplace "$hostile/vars.fd" --set-json "$hostile/vars.json" 2>/dev/null
+"$work/vfenv/bin/virt-fw-vars" -i "$hostile/vars.fd" -p 2>/dev/null | grep -q SystemdOptions \
+    || { echo "FAIL: the variable store carries no SystemdOptions"; exit 1; }
+export CHRYSALIS_HOSTILE_DIR=$hostile
+injected='CHRYSALIS-INJECTED-(EFIVAR|SMBIOS|FWCFG)'
+
+echo "=== boot: chrysalis launch --tee none --vcpus 2 --memory 2G --forward $port --config FILE --model DIR (hostile host: ci/hostile-qemu.sh)"
 "$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" --print "$work/release"
 rm -f "$work/console.log"  # a stale log would fake an early ready
 t0=$(date +%s)
 "$chrysalis" launch --tee none --vcpus 2 --memory 2G --forward "$port" \
-    --config "$work/host-config.json" --model "$work/model" \
+    --config "$work/host-config.json" --model "$work/model" --qemu "$root/ci/hostile-qemu.sh" \
     --console-log "$work/console.log" "$work/release" &
 qemu_pid=$!
 if ! wait_for "$work/console.log" 'chrysalis-agent.*ready|ready.*chrysalis-agent' 900; then
@@ -110,6 +168,10 @@ echo "=== one request forwarded through the agent to the engine"
 answer=$("$chrysalis" chat "https://127.0.0.1:$port" --policy ci/image-test-policy.toml -m "hello from ci")
 echo "$answer"
 case "$answer" in *"echo: hello from ci"*) ;; *) echo "FAIL: unexpected answer"; exit 1 ;; esac
+if grep -Eq "$injected" "$work/console.log"; then
+    echo "FAIL: a host-supplied input took effect:"; grep -E "$injected" "$work/console.log"; exit 1
+fi
+echo "host inputs ignored: no SystemdOptions, SMBIOS or fw_cfg injection took effect"
 cleanup; qemu_pid=
 
 echo "=== tamper: one flipped byte in rootfs.img must stop the boot with a verity error"
@@ -139,6 +201,49 @@ if kill -0 "$qemu_pid" 2>/dev/null; then echo "FAIL: the VM kept running after t
 cleanup; qemu_pid=
 echo "tampered rootfs: boot stopped with a verity error"
 
+# A release directory like the built one with another command line
+# (--tee none measures nothing, so launch accepts it).
+with_cmdline() { # DIR CMDLINE
+    rm -rf "$1"; mkdir -p "$1"
+    for f in vmlinuz initrd rootfs.img rootfs.verity verity-salt; do ln -sf "$work/release/$f" "$1/$f"; done
+    printf '%s\n' "$2" > "$1/cmdline"
+}
+
+echo "=== control: without efi=noruntime and systemd.import_credentials=no, each injection acts"
+open_cmdline=$(sed -e 's/ efi=noruntime//' -e 's/ systemd.import_credentials=no//' "$work/release/cmdline")
+[ "$open_cmdline" != "$(cat "$work/release/cmdline")" ] || { echo "FAIL: the release cmdline lacks the closing options"; exit 1; }
+with_cmdline "$work/open" "$open_cmdline"
+rm -f "$work/console-open.log"
+"$chrysalis" launch --tee none --vcpus 2 --memory 2G --qemu "$root/ci/hostile-qemu.sh" \
+    --console-log "$work/console-open.log" "$work/open" &
+qemu_pid=$!
+for channel in EFIVAR SMBIOS FWCFG; do
+    rc=0; wait_for "$work/console-open.log" "CHRYSALIS-INJECTED-$channel" 900 || rc=$?
+    if [ "$rc" != 0 ]; then
+        echo "FAIL: the $channel injection did not act even with the channel open (wait_for rc=$rc): the test injects nothing"
+        tail -40 "$work/console-open.log"; exit 1
+    fi
+done
+grep -E "$injected" "$work/console-open.log"
+cleanup; qemu_pid=
+echo "control: all three injections act on an image without the closing options"
+
+echo "=== emergency: reaching emergency.target powers the VM off"
+with_cmdline "$work/emergency" "$(cat "$work/release/cmdline") systemd.unit=emergency.target"
+rm -f "$work/console-emergency.log"
+"$chrysalis" launch --tee none --vcpus 2 --memory 2G \
+    --console-log "$work/console-emergency.log" "$work/emergency" &
+qemu_pid=$!
+rc=0; wait_for "$work/console-emergency.log" 'chrysalis: emergency is disabled in this image: powering off' 900 || rc=$?
+if [ "$rc" != 0 ]; then echo "FAIL: no power-off from emergency.target (wait_for rc=$rc)"; tail -40 "$work/console-emergency.log"; exit 1; fi
+i=0; while kill -0 "$qemu_pid" 2>/dev/null && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
+if kill -0 "$qemu_pid" 2>/dev/null; then echo "FAIL: the VM kept running after emergency.target"; exit 1; fi
+if grep -Eq 'root account is locked|Give root password|Press Enter for maintenance' "$work/console-emergency.log"; then
+    echo "FAIL: an emergency shell prompt reached the console"; exit 1
+fi
+cleanup; qemu_pid=
+echo "emergency.target: the VM powered off"
+
 echo "=== cmdline: a changed command line changes the computed measurements"
 rm -rf "$work/cmdline"; mkdir -p "$work/cmdline"
 for f in firmware-tdx.fd firmware-snp.fd vmlinuz initrd cmdline rootfs.img verity-salt; do
@@ -159,5 +264,15 @@ for x, y in zip(a["configurations"], b["configurations"]):
     print(f"{x['name']}: changed as expected")
 PY
 
-echo "=== image CI passed: firmware ${fw_s}s, image build ${build_s}s, boot-to-ready ${ready_s}s, total $(( $(date +%s) - start ))s"
+echo "=== real-hardware scripts: ci/tdx-real.sh and ci/snp-real.sh --dry-run against this release"
+# They cannot run here (no TDX/SNP); the dry run parses them, prints every
+# command and selects the published configuration from measurements.json.
+for t in tdx snp; do
+    bash "ci/$t-real.sh" --dry-run --release "$work/release" --vm 2:2G:0 --out "$work/$t-real-dry" > "$work/$t-real-dry.log" \
+        || { echo "FAIL: ci/$t-real.sh --dry-run"; tail -20 "$work/$t-real-dry.log"; exit 1; }
+    grep -q "\"name\": \"$t-2cpu-" "$work/$t-real-dry.log" || { echo "FAIL: ci/$t-real.sh selected no configuration"; exit 1; }
+done
+echo "tdx-real.sh, snp-real.sh: dry runs select tdx-2cpu-2048m-0gpu and snp-2cpu-*"
+
+echo "=== image CI passed: image build ${build_s}s (firmware included when it was rebuilt), boot-to-ready ${ready_s}s, total $(( $(date +%s) - start ))s"
 du -b "$work/release"/{vmlinuz,initrd,rootfs.img,rootfs.verity,chrysalis.efi,firmware-tdx.fd,firmware-snp.fd} | awk '{printf "  %-20s %8.1f MiB\n", $2, $1/1048576}' | sed "s|$work/release/||"

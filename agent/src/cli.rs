@@ -129,10 +129,12 @@ pub struct Cli {
     #[arg(long, value_name = "FILE")]
     pub rtmr3_log: Option<PathBuf>,
     /// Attest the GPUs at boot from this source: `nvml` (the NVIDIA
-    /// driver) or `recorded` (with --gpu-bundle, or --gpu-report and
-    /// --gpu-cert-chain). Not ready, and no request forwarded, unless the
-    /// evidence verifies and meets the GPU policy.
-    #[arg(long, value_name = "nvml|recorded")]
+    /// driver), `recorded` (with --gpu-bundle, or --gpu-report and
+    /// --gpu-cert-chain) or `gate` (with --gpu-bundle: the bundle
+    /// chrysalis-gpu-gate wrote this boot, verified again against its
+    /// nonce). Not ready, and no request forwarded, unless the evidence
+    /// verifies and meets the GPU policy.
+    #[arg(long, value_name = "nvml|recorded|gate")]
     pub gpu: Option<String>,
     /// Recorded GPU evidence bundle (JSON).
     #[arg(long, value_name = "FILE")]

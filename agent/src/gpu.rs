@@ -28,6 +28,13 @@ pub enum GpuSourceKind {
     Nvml,
     /// A recorded evidence bundle (JSON) — tests and offline checks.
     RecordedBundle(PathBuf),
+    /// The bundle this boot's GPU gate wrote (`chrysalis-gpu-gate`, run as
+    /// root by `chrysalis-gpu-gate.service` before the agent: it collected
+    /// the evidence for a fresh random nonce, verified it and set the GPUs
+    /// ready). The agent, which holds no GPU privileges, verifies it again
+    /// here against the nonce it carries — the gate's, chosen this boot —
+    /// and serves it; it never sets the ready state itself.
+    Gate(PathBuf),
     /// Recorded NVIDIA SDK sample files: hex report and PEM chain.
     RecordedSdk {
         /// Hex attestation report.
@@ -45,7 +52,8 @@ pub struct GpuSettings {
     /// Policy file whose `[gpu]` section applies (default: the strict
     /// default policy).
     pub policy: Option<PathBuf>,
-    /// Reference integrity manifests (driver, VBIOS).
+    /// Reference integrity manifests (driver, VBIOS); a directory stands
+    /// for its `*.swidtag` and `*.xml` files (sorted).
     pub rims: Vec<PathBuf>,
     /// OCSP response cache directory.
     pub ocsp_cache: Option<PathBuf>,
@@ -68,6 +76,18 @@ pub struct GpuAttested {
     pub summary: String,
 }
 
+/// The nonce inside the gate's bundle (`Err` names what is wrong: no
+/// bundle means the gate did not pass this boot).
+fn gate_nonce(
+    p: &std::path::Path,
+) -> std::result::Result<[u8; chrysalis_gpu::evidence::NONCE_LEN], String> {
+    let bytes =
+        std::fs::read(p).map_err(|e| format!("GPU gate bundle {} unreadable: {e}", p.display()))?;
+    chrysalis_gpu::bundle::GpuEvidenceBundle::from_json(&bytes)
+        .and_then(|b| b.nonce_bytes())
+        .map_err(|e| format!("GPU gate bundle {}: {e}", p.display()))
+}
+
 /// A GPU policy or RIM that cannot be read or decoded is a configuration
 /// error of the agent (the message names the file).
 fn gpu_config_error(e: chrysalis_gpu::Error) -> Error {
@@ -84,16 +104,36 @@ impl GpuSettings {
 
     fn collateral(&self) -> Result<Collateral> {
         Collateral::from_rim_files(
-            &self.rims,
+            &self.rim_files()?,
             OcspClient::new(self.ocsp_cache.clone(), self.offline),
         )
         .map_err(gpu_config_error)
     }
 
+    /// [`GpuSettings::rims`] with directories expanded.
+    fn rim_files(&self) -> Result<Vec<PathBuf>> {
+        let mut files = Vec::new();
+        for p in &self.rims {
+            if !p.is_dir() {
+                files.push(p.clone());
+                continue;
+            }
+            let rd = std::fs::read_dir(p)
+                .map_err(|e| Error::Config(format!("GPU RIM directory {}: {e}", p.display())))?;
+            let mut found: Vec<PathBuf> = rd
+                .filter_map(|e| e.ok().map(|e| e.path()))
+                .filter(|f| f.extension().is_some_and(|x| x == "swidtag" || x == "xml"))
+                .collect();
+            found.sort();
+            files.extend(found);
+        }
+        Ok(files)
+    }
+
     fn open_source(&self) -> std::result::Result<Box<dyn GpuEvidenceSource>, String> {
         let r: chrysalis_gpu::Result<Box<dyn GpuEvidenceSource>> = match &self.source {
             GpuSourceKind::Nvml => NvmlSource::open().map(|s| Box::new(s) as _),
-            GpuSourceKind::RecordedBundle(p) => {
+            GpuSourceKind::RecordedBundle(p) | GpuSourceKind::Gate(p) => {
                 RecordedSource::from_bundle_file(p).map(|s| Box::new(s) as _)
             }
             GpuSourceKind::RecordedSdk { report, cert_chain } => {
@@ -108,7 +148,15 @@ impl GpuSettings {
     /// stops start-up.
     pub fn check(&self, at: OffsetDateTime) -> Result<std::result::Result<GpuAttested, String>> {
         let mut nonce = [0u8; chrysalis_gpu::evidence::NONCE_LEN];
-        rand_core::OsRng.fill_bytes(&mut nonce);
+        if let GpuSourceKind::Gate(p) = &self.source {
+            // The gate's nonce: it was fresh when the gate collected.
+            match gate_nonce(p) {
+                Ok(n) => nonce = n,
+                Err(why) => return Ok(Err(why)),
+            }
+        } else {
+            rand_core::OsRng.fill_bytes(&mut nonce);
+        }
         self.check_with_nonce(at, &nonce)
     }
 

@@ -13,12 +13,13 @@
 //! | `rootfs.verity` | its hash tree with superblock (hash device, `/dev/vdb`) |
 //! | `verity-salt` | the salt recorded in that superblock (hex) |
 //! | `chrysalis.efi` | the same kernel, initrd and root hash as one UKI (disk boot; not measured) |
-//! | `firmware-tdx.fd`, `firmware-snp.fd` | TDVF and OVMF AmdSev, when given (`image/firmware/build.sh`) |
+//! | `firmware-tdx.fd`, `firmware-snp.fd` | TDVF and OVMF AmdSev (`--firmware DIR`, else built by `image/firmware/build.sh` into its hash-checked cache) |
 //! | `packages.json` | mkosi's package manifest: every package and version in the image |
 //! | `build-info.json` | profile, package source, SOURCE_DATE_EPOCH, mkosi version, git commit |
 //! | `measurements.json` | expected TDX/SNP measurements per VM configuration |
 
 mod assemble;
+pub mod firmware;
 mod mkosi;
 pub mod model;
 mod reproduce;
@@ -72,13 +73,14 @@ pub struct BuildOptions {
     /// is 25.x, else the pinned one installed by image/tools/install-mkosi.sh].
     #[arg(long, value_name = "PATH")]
     mkosi: Option<PathBuf>,
-    /// Directory with prebuilt chrysalis-agent, chrysalis-model-volume and chrysalis-stub-engine
+    /// Directory with prebuilt chrysalis-agent, chrysalis-gpu-gate, chrysalis-model-volume and chrysalis-stub-engine
     /// [default: build them with `cargo build --release --locked`].
     #[arg(long, value_name = "DIR")]
     binaries: Option<PathBuf>,
-    /// Directory with firmware-tdx.fd and/or firmware-snp.fd (from
-    /// image/firmware/build.sh) [default: image/firmware/out if present].
-    /// Without firmware, measurements.json lists no configurations.
+    /// Directory with firmware-tdx.fd and firmware-snp.fd (both required)
+    /// [default: image/firmware/out when it is a complete, hash-checked
+    /// build of this tree's image/firmware/build.sh; else that script runs
+    /// first]. Every build measures: without firmware it fails.
     #[arg(long, value_name = "DIR")]
     firmware: Option<PathBuf>,
     /// Build from this snapshot.debian.org timestamp (e.g. 20251120T000000Z)
@@ -264,16 +266,15 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         wheel_dir: wheel_dir.as_deref(),
     };
     let started = std::time::Instant::now();
+    // The firmware first: a build that cannot measure fails before the
+    // long mkosi run, not after it.
+    let firmware = firmware::ensure(o.firmware.as_deref(), &source, &work.join("firmware.log"))?;
     run.build()?;
-    let firmware = o
-        .firmware
-        .clone()
-        .or_else(|| Some(source.join("image/firmware/out")).filter(|p| p.is_dir()));
     let summary = assemble::assemble(&assemble::Inputs {
         mkosi_out: &mkosi_out,
         out: &out,
         profile,
-        firmware: firmware.as_deref(),
+        firmware: &firmware,
         source: &source,
         package_source: &repo,
         mkosi_version: &run.version()?,

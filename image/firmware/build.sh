@@ -17,11 +17,17 @@
 # runs at the fixed path below. Locale, umask and time zone do not matter.
 #
 # Usage: image/firmware/build.sh [OUT_DIR]   (default image/firmware/out)
+# `chrysalis image build` runs it itself when image/firmware/out is not a
+# complete build of this recipe (firmware-build.txt: the sha256 of this
+# script and of both outputs), so every release is measured.
 # Needs: gcc, make, nasm, iasl (acpica-tools), uuid-dev, python3, xz, curl.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 out=${1:-$here/out}
 mkdir -p "$out"; out=$(cd "$out" && pwd)
+# The record is written last: a build that stops half-way leaves none, so
+# `chrysalis image build` never takes a partial cache for a complete one.
+rm -f "$out/firmware-build.txt"
 
 EDK2_VERSION=2025.02-8+deb13u1
 ORIG=edk2_2025.02.orig.tar.xz
@@ -45,6 +51,9 @@ fetch() { # name sha256
 fetch "$ORIG" "$ORIG_SHA256"
 fetch "$DEBIAN" "$DEBIAN_SHA256"
 
+# One build at a time on this machine: the fixed path is shared.
+exec 9> "$BUILD_ROOT.lock"
+flock 9
 rm -rf "$BUILD_ROOT"; mkdir -p "$BUILD_ROOT"
 cd "$BUILD_ROOT"
 tar -xf "$CACHE/$ORIG"
@@ -76,6 +85,9 @@ install -m 0644 Build/IntelTdx/RELEASE_GCC5/FV/OVMF.fd "$out/firmware-tdx.fd"
 install -m 0644 Build/AmdSev/RELEASE_GCC5/FV/OVMF.fd "$out/firmware-snp.fd"
 {
     echo "edk2 $EDK2_VERSION (Debian trixie), built at $BUILD_ROOT/edk2"
+    # The recipe: `chrysalis image build` reuses this directory only when
+    # this line names the build.sh of its tree (sources pinned above).
+    echo "recipe $(sha256sum "$here/build.sh" | cut -d' ' -f1)"
     echo "$ORIG_SHA256  $ORIG"
     echo "$DEBIAN_SHA256  $DEBIAN"
     echo "gcc: $(gcc --version | head -1)"

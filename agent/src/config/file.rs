@@ -235,7 +235,7 @@ pub struct FileTls {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileGpu {
-    /// `nvml` or `recorded`.
+    /// `nvml`, `recorded` or `gate` (with `bundle`: the GPU gate's output).
     pub source: Option<String>,
     /// Recorded evidence bundle (JSON).
     pub bundle: Option<std::path::PathBuf>,
@@ -267,12 +267,13 @@ impl FileGpu {
             ) {
                 (Some("nvml") | None, None, None, None) => GpuSourceKind::Nvml,
                 (Some("recorded") | None, Some(b), None, None) => GpuSourceKind::RecordedBundle(b),
+                (Some("gate"), Some(b), None, None) => GpuSourceKind::Gate(b),
                 (Some("recorded") | None, None, Some(report), Some(cert_chain)) => {
                     GpuSourceKind::RecordedSdk { report, cert_chain }
                 }
-                (Some(s), ..) if s != "nvml" && s != "recorded" => {
+                (Some(s), ..) if s != "nvml" && s != "recorded" && s != "gate" => {
                     return Err(Error::Config(format!(
-                        "gpu source `{s}`: expected nvml or recorded"
+                        "gpu source `{s}`: expected nvml, recorded or gate"
                     )))
                 }
                 _ => return Err(Error::Config(

@@ -21,7 +21,8 @@ pub struct Inputs<'a> {
     pub mkosi_out: &'a Path,
     pub out: &'a Path,
     pub profile: Profile,
-    pub firmware: Option<&'a Path>,
+    /// Directory with both firmware files ([`super::firmware::ensure`]).
+    pub firmware: &'a Path,
     pub source: &'a Path,
     pub package_source: &'a PackageSource,
     pub mkosi_version: &'a str,
@@ -76,11 +77,7 @@ impl Summary {
             println!("  {n:<20} {:>10.1} MiB", *s as f64 / (1 << 20) as f64);
         }
         println!("verity root hash  {}", self.verity_root_hash);
-        if self.configurations == 0 {
-            println!("measurements.json: NO measured configurations (no firmware given: run image/firmware/build.sh or pass --firmware DIR)");
-        } else {
-            println!("measurements.json: {} configurations", self.configurations);
-        }
+        println!("measurements.json: {} configurations", self.configurations);
         println!("built in {} s", self.build_seconds);
     }
 }
@@ -109,16 +106,9 @@ pub fn assemble(i: &Inputs) -> Result<Summary> {
             .or_else(|_| std::fs::copy(&src, i.out.join(to)).map(|_| ()))
             .with_context(|| format!("{} → {}", src.display(), to))?;
     }
-    for tee in ["tdx", "snp"] {
-        let name = format!("firmware-{tee}.fd");
-        let dst = i.out.join(&name);
-        match i.firmware.map(|d| d.join(&name)).filter(|p| p.is_file()) {
-            Some(src) => {
-                std::fs::copy(&src, &dst).with_context(|| src.display().to_string())?;
-            }
-            None if dst.exists() => std::fs::remove_file(&dst)?,
-            None => {}
-        }
+    for name in super::firmware::FILES {
+        let src = i.firmware.join(name);
+        std::fs::copy(&src, i.out.join(name)).with_context(|| src.display().to_string())?;
     }
 
     let root_hash = verity(i.out)?;
@@ -306,49 +296,20 @@ fn source_date_epoch(source: &Path) -> Option<u64> {
         .find_map(|l| l.trim().strip_prefix("SourceDateEpoch=")?.parse().ok())
 }
 
-/// Writes measurements.json; returns the number of configurations.
+/// Writes measurements.json; returns the number of configurations. Every
+/// `--vm` must come out with a TDX and an SNP configuration: a release
+/// that cannot be checked is refused here, not discovered by a client.
 fn measurements(i: &Inputs, release: &str) -> Result<usize> {
-    let has_fw = ["firmware-tdx.fd", "firmware-snp.fd"]
-        .iter()
-        .any(|f| i.out.join(f).is_file());
-    if has_fw {
-        crate::measure::image(
-            i.out,
-            &i.options.vms,
-            &i.options.vcpu_type,
-            &i.options.qemu_version,
-            None,
-            Some(release.to_string()),
-            false,
-        )
-        .map_err(|f| f.error)?;
-    } else {
-        eprintln!("warning: no firmware (firmware-tdx.fd / firmware-snp.fd): measurements.json lists artifacts, root hash and cmdline but NO measured configurations");
-        let mut artifacts = BTreeMap::new();
-        for n in ["vmlinuz", "initrd", "rootfs.img"] {
-            artifacts.insert(
-                n.to_string(),
-                hex::encode(m::tdx::sha256_file(&i.out.join(n))?.0),
-            );
-        }
-        let cmdline = std::fs::read_to_string(i.out.join("cmdline"))?;
-        let manifest = m::manifest::MeasurementsManifest {
-            schema: m::manifest::SCHEMA_VERSION,
-            tool: format!("chrysalis {}", env!("CARGO_PKG_VERSION")),
-            image: Some(release.to_string()),
-            artifacts,
-            verity_root_hash: cmdline
-                .split_whitespace()
-                .find_map(|o| o.strip_prefix("roothash="))
-                .map(String::from),
-            cmdline: Some(cmdline.trim_end().to_string()),
-            configurations: Vec::new(),
-        };
-        chrysalis_attestation::fsutil::write_atomic(
-            &i.out.join("measurements.json"),
-            manifest.to_json().as_bytes(),
-        )?;
-    }
+    crate::measure::image(
+        i.out,
+        &i.options.vms,
+        &i.options.vcpu_type,
+        &i.options.qemu_version,
+        None,
+        Some(release.to_string()),
+        false,
+    )
+    .map_err(|f| f.error)?;
     let text = std::fs::read_to_string(i.out.join("measurements.json"))?;
     let parsed = m::manifest::MeasurementsManifest::from_json(&text)
         .map_err(|e| anyhow::anyhow!("measurements.json: {e}"))?;
@@ -356,6 +317,7 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
         c.split_whitespace()
             .find_map(|o| o.strip_prefix("roothash="))
     });
+    check_every_configuration(&parsed, &i.options.vms)?;
     if parsed.verity_root_hash.as_deref() != roothash {
         bail!(
             "measurements.json: verity root hash {:?} differs from the command line's roothash {:?} (verity parameters other than 4096-byte blocks, SHA-256?)",
@@ -364,6 +326,38 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
         );
     }
     Ok(parsed.configurations.len())
+}
+
+/// Every measured VM shape (`--vm`, duplicates counted once) has a TDX
+/// and an SNP configuration (more than one per shape, e.g. per QEMU
+/// version, is fine).
+fn check_every_configuration(
+    parsed: &m::manifest::MeasurementsManifest,
+    vms: &[String],
+) -> Result<()> {
+    use std::collections::BTreeSet;
+    let shapes = |tdx: bool| -> BTreeSet<(u32, u64, u32)> {
+        parsed
+            .configurations
+            .iter()
+            .filter(|c| {
+                if tdx {
+                    c.tdx.is_some()
+                } else {
+                    c.snp.is_some()
+                }
+            })
+            .map(|c| (c.vm.vcpus, c.vm.memory_mib, c.vm.gpus))
+            .collect()
+    };
+    let wanted = vms.iter().collect::<BTreeSet<_>>().len();
+    let (tdx, snp) = (shapes(true).len(), shapes(false).len());
+    if wanted == 0 || tdx != wanted || snp != wanted {
+        bail!(
+            "measurements.json: TDX configurations for {tdx} and SNP for {snp} of the {wanted} VM shape(s) given with --vm: every shape must be measured for both; refusing to publish"
+        );
+    }
+    Ok(())
 }
 
 /// Artifacts of a release directory: regular files, sorted, minus
@@ -463,6 +457,22 @@ mod tests {
         assert!(read_sha256sums(&d.path().join("bad")).is_err());
         std::fs::write(d.path().join("bad"), "no separator\n").unwrap();
         assert!(read_sha256sums(&d.path().join("bad")).is_err());
+    }
+
+    #[test]
+    fn a_release_needs_tdx_and_snp_for_every_shape() {
+        let text =
+            include_str!("../../../measurements/releases/chrysalis-0.1.0-cpu/measurements.json");
+        let m = m::manifest::MeasurementsManifest::from_json(text).unwrap();
+        let vms = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        check_every_configuration(&m, &vms(&["8:64G:1", "2:2G:0"])).unwrap();
+        check_every_configuration(&m, &vms(&["8:64G:1", "2:2G:0", "2:2G:0"])).unwrap();
+        assert!(check_every_configuration(&m, &vms(&["8:64G:1", "2:2G:0", "4:4G:0"])).is_err());
+        assert!(check_every_configuration(&m, &[]).is_err());
+        let mut no_snp = m.clone();
+        no_snp.configurations.retain(|c| c.snp.is_none());
+        let e = check_every_configuration(&no_snp, &vms(&["8:64G:1", "2:2G:0"])).unwrap_err();
+        assert!(e.to_string().contains("SNP for 0"), "{e}");
     }
 
     #[test]

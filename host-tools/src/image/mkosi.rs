@@ -65,8 +65,9 @@ pub fn find_mkosi(flag: Option<&Path>, source: &Path) -> Result<PathBuf> {
 /// The packages whose binaries go into the image, built here.
 const PACKAGES: [&str; 2] = ["chrysalis-agent", "chrysalis-stub-engine"];
 /// The binaries that go into the image (`/usr/bin`).
-const BINARIES: [&str; 3] = [
+const BINARIES: [&str; 4] = [
     "chrysalis-agent",
+    "chrysalis-gpu-gate",
     "chrysalis-model-volume",
     "chrysalis-stub-engine",
 ];

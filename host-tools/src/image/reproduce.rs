@@ -85,7 +85,7 @@ pub fn run(release: &Path, out: Option<&Path>, o: &BuildOptions, json: bool) -> 
         }
     }
     if opts.firmware.is_none() && published.keys().any(|k| k.starts_with("firmware-")) {
-        eprintln!("note: the release ships firmware; pass --firmware DIR with your own build of it (image/firmware/build.sh) to compare it, else image/firmware/out is used");
+        eprintln!("note: the release ships firmware; pass --firmware DIR with your own build of it (image/firmware/build.sh) to compare it, else image/firmware/out is used (built first when it is not a complete build of this tree's recipe)");
     }
     let rebuild_dir = out
         .map(Path::to_path_buf)
