@@ -817,6 +817,11 @@ pub(crate) fn image(
         None => String::new(),
     };
     let config = file("agent-config.json");
+    // The image's agent measures the default host configuration `{}` when
+    // the host gives none: RTMR3 of a cpu image is predicted for it. A gpu
+    // image's RTMR3 also holds the machine's GPU state, so it stays null and
+    // the event rules (`rtmr3_events`) say how clients judge the log.
+    let gpu_image = name.as_deref().is_some_and(|n| n.ends_with("-gpu"));
 
     let mut artifacts = std::collections::BTreeMap::new();
     for n in [
@@ -893,7 +898,13 @@ pub(crate) fn image(
                     rtmr0: h(&r.rtmr[0]),
                     rtmr1: h(&r.rtmr[1]),
                     rtmr2: h(&r.rtmr[2]),
-                    rtmr3: h(&r.rtmr[3]),
+                    rtmr3: h(&r.rtmr[3]).or_else(|| {
+                        (!gpu_image).then(|| {
+                            hex::encode(chrysalis_attestation::runtime_events::rtmr3_expected(
+                                chrysalis_releases::DEFAULT_HOST_CONFIGURATION,
+                            ))
+                        })
+                    }),
                     model: Some(format!(
                         "QEMU {qemu_version}, {} page add; RTMR0 {}",
                         serde_json::to_value(r.model.page_add_order)?
@@ -936,6 +947,7 @@ pub(crate) fn image(
         verity_root_hash,
         cmdline: Some(cmdline),
         configurations,
+        rtmr3_events: Some(m::manifest::Rtmr3Events::default_for(gpu_image)),
     };
     let out = dir.join("measurements.json");
     chrysalis_attestation::fsutil::write_atomic(&out, manifest.to_json().as_bytes())?;

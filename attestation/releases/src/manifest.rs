@@ -58,6 +58,49 @@ pub struct MeasurementsManifest {
     pub cmdline: Option<String>,
     /// Expected values per VM configuration.
     pub configurations: Vec<Configuration>,
+    /// The RTMR3 event rules of the image (TDX): what the agent extends and
+    /// how a client judges the log it serves. Absent in older manifests
+    /// (the rules are then the default ones, [`Rtmr3Events::default_for`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rtmr3_events: Option<Rtmr3Events>,
+}
+
+/// The RTMR3 runtime events an image's agent extends, in order, and what
+/// each may carry (see `chrysalis_attestation::runtime_events`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rtmr3Events {
+    /// Event names in extension order, e.g. `["config", "boot-done"]` or
+    /// `["config", "gpu", "boot-done"]`; nothing after `boot-done`.
+    pub order: Vec<String>,
+    /// SHA-384 (hex) of the canonical runtime configuration the `config`
+    /// event must carry: the default host configuration `{}`.
+    pub config_sha384: String,
+    /// What the `gpu` event carries, in words (when the image has one): the
+    /// stable verified GPU state, judged against the GPU evidence the client
+    /// verifies itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu: Option<String>,
+}
+
+impl Rtmr3Events {
+    /// The rules of a Chrysalis image: `config` (the default host
+    /// configuration `{}`), `gpu` for a gpu image, `boot-done`.
+    pub fn default_for(gpu_image: bool) -> Rtmr3Events {
+        use sha2::Digest;
+        let mut order = vec!["config".to_owned()];
+        if gpu_image {
+            order.push("gpu".to_owned());
+        }
+        order.push("boot-done".to_owned());
+        Rtmr3Events {
+            order,
+            config_sha384: hex::encode(sha2::Sha384::digest(b"{}")),
+            gpu: gpu_image.then(|| {
+                "SHA-384 of the stable verified GPU state (chrysalis_gpu VerifiedGpuSet::stable_state_digest); judged against the client's own GPU verification".to_owned()
+            }),
+        }
+    }
 }
 
 /// The VM configuration a measurement assumes (it changes RTMR0/RTMR1 and

@@ -1,0 +1,316 @@
+//! A gpu release's node, played by the simulated TEE with NVIDIA's real
+//! sample H100 evidence, against `verify_node` with the default rules for a
+//! gpu release: GPU evidence required, bound to the certificate, CC on, dev
+//! tools off, and RTMR3 judged by the node's event log (the `gpu` event
+//! must be the state of the GPU evidence the client verified itself).
+//!
+//! The release is a test catalogue built from the simulator's registers
+//! (no gpu release is published yet); everything else is the real client.
+//! Skipped with a message when `../shared/vectors/nvidia` is absent.
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use chrysalis_attestation::runtime_events::{rtmr3_boot_events, LoggedEvent};
+use chrysalis_attestation::verifier::Collateral;
+use chrysalis_attestation::{Identity, Tee};
+use chrysalis_client::{Error, ImagePin, NodeConfig, NodeIdentity};
+use chrysalis_gpu::{CcState, GpuEvidence, GpuEvidenceBundle};
+use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
+use chrysalis_releases::{Catalogue, Release};
+use chrysalis_sim::SimProvider;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+
+/// NVIDIA's sample H100 evidence as a bundle, with this driver-reported CC
+/// state (None: the sample's own, which carries none).
+fn sample_bundle(cc: Option<CcState>) -> Option<String> {
+    let d =
+        std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/vectors/nvidia");
+    let Ok(report) = std::fs::read_to_string(d.join("nvtrust_hopperAttestationReport.txt")) else {
+        eprintln!(
+            "skipping: {} is absent (shared NVIDIA vectors)",
+            d.display()
+        );
+        return None;
+    };
+    let chain = std::fs::read_to_string(d.join("nvtrust_hopperCertChain.txt")).unwrap();
+    let nonce: [u8; 32] =
+        hex::decode("931d8dd0add203ac3d8b4fbde75e115278eefcdceac5b87671a748f32364dfcb")
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let ev = GpuEvidence {
+        index: 0,
+        name: None,
+        report: report.split_whitespace().collect(),
+        cert_chain: chain,
+        cc,
+    };
+    Some(String::from_utf8(GpuEvidenceBundle::new(&nonce, vec![ev]).to_json()).unwrap())
+}
+
+const CC_ON: Option<CcState> = Some(CcState {
+    system_cc_enabled: true,
+    devtools_mode: false,
+});
+
+/// What the hostile (or honest) node does.
+struct Node {
+    /// GPU bundle its certificate commits to.
+    committed: Option<String>,
+    /// GPU bundle it serves with fresh evidence.
+    served: Option<String>,
+    /// The `gpu` event payload it extends (None: no gpu event).
+    gpu_event: Option<[u8; 48]>,
+    /// Serve the event log with fresh evidence.
+    serve_log: bool,
+}
+
+/// Starts the node on loopback (for at most 60 s); returns its address, its
+/// registers as a gpu release's measurements.json, and the runtime.
+fn start(node: Node) -> (SocketAddr, String, tokio::runtime::Runtime) {
+    let sim = SimProvider::new(Tee::Tdx).unwrap();
+    let events = rtmr3_boot_events(Some(b"{}"), node.gpu_event.as_ref());
+    for e in &events {
+        use chrysalis_attestation::provider::EvidenceProvider;
+        sim.extend_rtmr3(&e.digest).unwrap();
+    }
+    let log: Vec<LoggedEvent> = events.iter().map(Into::into).collect();
+    let collateral = Collateral::Tdx(sim.tdx_collateral().unwrap());
+    let opts = IdentityOptions {
+        collateral: Some(EmbeddedCollateral::from_collateral(&collateral)),
+        gpu_evidence_digest: node
+            .committed
+            .as_ref()
+            .map(|b| chrysalis_gpu::evidence_digest(b.as_bytes())),
+        ..Default::default()
+    };
+    let identity = Arc::new(RaTlsIdentity::generate(&sim, &opts).unwrap());
+    // The release: this node's MRTD and RTMR0-2, RTMR3 left to the log.
+    let decoded = chrysalis_attestation::evidence::decode(identity.evidence()).unwrap();
+    let chrysalis_attestation::Evidence::Tdx(q) = &decoded.evidence else {
+        unreachable!()
+    };
+    let td = q.td_report();
+    let manifest = serde_json::json!({
+        "schema": 1, "tool": "test", "image": "test-0.0.0-gpu",
+        "configurations": [{
+            "name": "tdx-2cpu-2048m-1gpu",
+            "vm": {"vcpus": 2, "memory_mib": 2048, "gpus": 1, "vmm": "qemu"},
+            "tdx": {"mrtd": hex::encode(td.mrtd), "rtmr0": hex::encode(td.rtmr[0]),
+                    "rtmr1": hex::encode(td.rtmr[1]), "rtmr2": hex::encode(td.rtmr[2]), "rtmr3": null}
+        }]
+    })
+    .to_string();
+    let tls = Arc::new(chrysalis_ratls::server_config(&identity, None).unwrap());
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .unwrap();
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .unwrap();
+    let addr = listener.local_addr().unwrap();
+    let served = Arc::new(node.served);
+    let log = Arc::new(node.serve_log.then_some(log));
+    rt.spawn(async move {
+        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
+        while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
+            let (acceptor, sim, identity) = (acceptor.clone(), sim.clone(), identity.clone());
+            let (served, log) = (served.clone(), log.clone());
+            tokio::spawn(async move {
+                let Ok(tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let svc = hyper::service::service_fn(
+                    move |req: hyper::Request<hyper::body::Incoming>| {
+                        let (sim, identity, served, log) =
+                            (sim.clone(), identity.clone(), served.clone(), log.clone());
+                        async move {
+                            let q = req.uri().query().unwrap_or("").to_string();
+                            let body = match chrysalis_ratls::parse_nonce_query(&q) {
+                                Ok(nonce) => {
+                                    let mut f =
+                                        chrysalis_ratls::fresh_evidence(&sim, &identity, &nonce)
+                                            .unwrap();
+                                    f.gpu_evidence = (*served).clone();
+                                    f.runtime_events = (*log).clone();
+                                    f.to_json().unwrap()
+                                }
+                                Err(_) => "{}".into(),
+                            };
+                            let _ = req.into_body().collect().await;
+                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
+                        }
+                    },
+                );
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, manifest, rt)
+}
+
+/// The default client for a catalogue holding only this gpu release.
+fn verify(
+    addr: SocketAddr,
+    manifest: &str,
+) -> chrysalis_client::Result<chrysalis_client::VerifiedNode> {
+    let release = Release::parse("test-0.0.0-gpu", manifest).unwrap();
+    let cfg = NodeConfig::new(ImagePin::Releases(Catalogue::from_releases(vec![release])))
+        .allow_simulated(true);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(chrysalis_client::verify_node(
+        &format!("https://{addr}"),
+        &cfg,
+    ))
+}
+
+/// The stable state of a bundle's GPUs, as the client computes it.
+fn state_of(bundle: &str) -> [u8; 48] {
+    chrysalis_gpu::verify::verify_bound_bundle(
+        bundle.as_bytes(),
+        &chrysalis_gpu::evidence_digest(bundle.as_bytes()),
+        &chrysalis_gpu::verify::Collateral::new(Vec::new()),
+        &chrysalis_gpu::GpuPolicy::authenticity_only(),
+        time::OffsetDateTime::now_utc(),
+    )
+    .unwrap()
+    .stable_state_digest()
+}
+
+#[test]
+fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
+    let Some(good) = sample_bundle(CC_ON) else {
+        return;
+    };
+    let state = state_of(&good);
+
+    // Honest: bundle committed and served, CC on, the gpu event is its state.
+    let (addr, m, _rt) = start(Node {
+        committed: Some(good.clone()),
+        served: Some(good.clone()),
+        gpu_event: Some(state),
+        serve_log: true,
+    });
+    let node = verify(addr, &m).expect("the honest gpu node is accepted");
+    match node.identity() {
+        NodeIdentity::Release {
+            label,
+            requires_gpu,
+            rtmr3_by_event_log,
+            ..
+        } => {
+            assert_eq!(label, "test-0.0.0-gpu / tdx-2cpu-2048m-1gpu");
+            assert!(*requires_gpu && *rtmr3_by_event_log);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(node.gpus().map(|s| s.gpus().len()), Some(1));
+    assert!(matches!(
+        node.peer().evidence().identity(),
+        Identity::Tdx(_)
+    ));
+
+    // A gpu release without GPU evidence: refused (4).
+    let (addr, m, _rt2) = start(Node {
+        committed: None,
+        served: None,
+        gpu_event: None,
+        serve_log: true,
+    });
+    let e = verify(addr, &m).unwrap_err();
+    assert!(matches!(e, Error::GpuEvidenceMissing(_)), "{e}");
+    assert!(e.to_string().contains("commits to none"), "{e}");
+    assert_eq!(e.category(), chrysalis_attestation::ErrorCategory::Rejected);
+
+    // CC state not reported as on (NVIDIA's sample as recorded), and dev
+    // tools on: refused by the gpu release's rules.
+    for cc in [
+        None,
+        Some(CcState {
+            system_cc_enabled: false,
+            devtools_mode: false,
+        }),
+        Some(CcState {
+            system_cc_enabled: true,
+            devtools_mode: true,
+        }),
+    ] {
+        let bundle = sample_bundle(cc).unwrap();
+        let (addr, m, _rt3) = start(Node {
+            committed: Some(bundle.clone()),
+            served: Some(bundle.clone()),
+            gpu_event: Some(state_of(&bundle)),
+            serve_log: true,
+        });
+        let e = verify(addr, &m).unwrap_err();
+        assert!(matches!(e, Error::Gpu(_)), "{cc:?}: {e}");
+        assert_eq!(
+            e.category(),
+            chrysalis_attestation::ErrorCategory::Rejected,
+            "{e}"
+        );
+    }
+
+    // A bundle from another machine or boot served instead of the committed
+    // one: the certificate's digest does not match (3).
+    let other = good.replacen("\"index\":0", "\"index\":1", 1);
+    let (addr, m, _rt4) = start(Node {
+        committed: Some(good.clone()),
+        served: Some(other),
+        gpu_event: Some(state),
+        serve_log: true,
+    });
+    let e = verify(addr, &m).unwrap_err();
+    assert_eq!(
+        e.category(),
+        chrysalis_attestation::ErrorCategory::Verification,
+        "{e}"
+    );
+
+    // The gpu event measures another GPU state than the bundle it serves
+    // (GPU evidence of another machine in RTMR3): refused by the log.
+    let (addr, m, _rt5) = start(Node {
+        committed: Some(good.clone()),
+        served: Some(good.clone()),
+        gpu_event: Some([9; 48]),
+        serve_log: true,
+    });
+    let e = verify(addr, &m).unwrap_err();
+    assert!(matches!(e, Error::RuntimeLog(_)), "{e}");
+    assert!(
+        e.to_string()
+            .contains("another machine or another GPU state"),
+        "{e}"
+    );
+
+    // No gpu event at all (a node that skipped the GPU gate).
+    let (addr, m, _rt6) = start(Node {
+        committed: Some(good.clone()),
+        served: Some(good.clone()),
+        gpu_event: None,
+        serve_log: true,
+    });
+    let e = verify(addr, &m).unwrap_err();
+    assert!(e.to_string().contains("no gpu event"), "{e}");
+
+    // RTMR3 left to the log, but no log served: refused.
+    let (addr, m, _rt7) = start(Node {
+        committed: Some(good.clone()),
+        served: Some(good),
+        gpu_event: Some(state),
+        serve_log: false,
+    });
+    let e = verify(addr, &m).unwrap_err();
+    assert!(e.to_string().contains("served none"), "{e}");
+}
