@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import select
 import ssl
+import threading
 import time
 import typing
 from collections.abc import AsyncIterator, Iterable, Iterator
@@ -45,6 +46,7 @@ from ._native import (
     ConnectionTimedOut,
     RaTlsStream,
     TlsSession,
+    VerificationFailed,
     VerifiedIdentity,
     Verifier,
 )
@@ -145,11 +147,48 @@ class _SyncStream(httpcore.NetworkStream):
         return None
 
 
+def _node_url(host: str, port: int) -> str:
+    return f"https://[{host}]:{port}" if ":" in host else f"https://{host}:{port}"
+
+
+class _NodeVetting:
+    """The full node check, once per node and key.
+
+    Every connection's handshake verifies the certificate's evidence and the
+    policy (the published releases by default). On top, the first
+    connection to a node — and any connection that presents another key —
+    runs ``Verifier.verify`` (the same library as ``chrysalis verify``):
+    evidence bound to a fresh nonce for that key, the RTMR3 event log, and
+    the GPU evidence a gpu release requires. A connection is used only when
+    its key is one that passed that check.
+    """
+
+    def __init__(self, verifier: Verifier) -> None:
+        self.verifier = verifier
+        self._vetted: dict[tuple[str, int], str] = {}
+        self._lock = threading.Lock()
+
+    def needs(self, host: str, port: int, key: str) -> bool:
+        with self._lock:
+            return self._vetted.get((host, port)) != key
+
+    def vet(self, host: str, port: int, key: str, timeout: float | None) -> None:
+        ident = self.verifier.verify(_node_url(host, port), timeout)
+        if ident.public_key_sha256 != key:
+            raise VerificationFailed(
+                f"{host}:{port}: the node's fresh evidence is for key {ident.public_key_sha256[:16]}…, "
+                f"but this connection's certificate has key {key[:16]}…"
+            )
+        with self._lock:
+            self._vetted[(host, port)] = key
+
+
 class RaTlsBackend(httpcore.NetworkBackend):
     """A network backend whose connections are verified RA-TLS."""
 
     def __init__(self, verifier: Verifier) -> None:
         self.verifier = verifier
+        self._vetting = _NodeVetting(verifier)
 
     def connect_tcp(
         self,
@@ -171,6 +210,19 @@ class RaTlsBackend(httpcore.NetworkBackend):
             raise httpcore.ConnectError(str(e)) from e
         # VerificationFailed / MalformedEvidence / PolicyRejected propagate
         # unchanged: nothing was sent, and retrying cannot help.
+        key = stream.identity.public_key_sha256
+        if self._vetting.needs(host, port, key):
+            try:
+                self._vetting.vet(host, port, key, timeout)
+            except ConnectionTimedOut as e:
+                stream.close()
+                raise httpcore.ConnectTimeout(str(e)) from e
+            except ConnectionFailed as e:
+                stream.close()
+                raise httpcore.ConnectError(str(e)) from e
+            except BaseException:
+                stream.close()
+                raise
         return _SyncStream(stream)
 
     def connect_unix_socket(
@@ -412,6 +464,7 @@ class AsyncRaTlsBackend(httpcore.AsyncNetworkBackend):
 
     def __init__(self, verifier: Verifier) -> None:
         self.verifier = verifier
+        self._vetting = _NodeVetting(verifier)
 
     async def connect_tcp(
         self,
@@ -457,6 +510,18 @@ class AsyncRaTlsBackend(httpcore.AsyncNetworkBackend):
             raise
         identity = session.identity
         assert identity is not None  # the handshake completed: verified
+        key = identity.public_key_sha256
+        if self._vetting.needs(host, port, key):
+            try:
+                await anyio.to_thread.run_sync(self._vetting.vet, host, port, key, timeout)
+            except BaseException as exc:
+                with anyio.move_on_after(1, shield=True):
+                    await sock.aclose()
+                if isinstance(exc, ConnectionTimedOut):
+                    raise httpcore.ConnectTimeout(str(exc)) from exc
+                if isinstance(exc, ConnectionFailed):
+                    raise httpcore.ConnectError(str(exc)) from exc
+                raise
         return _AsyncStream(sock, session, identity)
 
     async def connect_unix_socket(
