@@ -99,6 +99,35 @@ impl GpuOpts {
     }
 }
 
+/// `--registry ADDR`: take the allowed images from a registry contract.
+#[derive(Args, Clone, Default)]
+pub struct RegistryOpts {
+    /// Accept the images a TON registry contract allows (its
+    /// `is_measurement_allowed`, over the node's complete identity) instead
+    /// of the published releases compiled in.
+    #[arg(long, value_name = "ADDR", conflicts_with_all = ["release", "policy", "any_image"])]
+    registry: Option<String>,
+    /// TON HTTP API the registry is read through (with --registry).
+    #[arg(
+        long = "ton-api",
+        env = "TON_API",
+        default_value = "https://toncenter.com/api",
+        requires = "registry"
+    )]
+    ton_api: String,
+}
+
+impl RegistryOpts {
+    fn pin(&self) -> Option<crate::ton::RegistryPin> {
+        self.registry
+            .as_ref()
+            .map(|address| crate::ton::RegistryPin {
+                address: address.clone(),
+                api: self.ton_api.clone(),
+            })
+    }
+}
+
 #[derive(Args)]
 pub struct VerifyArgs {
     /// The node, https://HOST:PORT.
@@ -112,6 +141,8 @@ pub struct VerifyArgs {
     at: Option<String>,
     #[command(flatten)]
     policy: PolicyOpts,
+    #[command(flatten)]
+    registry: RegistryOpts,
     /// Fresh evidence bound to a random nonce is asked for by default; kept
     /// so that older scripts keep working.
     #[arg(long, hide = true)]
@@ -156,7 +187,13 @@ pub struct ChatArgs {
 
 /// The node configuration the options ask for.
 pub(crate) fn node_config(p: &PolicyOpts, gpu: &GpuOpts) -> Result<NodeConfig, Failure> {
-    let pin = if p.any_image {
+    node_config_with(p, gpu, false)
+}
+
+/// Like [`node_config`]; `registry` = the images come from a registry
+/// contract, checked after verification (the policy then pins none).
+fn node_config_with(p: &PolicyOpts, gpu: &GpuOpts, registry: bool) -> Result<NodeConfig, Failure> {
+    let pin = if p.any_image || registry {
         ImagePin::AnyImage
     } else if let Some(f) = &p.policy {
         ImagePin::policy_file(f)?
@@ -256,7 +293,8 @@ pub fn run_verify(a: VerifyArgs) -> i32 {
         if a.cert.is_some() {
             refuse_offline_flags(&a)?;
         }
-        let mut cfg = node_config(&a.policy, &a.gpu)?.fresh(!a.no_fresh);
+        let mut cfg =
+            node_config_with(&a.policy, &a.gpu, a.registry.registry.is_some())?.fresh(!a.no_fresh);
         if a.no_fresh && cfg.gpu().forced() {
             return Err(Failure::io(anyhow!(
                 "--no-fresh cannot be used with --gpu-policy: GPU evidence is served only with fresh evidence"
@@ -281,11 +319,22 @@ pub fn run_verify(a: VerifyArgs) -> i32 {
             .url
             .as_deref()
             .ok_or_else(|| Failure::io(anyhow!("give https://HOST:PORT or --cert FILE")))?;
-        Ok(runtime().block_on(chrysalis_client::verify_node(url, &cfg))?)
+        let node = runtime().block_on(chrysalis_client::verify_node(url, &cfg))?;
+        Ok(node)
     })();
+    // --registry: the node's complete identity must be on the contract's
+    // allow-list.
+    let registry = a.registry.pin();
+    let result = result.and_then(|node| match &registry {
+        Some(r) => {
+            let ev = node.fresh().unwrap_or(node.peer()).evidence();
+            r.check(ev).map(|m| (node, Some(m)))
+        }
+        None => Ok((node, None)),
+    });
     match result {
-        Ok(node) => {
-            print_node(&node, json_out);
+        Ok((node, allowed)) => {
+            print_node(&node, allowed.as_deref().zip(registry.as_ref()), json_out);
             exit::OK
         }
         Err(f) => {
@@ -406,12 +455,25 @@ fn print_failure(f: &Failure, cfg: Option<&NodeConfig>, json_out: bool) {
     }
 }
 
-fn print_node(node: &VerifiedNode, json_out: bool) {
+fn print_node(
+    node: &VerifiedNode,
+    registry: Option<(&str, &crate::ton::RegistryPin)>,
+    json_out: bool,
+) {
+    // Under --registry the image is pinned by the contract, not the policy.
+    let warnings: Vec<String> = node
+        .warnings()
+        .into_iter()
+        .filter(|w| registry.is_none() || w != att::policy::NO_IMAGE_PINNED_WARNING)
+        .collect();
     if json_out {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&node.to_json()).unwrap_or_default()
-        );
+        let mut v = node.to_json();
+        if let Some((m, r)) = registry {
+            v["node"] = json!({"kind": "registry", "registry": r.address, "image_measurement": m});
+            v["accepted_images"] = json!(format!("registry {}", r.address));
+            v["warnings"] = json!(warnings);
+        }
+        println!("{}", serde_json::to_string_pretty(&v).unwrap_or_default());
         return;
     }
     let peer = node.peer();
@@ -420,7 +482,7 @@ fn print_node(node: &VerifiedNode, json_out: bool) {
     if node.is_simulated() {
         println!("{banner}\n!!! {}\n{banner}", att::policy::SIMULATED_WARNING);
     }
-    if matches!(node.identity(), NodeIdentity::Unpinned) {
+    if matches!(node.identity(), NodeIdentity::Unpinned) && registry.is_none() {
         println!(
             "{banner}\n!!! {}\n{banner}",
             att::policy::NO_IMAGE_PINNED_WARNING
@@ -441,12 +503,21 @@ fn print_node(node: &VerifiedNode, json_out: bool) {
         None => "no GPU evidence".into(),
     };
     println!("decision: ACCEPTED");
+    let who = match registry {
+        Some((m, r)) => format!("allowed by registry {} (image measurement {m})", r.address),
+        None => node.identity().to_string(),
+    };
     println!(
-        "node:     {}  ({}, {gpu_state})",
-        node.identity(),
+        "node:     {who}  ({}, {gpu_state})",
         tee_line(ev.identity(), ev.tcb_status(), node.is_simulated())
     );
-    println!("accepts:  {}", node.pin());
+    match registry {
+        Some((_, r)) => println!(
+            "accepts:  images allowed by registry {} (read via {})",
+            r.address, r.api
+        ),
+        None => println!("accepts:  {}", node.pin()),
+    }
     if let Some(img) = node.claimed_image() {
         println!(
             "claims:   image {} measurements.json sha256 {} (a hint; the registers decide)",
@@ -531,7 +602,7 @@ fn print_node(node: &VerifiedNode, json_out: bool) {
     } else {
         println!("fresh evidence: NOT asked for (certificate evidence only)");
     }
-    for w in node.warnings() {
+    for w in warnings {
         println!("warning: {w}");
     }
 }

@@ -408,6 +408,24 @@ fn register_end_to_end_over_http() {
     assert!(text(&o).contains("201"), "{}", text(&o));
     let o = allow(&admin_key);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // A client that takes the allowed images from this registry accepts
+    // the agent (its complete identity is on the allow-list).
+    let o = chrysalis(&[
+        "verify",
+        &agent_url,
+        "--allow-sim",
+        "--registry",
+        &registry,
+        "--ton-api",
+        &url,
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains(&format!("allowed by registry {registry}")),
+        "{}",
+        text(&o)
+    );
+    assert!(!text(&o).contains("NO IMAGE PINNED"), "{}", text(&o));
 
     // Too little stake: refused before sending (the registry's minimum is read).
     let before = api.sends();
@@ -596,6 +614,22 @@ fn register_end_to_end_over_http() {
         "5",
     ]);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    // Disallowed: the registry-pinned client now refuses the same agent.
+    let o = chrysalis(&[
+        "verify",
+        &agent_url,
+        "--allow-sim",
+        "--registry",
+        &registry,
+        "--ton-api",
+        &url,
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", text(&o));
+    assert!(
+        text(&o).contains("is not allowed by registry"),
+        "{}",
+        text(&o)
+    );
     let (agent2, _rt2) = agent();
     let o = chrysalis(&[
         "ton",

@@ -21,7 +21,7 @@ pub(super) struct Attested {
     pub(super) model: Option<String>,
 }
 
-fn image_measurement(ev: &att::VerifiedEvidence) -> (ImageMeasurement, TeeType) {
+pub(super) fn image_measurement(ev: &att::VerifiedEvidence) -> (ImageMeasurement, TeeType) {
     match ev.identity() {
         att::Identity::Tdx(id) => (
             ImageMeasurement::tdx(&TdxRegisters {

@@ -27,6 +27,9 @@ mod send;
 mod wallet;
 
 pub use args::TonArgs;
+pub(crate) use registry_pin::RegistryPin;
+
+mod registry_pin;
 use args::TonCommand;
 use outcome::report;
 
