@@ -434,16 +434,26 @@ fn print_failure(f: &Failure, cfg: Option<&NodeConfig>, json_out: bool) {
         println!("{banner}\n!!! {}\n{banner}", att::policy::SIMULATED_WARNING);
     }
     println!("decision: REJECTED");
+    // The registers may match a configuration while another rule (TCB,
+    // debug, simulated evidence) rejects the node: say which.
+    let matching = closest
+        .as_ref()
+        .filter(|(_, rows)| rows.iter().all(explain::RegisterRow::matches))
+        .map(|(label, _)| label.clone());
     if let Some(n) = node {
+        let what = match &matching {
+            Some(label) => format!("registers match {label}, but other rules reject it"),
+            None => "not an accepted configuration".into(),
+        };
         println!(
-            "node:     {} — not an accepted configuration",
+            "node:     {} — {what}",
             tee_line(&n.identity, n.tcb_status, n.simulated)
         );
     }
     if let Some(c) = cfg {
         println!("accepts:  {}", c.pin().describe());
     }
-    if let Some((label, rows)) = &closest {
+    if let (Some((label, rows)), None) = (&closest, &matching) {
         println!("closest:  {label}");
         print!("{}", explain::render(rows));
     }
