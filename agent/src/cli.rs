@@ -128,6 +128,12 @@ pub struct Cli {
     /// serves the recorded log and never extends again.
     #[arg(long, value_name = "FILE")]
     pub rtmr3_log: Option<PathBuf>,
+    /// Name the image in the certificate's claims: a JSON file
+    /// `{"release": NAME, "measurements_sha256": HEX}` (the second
+    /// optional). With --sim-release the played release is named without
+    /// it. A hint for clients; the registers decide.
+    #[arg(long, value_name = "FILE")]
+    pub image_id: Option<PathBuf>,
     /// Attest the GPUs at boot from this source: `nvml` (the NVIDIA
     /// driver), `recorded` (with --gpu-bundle, or --gpu-report and
     /// --gpu-cert-chain) or `gate` (with --gpu-bundle: the bundle
@@ -271,6 +277,9 @@ impl Cli {
         }
         if let Some(p) = self.rtmr3_log {
             cfg.rtmr3_log = Some(p);
+        }
+        if let Some(p) = self.image_id {
+            cfg.image_id = Some(p);
         }
         if let Some(p) = self.runtime_config {
             cfg.runtime_config = Some(p);

@@ -250,6 +250,14 @@ impl RaTlsManager {
         }
     }
 
+    /// Name the image in every certificate's claims (release name, SHA-256
+    /// of its measurements.json): a hint clients display; the registers
+    /// decide.
+    pub fn with_image(mut self, image: chrysalis_ratls::ImageId) -> Self {
+        self.options.image = Some(image);
+        self
+    }
+
     /// Serve this RTMR3 event log with fresh evidence (TDX; what
     /// [`crate::runtime_config::measure_boot`] extended or recovered).
     pub fn with_runtime_events(mut self, log: Vec<LoggedEvent>) -> Self {

@@ -71,6 +71,7 @@ pub mod fresh;
 pub mod gpu;
 pub mod h1_errors;
 pub mod identity;
+pub mod image_id;
 pub mod ledger;
 pub mod metrics;
 pub mod model_volume;

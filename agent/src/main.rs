@@ -155,6 +155,13 @@ async fn run(
     tracing::info!("{done}");
     let mut manager =
         RaTlsManager::new(provider, collateral, &config.tls).with_runtime_events(runtime_events);
+    if let Some(image) = chrysalis_agent::image_id::image_id(&config)? {
+        tracing::info!(
+            release = image.release.as_deref().unwrap_or("?"),
+            "certificates name the image"
+        );
+        manager = manager.with_image(image);
+    }
     if let Some(outcome) = gpu {
         manager = manager.with_gpu(outcome);
     }

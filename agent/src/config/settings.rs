@@ -178,6 +178,10 @@ pub struct Config {
     /// The host-supplied runtime configuration (JSON object), measured
     /// before serving (see [`crate::runtime_config`]).
     pub runtime_config: Option<std::path::PathBuf>,
+    /// A JSON file naming the image (`{"release": NAME,
+    /// "measurements_sha256": HEX}`, the second optional), put in the
+    /// certificate's claims as a hint.
+    pub image_id: Option<std::path::PathBuf>,
     /// Where the RTMR3 events extended at boot are recorded (TDX), so a
     /// restarted agent serves them instead of extending again.
     pub rtmr3_log: Option<std::path::PathBuf>,
@@ -215,6 +219,7 @@ impl Config {
             workers: 0,
             runtime_config: None,
             rtmr3_log: None,
+            image_id: None,
             gpu: None,
             payments: None,
         }
