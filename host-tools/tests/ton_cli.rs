@@ -7,10 +7,9 @@
 //! instead when CHRYSALIS_REQUIRE_TON=1 (CI).
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output};
 use std::sync::Arc;
 
 use chrysalis_attestation::verifier::Collateral;
@@ -21,100 +20,8 @@ use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use serde_json::{json, Value};
 
-fn contract_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ton/contract")
-}
-
-fn ton_available(test: &str) -> bool {
-    let dir = contract_dir();
-    let node_ok = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let missing = if !node_ok {
-        Some("node is not installed")
-    } else if !dir.join("node_modules/@ton/sandbox").is_dir() {
-        Some("npm packages missing (run: bash ci/ton.sh)")
-    } else if !dir.join("build/registry.json").is_file() {
-        Some("contract not compiled (run: bash ci/ton.sh)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(why) => {
-            if std::env::var("CHRYSALIS_REQUIRE_TON").as_deref() == Ok("1") {
-                panic!("{test}: CHRYSALIS_REQUIRE_TON=1 but {why}");
-            }
-            eprintln!("SKIPPED {test}: {why}");
-            false
-        }
-    }
-}
-
-/// `node api-server.js`: HTTP on loopback plus JSON-line control on stdin.
-struct Api {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    url: String,
-}
-
-impl Api {
-    fn start() -> Api {
-        let mut child = Command::new("node")
-            .arg("api-server.js")
-            .current_dir(contract_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node api-server.js");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).expect("listening line");
-        let url = format!("http://{}/api", v["listening"].as_str().unwrap());
-        let mut api = Api {
-            child,
-            stdin,
-            stdout,
-            url,
-        };
-        // The chain's clock is the real one: the CLI derives valid_until from it.
-        api.call(json!({"cmd":"init"}));
-        api
-    }
-
-    fn call(&mut self, req: Value) -> Value {
-        writeln!(self.stdin, "{req}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["ok"], true, "{req}: {v}");
-        v
-    }
-
-    fn sends(&mut self) -> usize {
-        let r = self.call(json!({"cmd":"requests"}));
-        r["requests"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|q| q["path"] == "/api/v3/message" || q["path"] == "/api/v2/sendBoc")
-            .count()
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{contract_dir, ton_available, Api};
 
 /// An RA-TLS server with simulated TDX evidence answering /v1/models, for
 /// at most 120 s.

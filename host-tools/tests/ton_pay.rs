@@ -15,10 +15,9 @@
 //! instead when CHRYSALIS_REQUIRE_TON=1 (CI).
 
 use std::convert::Infallible;
-use std::io::{BufRead, BufReader, Write};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, ChildStdout, Command, Output, Stdio};
+use std::process::{Child, Command, Output, Stdio};
 use std::sync::Arc;
 
 use chrysalis_agent::config::{Config, ProviderKind, TlsSettings, Upstream};
@@ -37,102 +36,8 @@ const PRICE: u64 = TON;
 const PROMPT_TOKENS: u64 = 7;
 const COMPLETION_TOKENS: u64 = 5;
 
-fn contract_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("ton/contract")
-}
-
-fn ton_available(test: &str) -> bool {
-    let dir = contract_dir();
-    let node_ok = Command::new("node")
-        .arg("--version")
-        .stdout(Stdio::null())
-        .status()
-        .is_ok_and(|s| s.success());
-    let missing = if !node_ok {
-        Some("node is not installed")
-    } else if !dir.join("node_modules/@ton/sandbox").is_dir() {
-        Some("npm packages missing (run: bash ci/ton.sh)")
-    } else if !dir.join("build/channel.json").is_file() {
-        Some("contracts not compiled (run: bash ci/ton.sh)")
-    } else {
-        None
-    };
-    match missing {
-        None => true,
-        Some(why) => {
-            if std::env::var("CHRYSALIS_REQUIRE_TON").as_deref() == Ok("1") {
-                panic!("{test}: CHRYSALIS_REQUIRE_TON=1 but {why}");
-            }
-            eprintln!("SKIPPED {test}: {why}");
-            false
-        }
-    }
-}
-
-/// `node api-server.js`: HTTP on loopback plus JSON-line control on stdin.
-struct Api {
-    child: Child,
-    stdin: ChildStdin,
-    stdout: BufReader<ChildStdout>,
-    url: String,
-}
-
-impl Api {
-    fn start() -> Api {
-        let mut child = Command::new("node")
-            .arg("api-server.js")
-            .current_dir(contract_dir())
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn node api-server.js");
-        let stdin = child.stdin.take().unwrap();
-        let mut stdout = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        stdout.read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).expect("listening line");
-        let url = format!("http://{}/api", v["listening"].as_str().unwrap());
-        let mut api = Api {
-            child,
-            stdin,
-            stdout,
-            url,
-        };
-        api.call(json!({"cmd":"init"}));
-        api
-    }
-
-    fn call(&mut self, req: Value) -> Value {
-        writeln!(self.stdin, "{req}").unwrap();
-        self.stdin.flush().unwrap();
-        let mut line = String::new();
-        self.stdout.read_line(&mut line).unwrap();
-        let v: Value = serde_json::from_str(&line).unwrap();
-        assert_eq!(v["ok"], true, "{req}: {v}");
-        v
-    }
-
-    /// `get_channel()`: (state, deposit, claimed).
-    fn channel(&mut self, addr: &str) -> (u64, u64, u64) {
-        let r = self.call(json!({"cmd":"get","address":addr,"method":"get_channel","args":[]}));
-        let n = |i: usize| {
-            r["stack"][i]["value"]
-                .as_str()
-                .unwrap()
-                .parse::<u64>()
-                .unwrap()
-        };
-        (n(0), n(1), n(2))
-    }
-}
-
-impl Drop for Api {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{contract_dir, ton_available, Api};
 
 /// An OpenAI-shaped engine: `/v1/models`, and chat completions that
 /// always use PROMPT_TOKENS + COMPLETION_TOKENS (streamed with a final
