@@ -67,7 +67,14 @@ pub enum Mode {
     StolenCert,
     /// An ordinary self-signed certificate.
     Plain,
+    /// The genuine certificate, but no fresh evidence: `/attestation`
+    /// answers like any other path (a node that can replay an old
+    /// certificate but cannot answer a new nonce).
+    NoFresh,
 }
+
+/// Set for [`Mode::NoFresh`]: `/attestation` gets no fresh evidence.
+static NO_FRESH: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
 impl std::str::FromStr for Mode {
     type Err = String;
@@ -77,8 +84,9 @@ impl std::str::FromStr for Mode {
             "copied-evidence" => Ok(Mode::CopiedEvidence),
             "stolen-cert" => Ok(Mode::StolenCert),
             "plain" => Ok(Mode::Plain),
+            "no-fresh" => Ok(Mode::NoFresh),
             o => Err(format!(
-                "--mode {o}: expected genuine, copied-evidence, stolen-cert or plain"
+                "--mode {o}: expected genuine, copied-evidence, stolen-cert, plain or no-fresh"
             )),
         }
     }
@@ -113,6 +121,9 @@ fn sim_provider_and_identity(tee: Tee) -> Result<(SimProvider, RaTlsIdentity), B
 /// The fresh-evidence answer to a `GET /attestation?nonce=HEX` request head,
 /// from the genuine identity (None for any other request).
 fn fresh_answer(request: &[u8]) -> Option<Vec<u8>> {
+    if NO_FRESH.load(std::sync::atomic::Ordering::SeqCst) {
+        return None;
+    }
     let rest = request.strip_prefix(b"GET /attestation?")?;
     let end = rest.iter().position(|&b| b == b' ')?;
     let query = std::str::from_utf8(&rest[..end]).ok()?;
@@ -166,6 +177,10 @@ pub fn certified_key(mode: Mode, tee: Tee) -> Result<Arc<CertifiedKey>, BoxError
     let other = CertKey::generate(KeyType::EcdsaP256)?;
     Ok(match mode {
         Mode::Genuine => genuine.certified_key(),
+        Mode::NoFresh => {
+            NO_FRESH.store(true, std::sync::atomic::Ordering::SeqCst);
+            genuine.certified_key()
+        }
         Mode::CopiedEvidence => {
             let exts = ratls_extensions(
                 genuine.evidence(),

@@ -93,6 +93,19 @@ def test_plain_tls_server_is_refused_through_httpx(ratls_server: Callable) -> No
     assert "received=0" in report, report
 
 
+def test_a_node_that_cannot_answer_a_nonce_gets_no_request(ratls_server: Callable) -> None:
+    # A genuine certificate (its handshake alone verifies), but the node
+    # cannot produce evidence for a new nonce: the transport's first-contact
+    # check refuses it, and the connection meant for the request carries
+    # nothing.
+    srv = ratls_server("no-fresh")
+    with chrysalis.http_client(allow_sim=True, any_image=True) as c:
+        with pytest.raises(chrysalis.MalformedEvidence, match="fresh evidence"):
+            c.post(f"{srv.url}/v1/chat/completions", json={"secret": PROMPT})
+    reports = srv.connections(2)
+    assert any("handshake=ok" in r and "received=0" in r for r in reports), reports
+
+
 def test_httpx_response_carries_the_connection_identity(agent) -> None:
     with chrysalis.http_client(allow_sim=True, any_image=True) as c:
         r = c.get(f"{agent.url}/v1/models")
