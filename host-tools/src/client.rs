@@ -366,12 +366,7 @@ fn rejection(f: &Failure) -> Option<(&[String], Option<&chrysalis_ratls::Rejecte
             f.error
                 .chain()
                 .find_map(|c| chrysalis_ratls::Error::find_in(c))
-                .and_then(|e| match e {
-                    chrysalis_ratls::Error::Rejected { reasons, node } => {
-                        Some((reasons.as_slice(), node.as_deref()))
-                    }
-                    _ => None,
-                })
+                .and_then(chrysalis_ratls::Error::rejection)
         })
 }
 

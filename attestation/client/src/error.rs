@@ -108,12 +108,7 @@ impl Error {
             Error::Handshake(e) => chrysalis_ratls::Error::find_in(e),
             _ => None,
         };
-        match ratls {
-            Some(chrysalis_ratls::Error::Rejected { reasons, node }) => {
-                Some((reasons.as_slice(), node.as_deref()))
-            }
-            _ => None,
-        }
+        ratls.and_then(chrysalis_ratls::Error::rejection)
     }
 }
 

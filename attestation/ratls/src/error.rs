@@ -224,6 +224,15 @@ impl Error {
         }
     }
 
+    /// The reasons and the node's verified identity, when this is a policy
+    /// rejection ([`Error::Rejected`]).
+    pub fn rejection(&self) -> Option<(&[String], Option<&RejectedNode>)> {
+        match self {
+            Error::Rejected { reasons, node } => Some((reasons.as_slice(), node.as_deref())),
+            _ => None,
+        }
+    }
+
     /// Finds this crate's error inside an error returned by a TLS
     /// connection (a `std::io::Error` from tokio-rustls, a `rustls::Error`
     /// from a connection object), where rustls wrapped it as

@@ -40,6 +40,32 @@ pub(super) fn image_measurement(ev: &att::VerifiedEvidence) -> (ImageMeasurement
     }
 }
 
+/// Connects to a machine's agent and verifies it as any client verifies a
+/// node; a policy rejection is said in words (exit 4: nothing was sent).
+pub(super) async fn connect_agent(
+    url: &str,
+    cfg: &chrysalis_client::NodeConfig,
+) -> Result<
+    (
+        chrysalis_client::VerifiedNode,
+        chrysalis_client::NodeConnection,
+    ),
+    Failure,
+> {
+    chrysalis_client::node::connect_node(url, cfg)
+        .await
+        .map_err(|e| match e.rejected_node() {
+            Some((reasons, _)) => fail(
+                ErrorCategory::Rejected,
+                anyhow!(
+                    "the agent's evidence is authentic but the policy rejects it: {}; nothing was sent",
+                    reasons.join("; ")
+                ),
+            ),
+            None => Failure::from(e),
+        })
+}
+
 /// Connects and verifies the node as `chrysalis verify` does (published
 /// releases by default, fresh evidence, GPU evidence for gpu releases; exit
 /// 3/4 on failure) and, when asked, reads the first model of GET
@@ -51,18 +77,7 @@ pub(super) fn attest(
 ) -> Result<Attested, Failure> {
     let cfg = client::node_config(policy, &client::GpuOpts::default())?;
     let (node, model) = client::runtime().block_on(async {
-        let (node, mut conn) = chrysalis_client::node::connect_node(url, &cfg)
-            .await
-            .map_err(|e| match e.rejected_node() {
-                Some((reasons, _)) => fail(
-                    ErrorCategory::Rejected,
-                    anyhow!(
-                        "the agent's evidence is authentic but the policy rejects it: {}; nothing was sent",
-                        reasons.join("; ")
-                    ),
-                ),
-                None => Failure::from(e),
-            })?;
+        let (node, mut conn) = connect_agent(url, &cfg).await?;
         let model = if want_model {
             match tokio::time::timeout(Duration::from_secs(10), conn.get("/v1/models")).await {
                 Ok(Ok((200, body))) => serde_json::from_slice::<Value>(&body)

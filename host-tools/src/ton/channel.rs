@@ -416,18 +416,7 @@ fn fetch_vouchers(agent: &str, policy: &PolicyOpts) -> Result<Vec<SignedVoucher>
     // (published releases by default, fresh evidence).
     let cfg = client::node_config(policy, &client::GpuOpts::default())?;
     let (status, body) = client::runtime().block_on(async {
-        let (_, mut conn) = chrysalis_client::node::connect_node(agent, &cfg)
-            .await
-            .map_err(|e| match e.rejected_node() {
-                Some((reasons, _)) => fail(
-                    ErrorCategory::Rejected,
-                    anyhow!(
-                        "the agent's evidence is rejected by the policy ({})",
-                        reasons.join("; ")
-                    ),
-                ),
-                None => Failure::from(e),
-            })?;
+        let (_, mut conn) = super::attested::connect_agent(agent, &cfg).await?;
         Ok::<_, Failure>(conn.get("/v1/chrysalis/vouchers").await?)
     })?;
     if status != 200 {
