@@ -821,7 +821,9 @@ pub(crate) fn image(
     // the host gives none: RTMR3 of a cpu image is predicted for it. A gpu
     // image's RTMR3 also holds the machine's GPU state, so it stays null and
     // the event rules (`rtmr3_events`) say how clients judge the log.
-    let gpu_image = name.as_deref().is_some_and(|n| n.ends_with("-gpu"));
+    let gpu_image = name
+        .as_deref()
+        .is_some_and(chrysalis_releases::catalogue::is_gpu_release);
 
     let mut artifacts = std::collections::BTreeMap::new();
     for n in [

@@ -1,7 +1,7 @@
 //! A rejection in words a user can act on: who the node is, then its
 //! registers beside those of the closest accepted configuration.
 
-use chrysalis_attestation::policy::{SnpMeasurementSet, TdxMeasurementSet};
+use chrysalis_attestation::policy::{set_label, SnpMeasurementSet, TdxMeasurementSet};
 use chrysalis_attestation::{Identity, Policy};
 use serde::Serialize;
 
@@ -34,24 +34,19 @@ pub fn closest(policy: &Policy, identity: &Identity) -> Option<(String, Vec<Regi
             .measurements
             .iter()
             .enumerate()
-            .map(|(i, set)| (label(&set.name, i), tdx_rows(set, id)))
+            .map(|(i, set)| (set_label(set.name.as_deref(), i), tdx_rows(set, id)))
             .collect(),
         Identity::Snp(id) => policy
             .snp
             .measurements
             .iter()
             .enumerate()
-            .map(|(i, set)| (label(&set.name, i), snp_rows(set, id)))
+            .map(|(i, set)| (set_label(set.name.as_deref(), i), snp_rows(set, id)))
             .collect(),
     };
     candidates
         .into_iter()
         .min_by_key(|(_, rows)| rows.iter().filter(|r| !r.matches()).count())
-}
-
-fn label(name: &Option<String>, i: usize) -> String {
-    name.clone()
-        .unwrap_or_else(|| format!("accepted set #{}", i + 1))
 }
 
 fn row(register: &'static str, got: &[u8], want: Option<&String>) -> RegisterRow {

@@ -11,6 +11,12 @@ use crate::manifest::{Configuration, MeasurementsManifest};
 
 include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
 
+/// True for a gpu release's name: it ends in `-gpu` (the naming rule of
+/// `chrysalis image build --profile gpu`).
+pub fn is_gpu_release(name: &str) -> bool {
+    name.ends_with("-gpu")
+}
+
 /// One published release: its name and its `measurements.json`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Release {
@@ -56,7 +62,7 @@ impl Release {
     /// (the naming rule of `chrysalis image build --profile`), else `cpu`.
     /// A gpu release's nodes must present verified GPU evidence.
     pub fn is_gpu(&self) -> bool {
-        self.name.ends_with("-gpu")
+        is_gpu_release(&self.name)
     }
 
     /// The release's configurations, in file order.

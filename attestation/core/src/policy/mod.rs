@@ -139,8 +139,9 @@ impl Default for Policy {
     }
 }
 
-/// The label of accepted set `index`: its name, or its position.
-fn set_label(name: Option<&str>, index: usize) -> String {
+/// The label of accepted set `index` (0-based): its name, or its position
+/// (`accepted set #1`). [`Decision::matched`] carries it.
+pub fn set_label(name: Option<&str>, index: usize) -> String {
     name.map(str::to_owned)
         .unwrap_or_else(|| format!("accepted set #{}", index + 1))
 }
