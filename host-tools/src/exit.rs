@@ -16,6 +16,10 @@ pub const VERIFICATION: i32 = 3;
 pub const REJECTED: i32 = 4;
 /// The TLS connection failed for a reason other than the peer's certificate.
 pub const CONNECTION: i32 = 5;
+/// A build or reproduction cannot start: an input it is pinned to (a locked
+/// package, the recorded commit, the recorded toolchain) is not available
+/// here. Each missing input is named; nothing was built.
+pub const UNAVAILABLE: i32 = 6;
 
 /// The exit code of an error category. Exhaustive on purpose: a new
 /// category does not compile until it has a code here (and in the README).

@@ -15,13 +15,18 @@
 //! | `chrysalis.efi` | the same kernel, initrd and root hash as one UKI (disk boot; not measured) |
 //! | `firmware-tdx.fd`, `firmware-snp.fd` | TDVF and OVMF AmdSev (`--firmware DIR`, else built by `image/firmware/build.sh` into its hash-checked cache) |
 //! | `packages.json` | mkosi's package manifest: every package and version in the image |
-//! | `build-info.json` | profile, package source, SOURCE_DATE_EPOCH, mkosi version, git commit |
+//! | `packages.lock` | the package lock the build installed (every `.deb` of the image and of mkosi's tools tree, with SHA-256) |
+//! | `firmware-build.txt` | the firmware recipe, sources and toolchain versions (`image/firmware/build.sh`'s record) |
+//! | `build-info.json` | profile, package source (the lock's SHA-256), SOURCE_DATE_EPOCH, mkosi and rustc versions, git commit, the exact `image build` arguments |
 //! | `measurements.json` | expected TDX/SNP measurements per VM configuration |
 
 mod assemble;
 pub mod firmware;
+pub mod lock;
+pub mod mirror;
 mod mkosi;
 pub mod model;
+mod packages;
 mod reproduce;
 
 use std::path::{Path, PathBuf};
@@ -83,11 +88,30 @@ pub struct BuildOptions {
     /// first]. Every build measures: without firmware it fails.
     #[arg(long, value_name = "DIR")]
     firmware: Option<PathBuf>,
+    /// Install exactly the packages of this lock file [default:
+    /// image/locks/PROFILE.lock]. Every locked .deb is fetched (from
+    /// --mirror, else deb.debian.org) into a content-addressed cache and
+    /// checked against its SHA-256 before anything is built; a file that
+    /// cannot be had is named, with where it was expected, and the build
+    /// stops (exit 6). The build's apt sees only these files, served on
+    /// 127.0.0.1.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["no_lock", "update_lock", "snapshot"])]
+    lock: Option<PathBuf>,
+    /// Build from the live source list (image/sandbox, or --mirror /
+    /// --snapshot) without a lock: the result depends on the day.
+    #[arg(long, conflicts_with = "update_lock")]
+    no_lock: bool,
+    /// Build from the live archives and record every .deb fetched (image
+    /// and tools tree) as the new image/locks/PROFILE.lock.
+    #[arg(long, conflicts_with = "snapshot")]
+    update_lock: bool,
     /// Build from this snapshot.debian.org timestamp (e.g. 20251120T000000Z)
-    /// instead of image/sandbox's mirror. Releases name one.
+    /// instead of image/sandbox's mirror (implies --no-lock).
     #[arg(long, value_name = "TIMESTAMP", conflicts_with = "mirror")]
     snapshot: Option<String>,
-    /// Build from this Debian mirror URL instead of image/sandbox's.
+    /// The Debian archive URL to fetch from: the locked files, or with
+    /// --no-lock / --update-lock the live packages (its -security sibling
+    /// serves trixie-security).
     #[arg(long, value_name = "URL")]
     mirror: Option<String>,
     /// VM configurations to compute measurements for, as
@@ -131,22 +155,19 @@ enum ImageCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Rebuild a published release and compare every artifact and
-    /// measurements.json with it. Exit 0 when identical, 3 when anything
-    /// differs (naming the artifact, and with diffoscope installed the files
-    /// inside it that differ).
-    Reproduce {
-        /// The published release directory (with SHA256SUMS and build-info.json).
-        release_dir: PathBuf,
-        /// Where to rebuild [default: RELEASE_DIR.rebuild].
-        #[arg(long, value_name = "DIR")]
-        out: Option<PathBuf>,
-        #[command(flatten)]
-        options: BuildOptions,
-        /// Print the comparison as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    /// Rebuild a published release from the commit it records and compare
+    /// every artifact and measurements.json with it.
+    ///
+    /// Checks first, naming every problem at once: the commit is in this
+    /// clone, rustc and QEMU are the recorded versions, every locked package
+    /// can still be fetched and matches its SHA-256, the disk has room.
+    /// Then checks the commit out in a separate worktree, builds that
+    /// commit's chrysalis and runs its `image build` with the release's own
+    /// options and lock. Options the release fixes (--vm, --lock, ...) are
+    /// refused. Exit 0 REPRODUCED; 3 when an artifact differs (named, with
+    /// diffoscope's report when installed); 6 when an input cannot be had
+    /// (nothing built); 1 other failures.
+    Reproduce(reproduce::ReproduceArgs),
     /// Build a model volume: a read-only erofs image of a model directory
     /// and its dm-verity hash tree (OUT/model.erofs, OUT/model.verity,
     /// OUT/model.json), deterministic, with the root hash to put into the
@@ -181,12 +202,7 @@ pub fn run(args: ImageArgs) -> i32 {
             }
             Ok(exit::OK)
         }),
-        ImageCommand::Reproduce {
-            release_dir,
-            out,
-            options,
-            json,
-        } => reproduce::run(&release_dir, out.as_deref(), &options, json),
+        ImageCommand::Reproduce(a) => reproduce::run(&a),
         ImageCommand::Model { source, out, json } => model::build(&source, &out).and_then(|info| {
             if json {
                 println!("{}", serde_json::to_string_pretty(&info)?);
@@ -209,9 +225,37 @@ pub fn run(args: ImageArgs) -> i32 {
     };
     r.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");
-        exit::IO
+        if e.downcast_ref::<InputsUnavailable>().is_some() {
+            exit::UNAVAILABLE
+        } else {
+            exit::IO
+        }
     })
 }
+
+/// Inputs a build is pinned to that cannot be had here (each named).
+#[derive(Debug)]
+pub struct InputsUnavailable(pub Vec<mirror::Unavailable>);
+
+impl std::fmt::Display for InputsUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        writeln!(
+            f,
+            "{} pinned input(s) cannot be had; nothing was built:",
+            self.0.len()
+        )?;
+        for u in &self.0 {
+            writeln!(f, "  {}\n    expected at {}\n    {}", u.path, u.url, u.why)?;
+        }
+        write!(
+            f,
+            "A locked package gone from every reachable source cannot be replaced by another version without changing the image: \
+             pass --mirror URL for a mirror or archive that still has these files, or build a new release (--update-lock)."
+        )
+    }
+}
+
+impl std::error::Error for InputsUnavailable {}
 
 /// `$XDG_CACHE_HOME/chrysalis` (or `~/.cache/chrysalis`).
 fn cache_dir() -> PathBuf {
@@ -237,13 +281,16 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         None => mkosi::build_binaries(&source)?,
     };
     let stage = mkosi::stage_binaries(&binaries, &work.join("binaries"))?;
-    let repo = mkosi::PackageSource::from_options(o.snapshot.as_deref(), o.mirror.as_deref())?;
-    let sandbox = repo.sandbox_tree(&source, &work.join("sandbox"))?;
+    let packages = packages::prepare(profile, &source, o, &work)?;
+    let repo = packages.source.clone();
+    let sandbox = packages.sandbox.clone();
+    let package_cache = packages.package_cache.clone();
     let tool = mkosi::find_mkosi(o.mkosi.as_deref(), &source)?;
     let mkosi_out = match &o.mkosi_output {
         Some(d) => d.clone(),
         None => cache_dir().join("mkosi-output"),
     };
+    packages.keep_tools_tree_only_if_same_source(&mkosi_out)?;
     let (package_dir, wheel_dir) = match profile {
         Profile::Gpu => {
             let debs = cache_dir().join("debs");
@@ -264,12 +311,14 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         log: &out.join("build.log"),
         package_dir: package_dir.as_deref(),
         wheel_dir: wheel_dir.as_deref(),
+        package_cache: package_cache.as_deref(),
     };
     let started = std::time::Instant::now();
     // The firmware first: a build that cannot measure fails before the
     // long mkosi run, not after it.
     let firmware = firmware::ensure(o.firmware.as_deref(), &source, &work.join("firmware.log"))?;
     run.build()?;
+    let repo = packages.finish(&source, &out, &mkosi_out)?.unwrap_or(repo);
     let summary = assemble::assemble(&assemble::Inputs {
         mkosi_out: &mkosi_out,
         out: &out,
@@ -280,6 +329,11 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         mkosi_version: &run.version()?,
         options: o,
         build_seconds: started.elapsed().as_secs(),
+        rustc: if o.binaries.is_some() {
+            None
+        } else {
+            Some(mkosi::rustc_version()?)
+        },
     })?;
     std::fs::remove_dir_all(&work)?;
     Ok(summary)

@@ -28,6 +28,8 @@ pub struct Inputs<'a> {
     pub mkosi_version: &'a str,
     pub options: &'a BuildOptions,
     pub build_seconds: u64,
+    /// `rustc` release and commit of the in-image binaries (None: `--binaries` given).
+    pub rustc: Option<String>,
 }
 
 /// `build-info.json`: how the release was built (everything here is an input
@@ -52,6 +54,10 @@ pub struct BuildInfo {
     pub qemu_version: String,
     /// SNP vCPU type.
     pub vcpu_type: String,
+    /// `rustc` release and commit hash that built the in-image binaries
+    /// (absent: prebuilt binaries were given, or an older build).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rustc: Option<String>,
 }
 
 /// What a build produced.
@@ -110,6 +116,14 @@ pub fn assemble(i: &Inputs) -> Result<Summary> {
         let src = i.firmware.join(name);
         std::fs::copy(&src, i.out.join(name)).with_context(|| src.display().to_string())?;
     }
+    // The firmware's recipe, source pins and toolchain versions, so the
+    // release names how its firmware was built (and SHA256SUMS covers it).
+    let record = i.firmware.join(super::firmware::RECORD);
+    if record.is_file() {
+        std::fs::copy(&record, i.out.join(super::firmware::RECORD))?;
+    } else {
+        let _ = std::fs::remove_file(i.out.join(super::firmware::RECORD));
+    }
 
     let root_hash = verity(i.out)?;
     check_uki_roothash(&i.out.join("chrysalis.efi"), &root_hash)?;
@@ -136,6 +150,7 @@ pub fn assemble(i: &Inputs) -> Result<Summary> {
         vms: i.options.vms.clone(),
         qemu_version: i.options.qemu_version.clone(),
         vcpu_type: i.options.vcpu_type.clone(),
+        rustc: i.rustc.clone(),
     };
     std::fs::write(
         i.out.join("build-info.json"),

@@ -72,14 +72,73 @@ const BINARIES: [&str; 4] = [
     "chrysalis-stub-engine",
 ];
 
-/// Builds the in-image binaries (release, locked) and returns their directory.
+/// The toolchain that builds the in-image binaries: `rustc -vV`'s
+/// `release` and `commit-hash` (recorded in build-info.json; a rebuild
+/// with another compiler gives other binaries).
+pub fn rustc_version() -> Result<String> {
+    let o = Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .context("running rustc -vV")?;
+    if !o.status.success() {
+        bail!("rustc -vV failed");
+    }
+    let text = String::from_utf8_lossy(&o.stdout);
+    let field = |k: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(k))
+            .map(|v| v.trim().to_string())
+    };
+    match (field("release:"), field("commit-hash:")) {
+        (Some(r), Some(h)) => Ok(format!("{r} ({h})")),
+        _ => bail!("rustc -vV printed no release/commit-hash"),
+    }
+}
+
+/// Where the in-image binaries are built: `$CARGO_TARGET_DIR/image-binaries`
+/// (or `SOURCE/target/image-binaries`), apart from ordinary builds because
+/// their compiler flags differ.
+fn image_target_dir(source: &Path) -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| source.join("target"))
+        .join("image-binaries")
+}
+
+/// `--remap-path-prefix` flags that make the binaries independent of where
+/// the checkout, cargo's registry and the target directory are: panic
+/// locations and debug paths name `/chrysalis/...` on every machine.
+fn remap_flags(source: &Path, target: &Path) -> Vec<String> {
+    let cargo_home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")));
+    // Longest prefix first: the target dir usually lies inside the source.
+    let mut maps = vec![(target.to_path_buf(), "/chrysalis/target")];
+    maps.push((source.to_path_buf(), "/chrysalis/source"));
+    if let Some(c) = cargo_home {
+        maps.push((c, "/chrysalis/cargo"));
+    }
+    maps.into_iter()
+        .map(|(from, to)| format!("--remap-path-prefix={}={to}", from.display()))
+        .collect()
+}
+
+/// Builds the in-image binaries (release, locked, paths remapped) and
+/// returns their directory.
 pub fn build_binaries(source: &Path) -> Result<PathBuf> {
     eprintln!(
-        "building chrysalis-agent and chrysalis-stub-engine (cargo build --release --locked)"
+        "building chrysalis-agent and chrysalis-stub-engine (cargo build --release --locked, paths remapped)"
     );
+    let target = image_target_dir(source);
     let mut c = Command::new("cargo");
     c.current_dir(source)
         .args(["build", "--release", "--locked"])
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .env(
+            "CARGO_ENCODED_RUSTFLAGS",
+            remap_flags(source, &target).join("\x1f"),
+        )
         .stdout(Stdio::null());
     for p in PACKAGES {
         c.args(["-p", p]);
@@ -88,11 +147,7 @@ pub fn build_binaries(source: &Path) -> Result<PathBuf> {
     if !status.success() {
         bail!("cargo build of the in-image binaries failed");
     }
-    let dir = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| source.join("target"))
-        .join("release");
-    Ok(dir)
+    Ok(target.join("release"))
 }
 
 /// Copies the binaries into `stage/usr/bin` (an mkosi extra tree).
@@ -121,7 +176,7 @@ fn set_mode(p: &Path, mode: u32) -> Result<()> {
 }
 
 /// Where packages come from.
-#[derive(Debug, Clone, serde::Serialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PackageSource {
     /// image/sandbox's list as committed (a live mirror: rebuilds drift as it updates).
@@ -130,6 +185,18 @@ pub enum PackageSource {
     Snapshot(String),
     /// A mirror URL.
     Mirror(String),
+    /// Exactly the packages of a lock file, served by the loopback mirror
+    /// ([`super::mirror`]).
+    Lock {
+        /// The lock file, relative to the repository root.
+        file: String,
+        /// SHA-256 of the lock file's bytes.
+        sha256: String,
+        /// Number of locked `.deb` files.
+        packages: usize,
+        /// Their total size in bytes.
+        bytes: u64,
+    },
 }
 
 impl PackageSource {
@@ -169,23 +236,31 @@ impl PackageSource {
                 Some(format!("http://snapshot.debian.org/archive/debian/{t}"))
             }
             PackageSource::Mirror(m) => Some(m.clone()),
+            PackageSource::Lock { .. } => None,
+        }
+    }
+
+    /// The security archive's URL for this source, or `None` for the committed list.
+    fn security_url(&self) -> Option<String> {
+        match self {
+            PackageSource::Snapshot(t) => Some(format!(
+                "http://snapshot.debian.org/archive/debian-security/{t}"
+            )),
+            PackageSource::Mirror(m) => Some(super::mirror::Upstreams::new(Some(m)).security),
+            PackageSource::Default | PackageSource::Lock { .. } => None,
         }
     }
 
     /// Writes a sandbox tree whose apt list names this source (for mkosi's
     /// `--sandbox-tree`, layered over image/sandbox), or `None` for the default.
     pub fn sandbox_tree(&self, source: &Path, dir: &Path) -> Result<Option<PathBuf>> {
-        let Some(url) = self.url() else {
+        let (Some(url), Some(security)) = (self.url(), self.security_url()) else {
             return Ok(None);
         };
         let template = std::fs::read_to_string(
             source.join("image/sandbox/etc/apt/sources.list.d/mkosi.sources"),
         )?;
-        let text = rewrite_uris(&template, &url);
-        let list = dir.join("etc/apt/sources.list.d");
-        std::fs::create_dir_all(&list)?;
-        let mut f = std::fs::File::create(list.join("mkosi.sources"))?;
-        f.write_all(text.as_bytes())?;
+        write_sources(dir, &rewrite_uris(&template, &url, &security))?;
         // Snapshots serve expired Release files by design.
         if matches!(self, PackageSource::Snapshot(_)) {
             let conf = dir.join("etc/apt/apt.conf.d");
@@ -199,16 +274,27 @@ impl PackageSource {
     }
 }
 
-/// Replaces every `URIs:` value of a deb822 source list with `url`.
-fn rewrite_uris(template: &str, url: &str) -> String {
+/// Writes `dir/etc/apt/sources.list.d/mkosi.sources` (a sandbox tree that
+/// replaces image/sandbox's list).
+pub fn write_sources(dir: &Path, text: &str) -> Result<()> {
+    let list = dir.join("etc/apt/sources.list.d");
+    std::fs::create_dir_all(&list)?;
+    let mut f = std::fs::File::create(list.join("mkosi.sources"))?;
+    f.write_all(text.as_bytes())?;
+    Ok(())
+}
+
+/// Replaces every `URIs:` value of a deb822 source list: the security
+/// archive's with `security`, every other with `url`.
+fn rewrite_uris(template: &str, url: &str, security: &str) -> String {
     template
         .lines()
-        .map(|l| {
-            if l.starts_with("URIs:") {
-                format!("URIs: {url}")
-            } else {
-                l.to_string()
+        .map(|l| match l.strip_prefix("URIs:") {
+            Some(v) if v.trim().trim_end_matches('/').ends_with("-security") => {
+                format!("URIs: {security}")
             }
+            Some(_) => format!("URIs: {url}"),
+            None => l.to_string(),
         })
         .collect::<Vec<_>>()
         .join("\n")
@@ -230,6 +316,10 @@ pub struct Run<'a> {
     /// Hash-checked wheels mounted at `$SRCDIR/wheels` for the
     /// post-installation script (gpu profile, [`fetch_pinned_wheels`]).
     pub wheel_dir: Option<&'a Path>,
+    /// mkosi's package cache (apt's downloads) for this build: a fresh one
+    /// for locked and recording builds, so every package goes through the
+    /// loopback mirror.
+    pub package_cache: Option<&'a Path>,
 }
 
 /// Downloads the gpu profile's hash-locked wheels into `dir` on the build
@@ -286,6 +376,9 @@ impl Run<'_> {
         }
         if let Some(d) = self.wheel_dir {
             c.arg(format!("--build-sources={}:wheels", d.display()));
+        }
+        if let Some(d) = self.package_cache {
+            c.arg(format!("--package-cache-directory={}", d.display()));
         }
         if let Some(s) = self.sandbox {
             c.arg(format!("--sandbox-tree={}", s.display()));
@@ -423,8 +516,12 @@ mod tests {
     fn snapshot_rewrites_every_uri() {
         let t = "# c\nTypes: deb\nURIs: http://deb.debian.org/debian\nSuites: trixie\n";
         let s = PackageSource::Snapshot("20251120T000000Z".into());
-        let out = rewrite_uris(t, &s.url().unwrap());
+        let t = format!("{t}\nTypes: deb\nURIs: http://deb.debian.org/debian-security\nSuites: trixie-security\n");
+        let out = rewrite_uris(&t, &s.url().unwrap(), &s.security_url().unwrap());
         assert!(out.contains("URIs: http://snapshot.debian.org/archive/debian/20251120T000000Z\n"));
+        assert!(out.contains(
+            "URIs: http://snapshot.debian.org/archive/debian-security/20251120T000000Z\n"
+        ));
         assert!(!out.contains("deb.debian.org"));
         assert!(out.starts_with("# c\nTypes: deb\n"));
     }
