@@ -266,6 +266,37 @@ fn cache_dir() -> PathBuf {
         .join("chrysalis")
 }
 
+/// The release name: `--release`, else `chrysalis-VERSION-PROFILE`.
+pub fn release_name(o: &BuildOptions, profile: Profile) -> String {
+    o.release
+        .clone()
+        .unwrap_or_else(|| format!("chrysalis-{}-{}", env!("CARGO_PKG_VERSION"), profile.name()))
+}
+
+/// A build named with `--release` is published: it comes from a clean,
+/// committed tree (build-info.json names the commit a rebuild checks out)
+/// and installs a package lock.
+fn require_release_inputs(source: &Path, o: &BuildOptions) -> Result<()> {
+    if o.no_lock || o.update_lock || o.snapshot.is_some() {
+        anyhow::bail!(
+            "--release: a release installs a package lock (drop --no-lock/--update-lock/--snapshot; record a lock first with --update-lock and commit it)"
+        );
+    }
+    let o = std::process::Command::new("git")
+        .current_dir(source)
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .map_err(|e| anyhow::anyhow!("--release: running git: {e}"))?;
+    let changes = String::from_utf8_lossy(&o.stdout);
+    if !o.status.success() || !changes.trim().is_empty() {
+        anyhow::bail!(
+            "--release: the tree has uncommitted changes; a release is built from a commit a rebuild can check out:\n{}",
+            changes.trim_end()
+        );
+    }
+    Ok(())
+}
+
 /// Runs mkosi and assembles the release directory `out`.
 pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble::Summary> {
     let source = mkosi::find_source(o.source.as_deref())?;
@@ -281,6 +312,18 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         None => mkosi::build_binaries(&source)?,
     };
     let stage = mkosi::stage_binaries(&binaries, &work.join("binaries"))?;
+    if o.release.is_some() {
+        require_release_inputs(&source, o)?;
+    }
+    // The image names its release for the agent's certificate claims (a
+    // hint clients show; the registers are what they check). The SHA-256
+    // of measurements.json cannot be inside the image it measures.
+    let ids = stage.join("usr/lib/chrysalis");
+    std::fs::create_dir_all(&ids)?;
+    std::fs::write(
+        ids.join("image-id.json"),
+        serde_json::json!({ "release": release_name(o, profile) }).to_string() + "\n",
+    )?;
     let packages = packages::prepare(profile, &source, o, &work)?;
     let repo = packages.source.clone();
     let sandbox = packages.sandbox.clone();

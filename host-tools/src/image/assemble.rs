@@ -133,13 +133,7 @@ pub fn assemble(i: &Inputs) -> Result<Summary> {
     )?;
     std::fs::write(i.out.join("cmdline"), format!("{cmdline}\n"))?;
 
-    let release = i.options.release.clone().unwrap_or_else(|| {
-        format!(
-            "chrysalis-{}-{}",
-            env!("CARGO_PKG_VERSION"),
-            i.profile.name()
-        )
-    });
+    let release = super::release_name(i.options, i.profile);
     let info = BuildInfo {
         profile: i.profile.name().to_string(),
         release: release.clone(),
