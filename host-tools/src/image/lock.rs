@@ -124,7 +124,7 @@ pub enum LockError {
 }
 
 /// Characters allowed in a pool path (Debian's file names: name, epoch-free
-/// version, arch; `+`, `~`, `%3a` for epochs in URLs).
+/// version, arch, with `+` and `~`; stored decoded, never percent-encoded).
 fn path_ok(p: &str) -> bool {
     p.starts_with("pool/")
         && p.ends_with(".deb")
@@ -133,7 +133,7 @@ fn path_ok(p: &str) -> bool {
             .split('/')
             .any(|seg| seg.is_empty() || seg == "." || seg == "..")
         && p.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"/._+~-%".contains(&b))
+            .all(|b| b.is_ascii_alphanumeric() || b"/._+~-".contains(&b))
         && COMPONENTS.contains(&p.split('/').nth(1).unwrap_or(""))
 }
 

@@ -547,7 +547,13 @@ async fn handle(
     if req.method() != hyper::Method::GET {
         return respond(405, Bytes::new());
     }
-    let path = req.uri().path().to_string();
+    // apt percent-encodes file names (`+` as `%2b`); the lock and the
+    // indices name them decoded.
+    let raw = req.uri().path().to_string();
+    let Ok(path) = percent_encoding::percent_decode_str(&raw).decode_utf8() else {
+        return respond(404, Bytes::new());
+    };
+    let path = path.into_owned();
     match &*mode {
         Mode::Locked(tree) => match tree.get(&path).cloned() {
             Some(Served::Bytes(b)) => respond(200, b),
@@ -561,15 +567,16 @@ async fn handle(
         },
         Mode::Record { .. } => {
             let mode = mode.clone();
-            tokio::task::spawn_blocking(move || relay(&mode, &path))
+            tokio::task::spawn_blocking(move || relay(&mode, &raw, &path))
                 .await
                 .unwrap_or_else(|_| respond(500, Bytes::new()))
         }
     }
 }
 
-/// Recording mode: fetch `path` upstream, record it, pass it on.
-fn relay(mode: &Mode, path: &str) -> hyper::Response<Full<Bytes>> {
+/// Recording mode: fetch `raw` (the path as requested) upstream, record it
+/// under `path` (decoded), pass it on.
+fn relay(mode: &Mode, raw: &str, path: &str) -> hyper::Response<Full<Bytes>> {
     let Mode::Record {
         upstreams,
         cache,
@@ -589,7 +596,11 @@ fn relay(mode: &Mode, path: &str) -> hyper::Response<Full<Bytes>> {
     if rest.split('/').any(|s| s == ".." || s.is_empty()) {
         return respond(404, Bytes::new());
     }
-    let url = format!("{}/{rest}", upstreams.base(archive));
+    let raw_rest = raw
+        .trim_start_matches('/')
+        .split_once('/')
+        .map_or("", |(_, r)| r);
+    let url = format!("{}/{raw_rest}", upstreams.base(archive));
     let fail = |why: String| {
         if let Ok(mut r) = recording.lock() {
             r.failures.push((path.to_string(), why));
@@ -687,7 +698,7 @@ mod tests {
         let debs = t.path().join("debs");
         std::fs::create_dir_all(&debs).unwrap();
         let lines = [
-            make_deb(&debs, "alpha", "1.0", "amd64", "trixie"),
+            make_deb(&debs, "alpha", "1.0+b1", "amd64", "trixie"),
             make_deb(&debs, "beta", "2.0", "all", "trixie,trixie-backports"),
         ];
         let lock = PackageLock::parse(&lines.join("\n")).unwrap();
@@ -721,7 +732,7 @@ mod tests {
         )
         .unwrap();
         assert!(
-            packages.contains("Package: alpha\nVersion: 1.0\n"),
+            packages.contains("Package: alpha\nVersion: 1.0+b1\n"),
             "{packages}"
         );
         assert!(packages.contains(&format!("SHA256: {}\n", lock.entries[0].sha256_hex())));
@@ -801,7 +812,8 @@ mod tests {
             get(&format!("{base}/dists/{suite}/main/binary-amd64/Packages")).unwrap();
         }
         for e in &lock.entries {
-            get(&format!("{base}/{}", e.path)).unwrap();
+            // As apt asks: `+` percent-encoded.
+            get(&format!("{base}/{}", e.path.replace('+', "%2b"))).unwrap();
         }
         assert_eq!(get(&format!("{base}/../etc/passwd")), Err(404));
         assert_eq!(rec.finish_recording().unwrap(), lock);
