@@ -123,6 +123,11 @@ enum MeasureCommand {
         /// Image release name recorded in the output.
         #[arg(long)]
         name: Option<String>,
+        /// Write the manifest here instead of DIR/measurements.json (an
+        /// auditor recomputing a release's measurements from its artifacts
+        /// writes them apart and compares: `cmp FILE PUBLISHED`).
+        #[arg(long, value_name = "FILE")]
+        out: Option<PathBuf>,
         /// Print the manifest as JSON too.
         #[arg(long)]
         json: bool,
@@ -239,6 +244,7 @@ pub fn run(args: MeasureArgs) -> i32 {
             qemu_version,
             qemu,
             name,
+            out,
             json,
         }) => image(
             &dir,
@@ -247,7 +253,7 @@ pub fn run(args: MeasureArgs) -> i32 {
             &qemu_version,
             qemu.as_deref(),
             name,
-            json,
+            &ImageOutput { file: out, json },
         ),
         Some(MeasureCommand::Acpi {
             vcpus,
@@ -789,6 +795,14 @@ fn parse_vm(spec: &str) -> Result<(u32, u64, u32, bool)> {
     ))
 }
 
+/// Where `measure image` puts its manifest.
+pub(crate) struct ImageOutput {
+    /// The file to write [default: DIR/measurements.json].
+    pub file: Option<PathBuf>,
+    /// Also print the manifest on stdout.
+    pub json: bool,
+}
+
 pub(crate) fn image(
     dir: &Path,
     vms: &[String],
@@ -796,8 +810,9 @@ pub(crate) fn image(
     qemu_version: &str,
     qemu: Option<&Path>,
     name: Option<String>,
-    json_out: bool,
+    output: &ImageOutput,
 ) -> Result<()> {
+    let json_out = output.json;
     let file = |n: &str| Some(dir.join(n)).filter(|p| p.is_file());
     let fw_tdx = file("firmware-tdx.fd");
     let fw_snp = file("firmware-snp.fd");
@@ -951,7 +966,10 @@ pub(crate) fn image(
         configurations,
         rtmr3_events: Some(m::manifest::Rtmr3Events::default_for(gpu_image)),
     };
-    let out = dir.join("measurements.json");
+    let out = output
+        .file
+        .clone()
+        .unwrap_or_else(|| dir.join("measurements.json"));
     chrysalis_attestation::fsutil::write_atomic(&out, manifest.to_json().as_bytes())?;
     if json_out {
         print!("{}", manifest.to_json());

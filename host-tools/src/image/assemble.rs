@@ -316,7 +316,10 @@ fn measurements(i: &Inputs, release: &str) -> Result<usize> {
         &i.options.qemu_version,
         None,
         Some(release.to_string()),
-        false,
+        &crate::measure::ImageOutput {
+            file: None,
+            json: false,
+        },
     )
     .map_err(|f| f.error)?;
     let text = std::fs::read_to_string(i.out.join("measurements.json"))?;

@@ -77,7 +77,7 @@ pub struct LockedDeb {
 impl LockedDeb {
     /// The pool component (`main`, `contrib`, `non-free`, `non-free-firmware`).
     pub fn component(&self) -> &str {
-        self.path.split('/').nth(1).unwrap_or("")
+        pool_component(&self.path).unwrap_or("")
     }
 
     /// The file name (`NAME_VERSION_ARCH.deb`).
@@ -123,6 +123,20 @@ pub enum LockError {
     Empty,
 }
 
+/// The component of a pool path: `pool/COMPONENT/...`, or
+/// `pool/updates/COMPONENT/...` (the security archive's layout).
+fn pool_component(p: &str) -> Option<&str> {
+    let mut parts = p.split('/');
+    if parts.next()? != "pool" {
+        return None;
+    }
+    let c = match parts.next()? {
+        "updates" => parts.next()?,
+        c => c,
+    };
+    COMPONENTS.contains(&c).then_some(c)
+}
+
 /// Characters allowed in a pool path (Debian's file names: name, epoch-free
 /// version, arch, with `+` and `~`; stored decoded, never percent-encoded).
 fn path_ok(p: &str) -> bool {
@@ -134,7 +148,7 @@ fn path_ok(p: &str) -> bool {
             .any(|seg| seg.is_empty() || seg == "." || seg == "..")
         && p.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b"/._+~-".contains(&b))
-        && COMPONENTS.contains(&p.split('/').nth(1).unwrap_or(""))
+        && pool_component(p).is_some()
 }
 
 fn suite_ok(archive: Archive, s: &str) -> bool {
@@ -258,14 +272,14 @@ mod tests {
     #[test]
     fn round_trip_and_order() {
         let text = format!(
-            "# lock\n{SHA} 10 debian-security trixie-security pool/updates/main/o/openssl/libssl3t64_3.5_amd64.deb\n\
+            "# lock\n{SHA} 10 debian-security trixie-security pool/updated/main/o/openssl/libssl3t64_3.5_amd64.deb\n\
              {SHA} 20 debian trixie pool/main/s/systemd/systemd_257_amd64.deb\n\
              {SHA} 30 debian trixie,trixie-updates pool/main/b/base-files/base-files_13_amd64.deb\n"
         );
-        // pool/updates/... is not a component: refused, named by line.
+        // pool/updated/... is no component: refused, named by line.
         let e = PackageLock::parse(&text).unwrap_err();
         assert!(matches!(e, LockError::Line { line: 2, .. }), "{e}");
-        let text = text.replace("pool/updates/main", "pool/main");
+        let text = text.replace("pool/updated/main", "pool/updates/main");
         let lock = PackageLock::parse(&text).unwrap();
         assert_eq!(lock.entries.len(), 3);
         assert_eq!(
@@ -273,6 +287,11 @@ mod tests {
             "pool/main/b/base-files/base-files_13_amd64.deb"
         );
         assert_eq!(lock.entries[2].archive, Archive::DebianSecurity);
+        assert_eq!(lock.entries[2].component(), "main");
+        assert_eq!(
+            lock.index(Archive::DebianSecurity, "trixie-security", "main").count(),
+            1
+        );
         assert_eq!(lock.total_bytes(), 60);
         assert_eq!(
             lock.index(Archive::Debian, "trixie-updates", "main")

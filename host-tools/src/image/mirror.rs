@@ -486,7 +486,12 @@ impl Mirror {
                 suites.join(",")
             ));
         }
-        PackageLock::parse(&text).context("the recorded lock")
+        PackageLock::parse(&text).or_else(|e| {
+            // Keep what was recorded, so a rule fix needs no second build.
+            let keep = std::env::temp_dir().join("chrysalis-recorded.lock");
+            let _ = std::fs::write(&keep, &text);
+            Err(anyhow::anyhow!("the recorded lock ({} kept): {e}", keep.display()))
+        })
     }
 
     fn shutdown(&mut self) {
