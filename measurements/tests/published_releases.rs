@@ -139,7 +139,10 @@ fn check_locked_release(
     );
     let file = lock["file"].as_str().unwrap();
     let at_commit = git(&["show", &format!("{commit}:{file}")]).unwrap();
-    assert!(at_commit.status.success(), "{name}: commit {commit} has no {file}");
+    assert!(
+        at_commit.status.success(),
+        "{name}: commit {commit} has no {file}"
+    );
     assert_eq!(
         at_commit.stdout, published,
         "{name}: {file} at commit {commit} differs from the published packages.lock"

@@ -289,7 +289,8 @@ mod tests {
         assert_eq!(lock.entries[2].archive, Archive::DebianSecurity);
         assert_eq!(lock.entries[2].component(), "main");
         assert_eq!(
-            lock.index(Archive::DebianSecurity, "trixie-security", "main").count(),
+            lock.index(Archive::DebianSecurity, "trixie-security", "main")
+                .count(),
             1
         );
         assert_eq!(lock.total_bytes(), 60);

@@ -490,7 +490,10 @@ impl Mirror {
             // Keep what was recorded, so a rule fix needs no second build.
             let keep = std::env::temp_dir().join("chrysalis-recorded.lock");
             let _ = std::fs::write(&keep, &text);
-            Err(anyhow::anyhow!("the recorded lock ({} kept): {e}", keep.display()))
+            Err(anyhow::anyhow!(
+                "the recorded lock ({} kept): {e}",
+                keep.display()
+            ))
         })
     }
 
