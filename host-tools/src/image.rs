@@ -307,14 +307,17 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         std::fs::remove_dir_all(&work)?;
     }
     std::fs::create_dir_all(&work)?;
+    if o.release.is_some() {
+        require_release_inputs(&source, o)?;
+    }
+    // Packages first: a locked input that cannot be had stops the build
+    // before the long steps (binaries, firmware, mkosi).
+    let packages = packages::prepare(profile, &source, o, &work)?;
     let binaries = match &o.binaries {
         Some(d) => d.clone(),
         None => mkosi::build_binaries(&source)?,
     };
     let stage = mkosi::stage_binaries(&binaries, &work.join("binaries"))?;
-    if o.release.is_some() {
-        require_release_inputs(&source, o)?;
-    }
     // The image names its release for the agent's certificate claims (a
     // hint clients show; the registers are what they check). The SHA-256
     // of measurements.json cannot be inside the image it measures.
@@ -324,7 +327,6 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         ids.join("image-id.json"),
         serde_json::json!({ "release": release_name(o, profile) }).to_string() + "\n",
     )?;
-    let packages = packages::prepare(profile, &source, o, &work)?;
     let repo = packages.source.clone();
     let sandbox = packages.sandbox.clone();
     let package_cache = packages.package_cache.clone();
