@@ -391,7 +391,7 @@ pub fn run(a: &ReproduceArgs) -> Result<i32> {
     eprintln!("      building that commit's chrysalis (cargo build --locked -p chrysalis-host-tools, target {})", target.display());
     let status = Command::new("cargo")
         .current_dir(&source)
-        .args(["build", "--locked", "-q", "-p", "chrysalis-host-tools"])
+        .args(["build", "--locked", "-p", "chrysalis-host-tools"])
         .env("CARGO_TARGET_DIR", &target)
         .status()
         .context("running cargo")?;
