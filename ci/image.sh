@@ -11,7 +11,8 @@
 # fw_cfg credential, each trying to print CHRYSALIS-INJECTED-<CHANNEL>; the
 # guest must ignore all three. A control boot of the same image with the two
 # closing command-line options removed shows each injection does act when
-# not closed, and a boot into emergency.target must power the VM off.
+# not closed, and a boot into emergency.target must power the VM off, in the
+# root image and in the initrd.
 # Times are printed at the end (build, boot-to-ready, total).
 # Work directory: $CHRYSALIS_IMAGE_WORK (default target/image-ci).
 set -euo pipefail
@@ -254,6 +255,25 @@ if grep -Eq 'root account is locked|Give root password|Press Enter for maintenan
 fi
 cleanup; qemu_pid=
 echo "emergency.target: the VM powered off"
+
+echo "=== initrd emergency: the initrd reaching emergency.target powers the VM off too"
+# The initrd gets the same drop-ins as a package (chrysalis-initrd-poweroff,
+# mkosi.conf InitrdPackages=): a host that makes the initrd fail (e.g. by
+# withholding the verity device) gets a powered-off VM, not a hung one.
+with_cmdline "$work/initrd-emergency" "$(cat "$work/release/cmdline") rd.systemd.unit=emergency.target"
+rm -f "$work/console-initrd-emergency.log"
+"$chrysalis" launch --tee none --vcpus 2 --memory 2G \
+    --console-log "$work/console-initrd-emergency.log" "$work/initrd-emergency" &
+qemu_pid=$!
+rc=0; wait_for "$work/console-initrd-emergency.log" 'chrysalis: emergency is disabled in this image: powering off' 900 || rc=$?
+if [ "$rc" != 0 ]; then echo "FAIL: no power-off from the initrd's emergency.target (wait_for rc=$rc)"; tail -40 "$work/console-initrd-emergency.log"; exit 1; fi
+i=0; while kill -0 "$qemu_pid" 2>/dev/null && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
+if kill -0 "$qemu_pid" 2>/dev/null; then echo "FAIL: the VM kept running after the initrd's emergency.target"; exit 1; fi
+if grep -q 'Switching root' "$work/console-initrd-emergency.log"; then
+    echo "FAIL: the boot left the initrd: the test did not exercise the initrd's emergency target"; exit 1
+fi
+cleanup; qemu_pid=
+echo "initrd emergency.target: the VM powered off"
 
 echo "=== cmdline: a changed command line changes the computed measurements"
 rm -rf "$work/cmdline"; mkdir -p "$work/cmdline"

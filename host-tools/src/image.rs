@@ -336,15 +336,19 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         None => cache_dir().join("mkosi-output"),
     };
     packages.keep_tools_tree_only_if_same_source(&mkosi_out)?;
-    let (package_dir, wheel_dir) = match profile {
+    // The initrd's emergency/rescue power-off, as a package the default
+    // initrd installs (mkosi gives the initrd packages, not extra trees).
+    let mut package_dirs = vec![mkosi::build_initrd_package(&source, &work.join("initrd-package"))?];
+    let wheel_dir = match profile {
         Profile::Gpu => {
             let debs = cache_dir().join("debs");
             mkosi::fetch_pinned_debs(&source, &debs, &repo)?;
+            package_dirs.push(debs);
             let wheels = cache_dir().join("wheels");
             mkosi::fetch_pinned_wheels(&source, &wheels)?;
-            (Some(debs), Some(wheels))
+            Some(wheels)
         }
-        Profile::Cpu => (None, None),
+        Profile::Cpu => None,
     };
     let run = mkosi::Run {
         mkosi: &tool,
@@ -354,7 +358,7 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
         sandbox: sandbox.as_deref(),
         output_dir: &mkosi_out,
         log: &out.join("build.log"),
-        package_dir: package_dir.as_deref(),
+        package_dirs: &package_dirs,
         wheel_dir: wheel_dir.as_deref(),
         package_cache: package_cache.as_deref(),
     };

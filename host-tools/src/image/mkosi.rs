@@ -150,6 +150,51 @@ pub fn build_binaries(source: &Path) -> Result<PathBuf> {
     Ok(target.join("release"))
 }
 
+/// The package that gives mkosi's default initrd the root image's
+/// emergency/rescue power-off drop-ins (the same files, from image/extra).
+pub const INITRD_PACKAGE: &str = "chrysalis-initrd-poweroff";
+
+/// Builds [`INITRD_PACKAGE`] (`dpkg-deb`, owner root, SOURCE_DATE_EPOCH
+/// from mkosi.conf) into `dir`; returns `dir` for `--package-directory`.
+pub fn build_initrd_package(source: &Path, dir: &Path) -> Result<PathBuf> {
+    let root = dir.join("root");
+    std::fs::create_dir_all(root.join("DEBIAN"))?;
+    for unit in ["emergency", "rescue"] {
+        let rel = format!("usr/lib/systemd/system/{unit}.service.d/50-chrysalis-poweroff.conf");
+        let to = root.join(&rel);
+        std::fs::create_dir_all(to.parent().context("drop-in path")?)?;
+        std::fs::copy(source.join("image/extra").join(&rel), &to)
+            .with_context(|| format!("image/extra/{rel}"))?;
+    }
+    std::fs::write(
+        root.join("DEBIAN/control"),
+        format!(
+            "Package: {INITRD_PACKAGE}\nVersion: 1\nArchitecture: all\nSection: admin\nPriority: optional\nMaintainer: Chrysalis <chrysalis@localhost>\n\
+             Description: emergency and rescue mode power the VM off (initrd)\n"
+        ),
+    )?;
+    let epoch = std::fs::read_to_string(source.join("mkosi.conf"))?
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("SourceDateEpoch=").map(str::to_string))
+        .context("mkosi.conf has no SourceDateEpoch=")?;
+    let deb = dir.join(format!("{INITRD_PACKAGE}_1_all.deb"));
+    let o = Command::new("dpkg-deb")
+        .env("SOURCE_DATE_EPOCH", epoch.trim())
+        .args(["--root-owner-group", "-Zgzip", "--build"])
+        .arg(&root)
+        .arg(&deb)
+        .output()
+        .context("running dpkg-deb (package dpkg) to build the initrd package")?;
+    if !o.status.success() {
+        bail!(
+            "dpkg-deb --build {INITRD_PACKAGE}: {}",
+            String::from_utf8_lossy(&o.stderr).trim()
+        );
+    }
+    std::fs::remove_dir_all(&root)?;
+    Ok(dir.to_path_buf())
+}
+
 /// Copies the binaries into `stage/usr/bin` (an mkosi extra tree).
 pub fn stage_binaries(from: &Path, stage: &Path) -> Result<PathBuf> {
     let bin = stage.join("usr/bin");
@@ -312,7 +357,7 @@ pub struct Run<'a> {
     pub log: &'a Path,
     /// Extra .deb files mkosi offers as a local repository (gpu profile:
     /// image/gpu/debs.lock, fetched and checked by [`fetch_pinned_debs`]).
-    pub package_dir: Option<&'a Path>,
+    pub package_dirs: &'a [PathBuf],
     /// Hash-checked wheels mounted at `$SRCDIR/wheels` for the
     /// post-installation script (gpu profile, [`fetch_pinned_wheels`]).
     pub wheel_dir: Option<&'a Path>,
@@ -371,7 +416,7 @@ impl Run<'_> {
         c.arg(format!("--profile={}", self.profile.name()));
         c.arg(format!("--extra-tree={}", self.extra_tree.display()));
         c.arg(format!("--output-dir={}", self.output_dir.display()));
-        if let Some(d) = self.package_dir {
+        for d in self.package_dirs {
             c.arg(format!("--package-directory={}", d.display()));
         }
         if let Some(d) = self.wheel_dir {

@@ -161,12 +161,14 @@ impl Prepared {
     pub fn keep_tools_tree_only_if_same_source(&self, mkosi_out: &Path) -> Result<()> {
         let stamp = std::fs::read_to_string(mkosi_out.join(TOOLS_STAMP)).unwrap_or_default();
         let tools = mkosi_out.join("tools");
-        if (stamp.trim() != self.tools_key || matches!(self.mode, Mode::Record { .. }))
-            && tools.exists()
-        {
+        if stamp.trim() == self.tools_key && !matches!(self.mode, Mode::Record { .. }) {
+            return Ok(());
+        }
+        if tools.exists() {
             eprintln!("mkosi's tools tree was built from another package source: rebuilding it");
             std::fs::remove_dir_all(&tools).with_context(|| tools.display().to_string())?;
         }
+        // Written again by `finish` once a build made the tree from this source.
         let _ = std::fs::remove_file(mkosi_out.join(TOOLS_STAMP));
         Ok(())
     }
