@@ -338,7 +338,10 @@ pub fn build(profile: Profile, out: &Path, o: &BuildOptions) -> Result<assemble:
     packages.keep_tools_tree_only_if_same_source(&mkosi_out)?;
     // The initrd's emergency/rescue power-off, as a package the default
     // initrd installs (mkosi gives the initrd packages, not extra trees).
-    let mut package_dirs = vec![mkosi::build_initrd_package(&source, &work.join("initrd-package"))?];
+    let mut package_dirs = vec![mkosi::build_initrd_package(
+        &source,
+        &work.join("initrd-package"),
+    )?];
     let wheel_dir = match profile {
         Profile::Gpu => {
             let debs = cache_dir().join("debs");

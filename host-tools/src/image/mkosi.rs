@@ -123,8 +123,35 @@ fn remap_flags(source: &Path, target: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Builds the in-image binaries (release, locked, paths remapped) and
-/// returns their directory.
+/// `SourceDateEpoch=` of mkosi.conf (seconds since 1970): the one build
+/// time every dated thing in the image gets.
+pub fn source_date_epoch(source: &Path) -> Result<u64> {
+    std::fs::read_to_string(source.join("mkosi.conf"))?
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("SourceDateEpoch=")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .context("mkosi.conf has no SourceDateEpoch=")
+}
+
+/// The same prefix maps for C compilers the `-sys` crates run (`cc` adds
+/// `CFLAGS`): gcc's `-ffile-prefix-map` covers `__FILE__` and debug paths.
+fn c_prefix_flags(source: &Path, target: &Path) -> String {
+    remap_flags(source, target)
+        .iter()
+        .map(|f| f.replace("--remap-path-prefix=", "-ffile-prefix-map="))
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Builds the in-image binaries (release, locked, paths remapped, C parts
+/// dated SOURCE_DATE_EPOCH: mimalloc compiles `__DATE__`/`__TIME__` in,
+/// which made two builds half an hour apart differ) and returns their
+/// directory.
 pub fn build_binaries(source: &Path) -> Result<PathBuf> {
     eprintln!(
         "building chrysalis-agent and chrysalis-stub-engine (cargo build --release --locked, paths remapped)"
@@ -139,6 +166,9 @@ pub fn build_binaries(source: &Path) -> Result<PathBuf> {
             "CARGO_ENCODED_RUSTFLAGS",
             remap_flags(source, &target).join("\x1f"),
         )
+        .env("SOURCE_DATE_EPOCH", source_date_epoch(source)?.to_string())
+        .env("CFLAGS", c_prefix_flags(source, &target))
+        .env("CXXFLAGS", c_prefix_flags(source, &target))
         .stdout(Stdio::null());
     for p in PACKAGES {
         c.args(["-p", p]);
@@ -173,13 +203,10 @@ pub fn build_initrd_package(source: &Path, dir: &Path) -> Result<PathBuf> {
              Description: emergency and rescue mode power the VM off (initrd)\n"
         ),
     )?;
-    let epoch = std::fs::read_to_string(source.join("mkosi.conf"))?
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("SourceDateEpoch=").map(str::to_string))
-        .context("mkosi.conf has no SourceDateEpoch=")?;
+    let epoch = source_date_epoch(source)?.to_string();
     let deb = dir.join(format!("{INITRD_PACKAGE}_1_all.deb"));
     let o = Command::new("dpkg-deb")
-        .env("SOURCE_DATE_EPOCH", epoch.trim())
+        .env("SOURCE_DATE_EPOCH", &epoch)
         .args(["--root-owner-group", "-Zgzip", "--build"])
         .arg(&root)
         .arg(&deb)
