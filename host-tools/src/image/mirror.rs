@@ -486,14 +486,11 @@ impl Mirror {
                 suites.join(",")
             ));
         }
-        PackageLock::parse(&text).or_else(|e| {
+        PackageLock::parse(&text).map_err(|e| {
             // Keep what was recorded, so a rule fix needs no second build.
             let keep = std::env::temp_dir().join("chrysalis-recorded.lock");
             let _ = std::fs::write(&keep, &text);
-            Err(anyhow::anyhow!(
-                "the recorded lock ({} kept): {e}",
-                keep.display()
-            ))
+            anyhow::anyhow!("the recorded lock ({} kept): {e}", keep.display())
         })
     }
 
