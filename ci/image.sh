@@ -240,39 +240,36 @@ grep -E "$injected" "$work/console-open.log"
 cleanup; qemu_pid=
 echo "control: all three injections act on an image without the closing options"
 
+# Boots the release with CMDLINE_SUFFIX appended; the VM must print the
+# power-off line, stop by itself, and show no emergency shell prompt.
+expect_poweroff() { # NAME CMDLINE_SUFFIX
+    local name=$1 log="$work/console-$1.log"
+    with_cmdline "$work/$name" "$(cat "$work/release/cmdline") $2"
+    rm -f "$log"
+    "$chrysalis" launch --tee none --vcpus 2 --memory 2G --console-log "$log" "$work/$name" &
+    qemu_pid=$!
+    local rc=0; wait_for "$log" 'chrysalis: emergency is disabled in this image: powering off' 900 || rc=$?
+    if [ "$rc" != 0 ]; then echo "FAIL: $name: no power-off line (wait_for rc=$rc)"; tail -40 "$log"; exit 1; fi
+    local i=0; while kill -0 "$qemu_pid" 2>/dev/null && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
+    if kill -0 "$qemu_pid" 2>/dev/null; then echo "FAIL: $name: the VM kept running"; exit 1; fi
+    if grep -Eq 'root account is locked|Give root password|Press Enter for maintenance' "$log"; then
+        echo "FAIL: $name: an emergency shell prompt reached the console"; exit 1
+    fi
+    cleanup; qemu_pid=
+}
+
 echo "=== emergency: reaching emergency.target powers the VM off"
-with_cmdline "$work/emergency" "$(cat "$work/release/cmdline") systemd.unit=emergency.target"
-rm -f "$work/console-emergency.log"
-"$chrysalis" launch --tee none --vcpus 2 --memory 2G \
-    --console-log "$work/console-emergency.log" "$work/emergency" &
-qemu_pid=$!
-rc=0; wait_for "$work/console-emergency.log" 'chrysalis: emergency is disabled in this image: powering off' 900 || rc=$?
-if [ "$rc" != 0 ]; then echo "FAIL: no power-off from emergency.target (wait_for rc=$rc)"; tail -40 "$work/console-emergency.log"; exit 1; fi
-i=0; while kill -0 "$qemu_pid" 2>/dev/null && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
-if kill -0 "$qemu_pid" 2>/dev/null; then echo "FAIL: the VM kept running after emergency.target"; exit 1; fi
-if grep -Eq 'root account is locked|Give root password|Press Enter for maintenance' "$work/console-emergency.log"; then
-    echo "FAIL: an emergency shell prompt reached the console"; exit 1
-fi
-cleanup; qemu_pid=
+expect_poweroff emergency systemd.unit=emergency.target
 echo "emergency.target: the VM powered off"
 
 echo "=== initrd emergency: the initrd reaching emergency.target powers the VM off too"
 # The initrd gets the same drop-ins as a package (chrysalis-initrd-poweroff,
 # mkosi.conf InitrdPackages=): a host that makes the initrd fail (e.g. by
 # withholding the verity device) gets a powered-off VM, not a hung one.
-with_cmdline "$work/initrd-emergency" "$(cat "$work/release/cmdline") rd.systemd.unit=emergency.target"
-rm -f "$work/console-initrd-emergency.log"
-"$chrysalis" launch --tee none --vcpus 2 --memory 2G \
-    --console-log "$work/console-initrd-emergency.log" "$work/initrd-emergency" &
-qemu_pid=$!
-rc=0; wait_for "$work/console-initrd-emergency.log" 'chrysalis: emergency is disabled in this image: powering off' 900 || rc=$?
-if [ "$rc" != 0 ]; then echo "FAIL: no power-off from the initrd's emergency.target (wait_for rc=$rc)"; tail -40 "$work/console-initrd-emergency.log"; exit 1; fi
-i=0; while kill -0 "$qemu_pid" 2>/dev/null && [ "$i" -lt 120 ]; do sleep 1; i=$((i + 1)); done
-if kill -0 "$qemu_pid" 2>/dev/null; then echo "FAIL: the VM kept running after the initrd's emergency.target"; exit 1; fi
+expect_poweroff initrd-emergency rd.systemd.unit=emergency.target
 if grep -q 'Switching root' "$work/console-initrd-emergency.log"; then
     echo "FAIL: the boot left the initrd: the test did not exercise the initrd's emergency target"; exit 1
 fi
-cleanup; qemu_pid=
 echo "initrd emergency.target: the VM powered off"
 
 echo "=== cmdline: a changed command line changes the computed measurements"

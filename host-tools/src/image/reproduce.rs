@@ -179,6 +179,19 @@ fn git(repo: &Path, args: &[&str]) -> Result<std::process::Output> {
         .context("running git")
 }
 
+/// Removes a worktree this command made (and git's record of it).
+fn remove_worktree(repo: &Path, dir: &Path) -> Result<()> {
+    let _ = git(
+        repo,
+        &["worktree", "remove", "--force", &dir.display().to_string()],
+    );
+    if dir.exists() {
+        std::fs::remove_dir_all(dir)?;
+    }
+    let _ = git(repo, &["worktree", "prune"]);
+    Ok(())
+}
+
 /// One prerequisite that is not met.
 fn missing(what: &str, expected: &str, why: String) -> Unavailable {
     Unavailable {
@@ -356,19 +369,7 @@ pub fn run(a: &ReproduceArgs) -> Result<i32> {
     // Step 2: the recorded commit in its own worktree, and its chrysalis.
     let source = root.join("source");
     if source.exists() {
-        let _ = git(
-            &repo,
-            &[
-                "worktree",
-                "remove",
-                "--force",
-                &source.display().to_string(),
-            ],
-        );
-        if source.exists() {
-            std::fs::remove_dir_all(&source)?;
-        }
-        let _ = git(&repo, &["worktree", "prune"]);
+        remove_worktree(&repo, &source)?;
     }
     eprintln!("[2/4] checking out {commit} into {}", source.display());
     let o = git(
@@ -460,15 +461,7 @@ pub fn run(a: &ReproduceArgs) -> Result<i32> {
     let diffs = compare(&published, &rebuilt);
     let code = report(release, &rebuild, &published, diffs, a.json)?;
     if !a.keep_source {
-        let _ = git(
-            &repo,
-            &[
-                "worktree",
-                "remove",
-                "--force",
-                &source.display().to_string(),
-            ],
-        );
+        remove_worktree(&repo, &source)?;
     }
     Ok(code)
 }
