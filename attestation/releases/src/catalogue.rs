@@ -27,7 +27,7 @@ pub struct Release {
 
 impl Release {
     /// Parses a release's `measurements.json` text; `name` is the release
-    /// directory's name (e.g. `chrysalis-0.1.0-cpu`).
+    /// directory's name (e.g. `chrysalis-0.2.0-cpu`).
     pub fn parse(name: &str, measurements_json: &str) -> Result<Release> {
         let manifest = MeasurementsManifest::from_json(measurements_json).map_err(|message| {
             Error::InvalidManifest {
@@ -105,7 +105,7 @@ pub struct ConfigurationRef<'a> {
 
 impl ConfigurationRef<'_> {
     /// `release / configuration`, the label a policy's set carries and
-    /// every output shows (e.g. `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`).
+    /// every output shows (e.g. `chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4`).
     pub fn label(&self) -> String {
         format!("{} / {}", self.release.name, self.configuration.name)
     }
