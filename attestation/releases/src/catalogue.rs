@@ -254,6 +254,27 @@ mod tests {
     }
 
     #[test]
+    fn retired_releases_are_not_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../measurements/retired");
+        let retired: Vec<String> = std::fs::read_dir(&dir)
+            .expect("measurements/retired")
+            .flatten()
+            .filter(|e| e.path().join("measurements.json").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            retired.iter().any(|n| n == "chrysalis-0.1.0-cpu"),
+            "{retired:?}"
+        );
+        let c = Catalogue::builtin();
+        for name in &retired {
+            assert!(c.release(name).is_err(), "{name} is retired but embedded");
+        }
+        assert!(!c.names().contains("chrysalis-0.1.0-cpu"), "{}", c.names());
+        assert!(c.release("chrysalis-0.2.0-cpu").is_ok(), "{}", c.names());
+    }
+
+    #[test]
     fn a_bad_manifest_is_named() {
         let e = Release::parse("x", "{\"schema\": 1}")
             .unwrap_err()
