@@ -314,8 +314,7 @@ fn runtime_configuration_not_allowed_tdx_rtmr3() {
 #[test]
 fn genuine_evidence_on_a_certificate_for_another_key() {
     let url = hostile::serve(hostile::Attack::CopiedEvidence);
-    verify(&url)
-        .refused(VERIFICATION, "key not bound in evidence: the claims name");
+    verify(&url).refused(VERIFICATION, "key not bound in evidence: the claims name");
 }
 
 #[test]
