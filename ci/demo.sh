@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The main job on the embedded default: a local chrysalis-agent with the
-# SIMULATED TEE playing the published release chrysalis-0.1.0-cpu (its SNP
+# SIMULATED TEE playing the published release chrysalis-0.2.0-cpu (its SNP
 # configuration) in front of a small real engine (llama.cpp's OpenAI server
 # on a tiny generated model, installed by ci/engine.sh), then, as a client:
 # `chrysalis verify` (rejected by default: simulated; accepted with
@@ -30,7 +30,7 @@ engine_port=$(free_port)
 agent_port=$(free_port)
 rogue_port=$(free_port)
 metrics_port=$(free_port)
-release=chrysalis-0.1.0-cpu
+release=chrysalis-0.2.0-cpu
 configuration=snp-2cpu-EPYC-v4
 
 echo "=== agent: chrysalis-agent --provider sim (SIMULATED TEE) playing $release / $configuration, in front of llama.cpp on 127.0.0.1:$engine_port"

@@ -61,7 +61,7 @@ pub struct Cli {
     #[arg(long, value_name = "tdx|snp")]
     pub sim_tee: Option<String>,
     /// With --provider sim: play a node of this published release (one of
-    /// the releases compiled in, e.g. chrysalis-0.1.0-cpu); needs
+    /// the releases compiled in, e.g. chrysalis-0.2.0-cpu); needs
     /// --sim-configuration. Its registers replace the simulator's, RTMR3 is
     /// what this agent extends, and without --runtime-config the agent
     /// measures the default host configuration `{}` as the image does.
@@ -416,7 +416,7 @@ mod tests {
             "--provider",
             "sim",
             "--sim-release",
-            "chrysalis-0.1.0-cpu",
+            "chrysalis-0.2.0-cpu",
             "--sim-configuration",
             "snp-2cpu-EPYC-v4",
             "--sim-set",
@@ -432,7 +432,7 @@ mod tests {
         );
         assert_eq!(
             c.sim.release.as_ref().unwrap().label(),
-            "chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4"
+            "chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4"
         );
         assert_eq!(c.sim.overrides.to_string(), "vmpl=0x1 policy=0x70000");
 
@@ -440,7 +440,7 @@ mod tests {
             "--provider",
             "sim",
             "--sim-release",
-            "chrysalis-0.1.0-cpu",
+            "chrysalis-0.2.0-cpu",
             "--sim-configuration",
             "snp-2cpu-EPYC-v4",
         ];
@@ -473,7 +473,7 @@ mod tests {
         .unwrap_err()
         .to_string();
         assert!(
-            e.contains("--sim-release") && e.contains("chrysalis-0.1.0-cpu"),
+            e.contains("--sim-release") && e.contains("chrysalis-0.2.0-cpu"),
             "{e}"
         );
         let e = cfg(&["--provider", "tsm", "--sim-set", "vmpl=1"])
@@ -494,7 +494,7 @@ mod tests {
         let p = dir.path().join("agent.toml");
         std::fs::write(
             &p,
-            "provider = \"sim\"\nsim_release = \"chrysalis-0.1.0-cpu\"\nsim_configuration = \"tdx-2cpu-2048m-0gpu\"\nsim_set = [\"td_attributes=0x10000010\"]\n",
+            "provider = \"sim\"\nsim_release = \"chrysalis-0.2.0-cpu\"\nsim_configuration = \"tdx-2cpu-2048m-0gpu\"\nsim_set = [\"td_attributes=0x10000010\"]\n",
         )
         .unwrap();
         let c = cfg(&["--config", p.to_str().unwrap()]).unwrap();
@@ -506,7 +506,7 @@ mod tests {
         assert_eq!(c.sim.overrides.to_string(), "xfam=0x3");
         std::fs::write(
             &p,
-            "provider = \"sim\"\nsim_release = \"chrysalis-0.1.0-cpu\"\n",
+            "provider = \"sim\"\nsim_release = \"chrysalis-0.2.0-cpu\"\n",
         )
         .unwrap();
         let e = cfg(&["--config", p.to_str().unwrap()])

@@ -88,13 +88,13 @@ mod tests {
         cfg.image_id = None;
         assert!(image_id(&cfg).unwrap().is_none());
         cfg.sim.release = Some(
-            chrysalis_sim::SimRelease::builtin("chrysalis-0.1.0-cpu", "snp-2cpu-EPYC-v4", None)
+            chrysalis_sim::SimRelease::builtin("chrysalis-0.2.0-cpu", "snp-2cpu-EPYC-v4", None)
                 .unwrap(),
         );
         let id = image_id(&cfg).unwrap().unwrap();
-        assert_eq!(id.release.as_deref(), Some("chrysalis-0.1.0-cpu"));
+        assert_eq!(id.release.as_deref(), Some("chrysalis-0.2.0-cpu"));
         let want = *chrysalis_releases::Catalogue::builtin()
-            .release("chrysalis-0.1.0-cpu")
+            .release("chrysalis-0.2.0-cpu")
             .unwrap()
             .manifest_sha256();
         assert_eq!(id.measurements_sha256, Some(want));

@@ -112,7 +112,7 @@ struct GenerateArgs {
     #[arg(long, value_enum)]
     tee: Option<TeeArg>,
     /// Sim only: play a node of this published release (compiled in, e.g.
-    /// chrysalis-0.1.0-cpu); needs --sim-configuration. TDX takes MRTD and
+    /// chrysalis-0.2.0-cpu); needs --sim-configuration. TDX takes MRTD and
     /// RTMR0-2 from it (a null register keeps the simulator's value, with a
     /// warning), and RTMR3 is the replay of the image's boot events for the
     /// runtime configuration; SNP takes MEASUREMENT, and HOST_DATA is the

@@ -434,7 +434,7 @@ fn usage_help_completions_and_man_pages() {
     let o = chrysalis(&["verify", "--list-releases"]);
     assert_eq!(code(&o), 0, "{}", text(&o));
     assert!(
-        stdout(&o).contains("chrysalis-0.1.0-cpu / "),
+        stdout(&o).contains("chrysalis-0.2.0-cpu / "),
         "{}",
         text(&o)
     );

@@ -10,7 +10,7 @@ use std::process::Output;
 use chrysalis_attestation::runtime_events::rtmr3_expected;
 use serde_json::Value;
 
-const RELEASE: &str = "chrysalis-0.1.0-cpu";
+const RELEASE: &str = "chrysalis-0.2.0-cpu";
 
 fn chrysalis(args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_chrysalis"))
@@ -48,7 +48,8 @@ fn show(file: &Path) -> Value {
     serde_json::from_slice::<Value>(&o.stdout).unwrap()["evidence"].clone()
 }
 
-fn published_snp_measurement(configuration: &str) -> String {
+/// The published `measurements.json` entry of `configuration`.
+fn published(configuration: &str) -> Value {
     let text = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("../measurements/releases")
@@ -62,7 +63,12 @@ fn published_snp_measurement(configuration: &str) -> String {
         .unwrap()
         .iter()
         .find(|c| c["name"] == configuration)
-        .unwrap()["snp"]["measurement"]
+        .unwrap()
+        .clone()
+}
+
+fn published_snp_measurement(configuration: &str) -> String {
+    published(configuration)["snp"]["measurement"]
         .as_str()
         .unwrap()
         .to_owned()
@@ -86,7 +92,7 @@ fn snp_node_of_a_release_with_one_deviation_is_authentic_and_refused_for_it() {
     );
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
-    assert_eq!(v["plays"], "chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4");
+    assert_eq!(v["plays"], "chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4");
     assert_eq!(v["sim_set"], serde_json::json!(["vmpl=0x1"]));
     let r = show(&ev);
     assert_eq!(
@@ -121,7 +127,7 @@ fn snp_node_of_a_release_with_one_deviation_is_authentic_and_refused_for_it() {
 }
 
 #[test]
-fn tdx_node_of_a_release_replays_the_default_configuration_and_warns_about_rtmr0() {
+fn tdx_node_of_a_release_takes_every_published_register_and_replays_the_default_configuration() {
     let dir = tempfile::tempdir().unwrap();
     let ev = dir.path().join("tdx.bin");
     let cfg = dir.path().join("runtime.json");
@@ -135,13 +141,18 @@ fn tdx_node_of_a_release_replays_the_default_configuration_and_warns_about_rtmr0
     let o = generate(&ev, &base);
     assert_eq!(o.status.code(), Some(0), "{}", text(&o));
     assert!(
-        text(&o).contains("does not predict RTMR0")
-            && text(&o).contains("cannot be verified by default"),
-        "{}",
+        !text(&o).contains("cannot be verified"),
+        "every register is published: {}",
         text(&o)
     );
     let body = &show(&ev)["body"];
+    let tdx = &published("tdx-2cpu-2048m-0gpu")["tdx"];
+    assert_eq!(body["mrtd"], tdx["mrtd"]);
+    for i in 0..3 {
+        assert_eq!(body["rtmr"][i], tdx[format!("rtmr{i}")], "RTMR{i}");
+    }
     assert_eq!(body["rtmr"][3], hex::encode(rtmr3_expected(b"{}")));
+    assert_eq!(body["rtmr"][3], tdx["rtmr3"], "as published");
 
     // Another runtime configuration: RTMR3 replays its canonical form.
     let mut args = base.to_vec();

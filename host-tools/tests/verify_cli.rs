@@ -163,7 +163,7 @@ fn verify_accepts_simulated_servers_only_with_allow_sim() {
         assert!(out.contains("accepts:  published releases ("), "{out}");
         if tee == Tee::Snp {
             assert!(
-                out.contains("closest:  chrysalis-0.1.0-cpu / snp-"),
+                out.contains("closest:  chrysalis-0.2.0-cpu / snp-"),
                 "{out}"
             );
             assert!(out.contains("<- differs"), "{out}");

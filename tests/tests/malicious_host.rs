@@ -2,7 +2,7 @@
 //! the real verifiers.
 //!
 //! Each case starts the real `chrysalis-agent --provider sim` playing the
-//! published cpu release (`--sim-release chrysalis-0.1.0-cpu
+//! published cpu release (`--sim-release chrysalis-0.2.0-cpu
 //! --sim-configuration …`) with exactly one deviation (`--sim-set FIELD=VALUE`
 //! or a host-chosen runtime configuration), or a hostile RA-TLS server
 //! where the agent cannot play the attack, and runs the real
@@ -12,14 +12,14 @@
 //! honest node must be accepted. The README's "Malicious-host suite" table
 //! lists the cases.
 //!
-//! The client accepts what the published releases pin, by default
-//! ([`node::Accept::Published`]). The 0.1.0 TDX configurations do not
-//! predict RTMR0, so by default no TDX node of that release can be
-//! verified at all (asserted below); to show that each TDX check still
-//! refuses its own attack, the TDX cases also run against the same
-//! policy with RTMR0 completed by the simulator's value
-//! ([`node::Accept::PublishedWithSimRtmr0`]), under which the honest TDX
-//! node is accepted.
+//! The client accepts what the published releases pin, by default (no
+//! policy flag). The release predicts every register of its TDX
+//! configurations (MRTD, RTMR0–3) and its SNP ones (MEASUREMENT,
+//! HOST_DATA), so every case, SNP and TDX, runs against that default
+//! client. (A release leaving a register `null` makes its configuration
+//! *not verifiable*: left out of the default policy and named on
+//! rejection; `chrysalis-releases` and `chrysalis-client` test that with a
+//! synthetic release.)
 //!
 //! Binaries: `$CHRYSALIS_AGENT_BIN`, `$CHRYSALIS_BIN`,
 //! `$CHRYSALIS_STUB_ENGINE_BIN`, else built by cargo on first use.
@@ -32,14 +32,15 @@ mod node;
 use chrysalis_attestation::runtime_events::{
     chrysalis_event_digest, replay_rtmr3, rtmr3_boot_events,
 };
-use node::{plays, verify, Accept, Node, Started, SNP_CONFIGURATION, TDX_CONFIGURATION};
+use node::{plays, verify, Node, Started, SNP_CONFIGURATION, TDX_CONFIGURATION};
 
 /// Exit code of an authentic node refused by policy or TCB.
 const REJECTED: i32 = 4;
 /// Exit code of evidence that does not verify (signature, binding, nonce).
 const VERIFICATION: i32 = 3;
 
-const SNP_LABEL: &str = "chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4";
+const SNP_LABEL: &str = "chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4";
+const TDX_LABEL: &str = "chrysalis-0.2.0-cpu / tdx-2cpu-2048m-0gpu";
 
 fn hex48(b: u8) -> String {
     hex::encode([b; 48])
@@ -49,23 +50,18 @@ fn hex48(b: u8) -> String {
 /// the default client.
 fn snp(sets: &[&str]) -> node::Verdict {
     let n = Node::start(&plays(SNP_CONFIGURATION, sets));
-    verify(&n.url, Accept::Published)
+    verify(&n.url)
 }
 
-/// A TDX node of the published configuration with `sets`, verified with
-/// RTMR0 completed (and refused by the default client either way).
+/// A TDX node of the published configuration with `sets`, verified by
+/// the default client.
 fn tdx(sets: &[&str]) -> node::Verdict {
     tdx_args(&plays(TDX_CONFIGURATION, sets))
 }
 
 fn tdx_args(args: &[String]) -> node::Verdict {
     let n = Node::start(args);
-    // Refused by default whatever else is wrong (no 0.1.0 TDX configuration
-    // is verifiable); which rule speaks first depends on the attack.
-    let default = verify(&n.url, Accept::Published);
-    assert_eq!(default.code, Some(REJECTED), "{}", default.json);
-    assert_eq!(default.json["accepted"], false);
-    verify(&n.url, Accept::PublishedWithSimRtmr0)
+    verify(&n.url)
 }
 
 // ---------------------------------------------------------------- honest
@@ -73,7 +69,7 @@ fn tdx_args(args: &[String]) -> node::Verdict {
 #[test]
 fn honest_snp_node_of_the_published_release_is_accepted() {
     let n = Node::start(&plays(SNP_CONFIGURATION, &[]));
-    let v = verify(&n.url, Accept::Published);
+    let v = verify(&n.url);
     assert_eq!(v.code, Some(0), "{}", v.json);
     assert_eq!(v.json["accepted"], true);
     assert_eq!(v.json["simulated"], true, "the banner stays");
@@ -98,26 +94,41 @@ fn honest_snp_node_of_the_published_release_is_accepted() {
 }
 
 #[test]
-fn honest_tdx_node_is_accepted_only_where_rtmr0_is_known() {
+fn honest_tdx_node_of_the_published_release_is_accepted() {
     let n = Node::start(&plays(TDX_CONFIGURATION, &[]));
     assert!(
-        n.log.contains("does not predict RTMR0") && n.log.contains("cannot be verified by default"),
-        "{}",
+        !n.log.contains("cannot be verified"),
+        "every register is published:\n{}",
         n.log
     );
-    let v = verify(&n.url, Accept::Published);
-    v.refused(
-        REJECTED,
-        "policy lists only SNP measurements but the evidence is TDX",
-    );
-    let why = v.json["not_verifiable"].to_string();
     assert!(
-        why.contains("chrysalis-0.1.0-cpu / tdx-2cpu-2048m-0gpu") && why.contains("RTMR0"),
-        "the client says why: {why}"
+        n.log.contains(TDX_LABEL),
+        "the agent says what it plays:\n{}",
+        n.log
     );
-    let v = verify(&n.url, Accept::PublishedWithSimRtmr0);
+    let v = verify(&n.url);
     assert_eq!(v.code, Some(0), "{}", v.json);
     assert_eq!(v.json["accepted"], true);
+    assert_eq!(v.json["simulated"], true, "the banner stays");
+    assert_eq!(v.node(), TDX_LABEL, "named");
+    let id = &v.json["peer"]["evidence"]["identity"];
+    let t = chrysalis_releases::Catalogue::builtin()
+        .find(TDX_LABEL)
+        .expect("published configuration")
+        .configuration
+        .tdx
+        .clone()
+        .unwrap();
+    assert_eq!(id["mrtd"], t.mrtd);
+    assert_eq!(id["rtmr"][0], t.rtmr0.unwrap(), "RTMR0 pinned");
+    assert_eq!(id["rtmr"][1], t.rtmr1.unwrap());
+    assert_eq!(id["rtmr"][2], t.rtmr2.unwrap());
+    assert_eq!(
+        id["rtmr"][3],
+        hex::encode(chrysalis_attestation::runtime_events::rtmr3_expected(b"{}")),
+        "RTMR3: the boot events of the default host configuration"
+    );
+    assert_eq!(id["rtmr"][3], t.rtmr3.unwrap(), "as published");
 }
 
 // ------------------------------------------------------------ SNP attacks
@@ -126,7 +137,7 @@ fn honest_tdx_node_is_accepted_only_where_rtmr0_is_known() {
 fn unknown_image_snp() {
     // The simulator's own registers: not any published configuration.
     let n = Node::start(&["--sim-tee".into(), "snp".into()]);
-    let v = verify(&n.url, Accept::Published);
+    let v = verify(&n.url);
     v.refused(REJECTED, "SNP measurements match none of the");
     assert!(v.message().contains("MEASUREMENT is"), "{}", v.message());
     assert_eq!(v.node(), "", "not named as a release");
@@ -145,7 +156,7 @@ fn runtime_configuration_not_allowed_snp_host_data() {
     let mut args = plays(SNP_CONFIGURATION, &[]);
     args.extend(["--runtime-config".into(), cfg.to_str().unwrap().into()]);
     let n = Node::start(&args);
-    verify(&n.url, Accept::Published).refused(REJECTED, "HOST_DATA is");
+    verify(&n.url).refused(REJECTED, "HOST_DATA is");
 }
 
 #[test]
@@ -194,11 +205,10 @@ fn snp_tcb_below_the_product_floor() {
 #[test]
 fn unknown_image_tdx() {
     let n = Node::start(&["--sim-tee".into(), "tdx".into()]);
-    verify(&n.url, Accept::Published).refused(
-        REJECTED,
-        "policy lists only SNP measurements but the evidence is TDX",
-    );
-    verify(&n.url, Accept::PublishedWithSimRtmr0).refused(REJECTED, "MRTD is");
+    let v = verify(&n.url);
+    v.refused(REJECTED, "TDX measurements match none of the");
+    assert!(v.message().contains("MRTD is"), "{}", v.message());
+    assert_eq!(v.node(), "", "not named as a release");
 }
 
 #[test]
@@ -304,12 +314,11 @@ fn runtime_configuration_not_allowed_tdx_rtmr3() {
 #[test]
 fn genuine_evidence_on_a_certificate_for_another_key() {
     let url = hostile::serve(hostile::Attack::CopiedEvidence);
-    verify(&url, Accept::Published)
-        .refused(VERIFICATION, "key not bound in evidence: the claims name");
+    verify(&url).refused(VERIFICATION, "key not bound in evidence: the claims name");
 }
 
 #[test]
 fn replayed_attestation_nonce() {
     let url = hostile::serve(hostile::Attack::ReplayedNonce);
-    verify(&url, Accept::Published).refused(VERIFICATION, "nonce mismatch: asked for");
+    verify(&url).refused(VERIFICATION, "nonce mismatch: asked for");
 }

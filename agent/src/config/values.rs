@@ -99,7 +99,7 @@ pub fn parse_sim(
             .map(Some)
             .map_err(|e| Error::Config(format!("{origin}: {e}"))),
         _ => Err(Error::Config(format!(
-            "{origin}: a release and a configuration go together (e.g. chrysalis-0.1.0-cpu and snp-2cpu-EPYC-v4)"
+            "{origin}: a release and a configuration go together (e.g. chrysalis-0.2.0-cpu and snp-2cpu-EPYC-v4)"
         ))),
     }
 }

@@ -103,7 +103,7 @@ pub enum NodeIdentity {
     Release {
         /// `release / configuration`.
         label: String,
-        /// The release name, e.g. `chrysalis-0.1.0-cpu`.
+        /// The release name, e.g. `chrysalis-0.2.0-cpu`.
         release: String,
         /// The configuration name, e.g. `snp-2cpu-EPYC-v4`.
         configuration: String,

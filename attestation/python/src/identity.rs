@@ -108,7 +108,7 @@ pub struct IdentityView {
     /// (validity and policy are checked on every connection).
     pub from_cache: bool,
     /// The accepted configuration the registers matched, e.g.
-    /// `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`; `None` when the policy
+    /// `chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4`; `None` when the policy
     /// pins no image (then `warnings` says NO IMAGE PINNED).
     pub node: Option<String>,
     /// True when evidence bound to a fresh nonce of ours was verified too

@@ -380,7 +380,7 @@ impl PyIdentity {
         &self.inner.verified_at
     }
     /// The accepted configuration the registers matched (e.g.
-    /// `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`); None when no image is
+    /// `chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4`); None when no image is
     /// pinned.
     #[getter]
     fn node(&self) -> Option<String> {

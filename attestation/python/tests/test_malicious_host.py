@@ -1,6 +1,6 @@
 """The malicious-host suite, Python side: the real ``chrysalis-agent
 --provider sim`` playing the published cpu release
-(``--sim-release chrysalis-0.1.0-cpu --sim-configuration …``) with one
+(``--sim-release chrysalis-0.2.0-cpu --sim-configuration …``) with one
 ``--sim-set`` deviation, verified by ``chrysalis.verify(..., allow_sim=True)``.
 Every attack must be refused with its own reason; the honest node accepted.
 The Rust suite (``tests/tests/malicious_host.rs``) runs the same cases
@@ -13,11 +13,12 @@ to a fresh nonce. As a cross-check the same policy is also computed here,
 independently of the Rust code that builds it, from
 ``measurements/releases/*/measurements.json``: each SNP configuration's
 MEASUREMENT with HOST_DATA = SHA-256 of the default host configuration
-``{}``, and ``require_image``. The 0.1.0 TDX configurations leave RTMR0
-null, so by default no TDX node is accepted; ``completed=True`` adds them
-with the simulator's RTMR0 and the RTMR3 the agent extends for ``{}``
+``{}``; each TDX configuration of a cpu release with MRTD and RTMR0-2 as
+published and the RTMR3 the agent extends for ``{}``
 (``SHA-384("chrysalis:" name ":" payload)`` events ``config`` then
-``boot-done``), a test-only policy under which each TDX check can speak.
+``boot-done``), checked against the published RTMR3; and
+``require_image``. A configuration leaving a register null is not
+verifiable and left out (none of the published release's is).
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ import pytest
 import chrysalis
 from conftest import REPO, Process
 
-RELEASE = "chrysalis-0.1.0-cpu"
+RELEASE = "chrysalis-0.2.0-cpu"
 SNP_CONF = "snp-2cpu-EPYC-v4"
 TDX_CONF = "tdx-2cpu-2048m-0gpu"
 DEFAULT_HOST_CONFIGURATION = b"{}"
@@ -57,15 +58,16 @@ def boot_events(config: bytes) -> list[bytes]:
     return [event("config", sha384(config)), event("boot-done", b"")]
 
 
-def published_policy(completed: bool = False) -> str:
+def published_policy() -> str:
     lines = ["require_image = true"]
     host_data = hashlib.sha256(DEFAULT_HOST_CONFIGURATION).hexdigest()
-    sim_rtmr0 = sha384(b"CHRYSALIS-SIM RTMR0").hex()
+    rtmr3 = replay(boot_events(DEFAULT_HOST_CONFIGURATION))
     for m in sorted((REPO / "measurements" / "releases").glob("*/measurements.json")):
         release = m.parent.name
         for c in json.loads(m.read_text())["configurations"]:
             label = f"{release} / {c['name']}"
             if c.get("snp"):
+                assert c["snp"].get("host_data") in (None, host_data), label
                 lines += [
                     "[[snp.measurements]]",
                     f'name = "{label}"',
@@ -73,16 +75,17 @@ def published_policy(completed: bool = False) -> str:
                     f'host_data = "{host_data}"',
                 ]
             t = c.get("tdx")
-            if t and completed and not release.endswith("-gpu"):
-                lines += ["[[tdx.measurements]]", f'name = "{label}"', f'mrtd = "{t["mrtd"]}"']
-                lines.append(f'rtmr0 = "{t["rtmr0"] or sim_rtmr0}"')
-                lines += [f'{r} = "{t[r]}"' for r in ("rtmr1", "rtmr2")]
-                lines.append(f'rtmr3 = "{replay(boot_events(DEFAULT_HOST_CONFIGURATION))}"')
+            registers = ("mrtd", "rtmr0", "rtmr1", "rtmr2")
+            if t and not release.endswith("-gpu") and all(t.get(r) for r in registers):
+                assert t.get("rtmr3") in (None, rtmr3), f"{label}: published RTMR3 is the boot replay"
+                lines += ["[[tdx.measurements]]", f'name = "{label}"']
+                lines += [f'{r} = "{t[r]}"' for r in registers]
+                lines.append(f'rtmr3 = "{rtmr3}"')
+                lines += [f'{r} = "{t[r]}"' for r in ("td_attributes", "xfam") if t.get(r)]
     return "\n".join(lines) + "\n"
 
 
 PUBLISHED = published_policy()
-COMPLETED = published_policy(completed=True)
 
 
 @pytest.fixture
@@ -136,12 +139,18 @@ def test_honest_snp_node_is_accepted_and_named(node) -> None:
     assert chrysalis.verify(url, policy=PUBLISHED, allow_sim=True).node == f"policy set {ident.node}"
 
 
-def test_honest_tdx_node_is_refused_by_default_and_accepted_where_rtmr0_is_known(node) -> None:
+def test_honest_tdx_node_is_accepted_and_named(node) -> None:
     url = node(TDX_CONF)
-    for policy in (DEFAULT, PUBLISHED):
-        rejected(url, policy, "policy lists only SNP measurements but the evidence is TDX")
-    ident = chrysalis.verify(url, policy=COMPLETED, allow_sim=True)
+    ident = chrysalis.verify(url, allow_sim=True)
+    assert ident.node == f"{RELEASE} / {TDX_CONF}"
+    assert ident.tee == "tdx" and ident.simulated
+    published = json.loads((REPO / "measurements/releases" / RELEASE / "measurements.json").read_text())
+    conf = next(c for c in published["configurations"] if c["name"] == TDX_CONF)
+    for r in ("mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"):
+        assert ident.measurements[r] == conf["tdx"][r], r
     assert ident.measurements["rtmr3"] == replay(boot_events(b"{}")), "RTMR3 recomputed in Python"
+    # The policy recomputed here agrees with the compiled-in default.
+    assert chrysalis.verify(url, policy=PUBLISHED, allow_sim=True).node == f"policy set {ident.node}"
 
 
 SNP_ATTACKS = [
@@ -164,14 +173,16 @@ def test_snp_attacks_are_refused(node, case: str, sets: tuple[str, ...], words: 
 
 def test_unknown_image_is_refused(node) -> None:
     rejected(node(None, extra=("--sim-tee", "snp")), DEFAULT, "MEASUREMENT is")
-    rejected(node(None), COMPLETED, "MRTD is")
+    url = node(None)
+    for policy in (DEFAULT, PUBLISHED):
+        rejected(url, policy, "MRTD is")
 
 
 def test_runtime_configuration_not_allowed(node, tmp_path: Path) -> None:
     cfg = tmp_path / "runtime.json"
     cfg.write_text('{"model": "attacker-chosen"}')
     rejected(node(SNP_CONF, extra=("--runtime-config", str(cfg))), DEFAULT, "HOST_DATA is")
-    rejected(node(TDX_CONF, extra=("--runtime-config", str(cfg))), COMPLETED, "RTMR3 is")
+    rejected(node(TDX_CONF, extra=("--runtime-config", str(cfg))), DEFAULT, "RTMR3 is")
 
 
 R42 = "42" * 48
@@ -198,9 +209,8 @@ TDX_ATTACKS = [
 @pytest.mark.parametrize("case,sets,words", TDX_ATTACKS, ids=[c[0] for c in TDX_ATTACKS])
 def test_tdx_attacks_are_refused(node, case: str, sets: tuple[str, ...], words: str) -> None:
     url = node(TDX_CONF, *sets)
-    with pytest.raises(chrysalis.PolicyRejected):
-        chrysalis.verify(url, allow_sim=True)
-    rejected(url, COMPLETED, words)
+    for policy in (DEFAULT, PUBLISHED):
+        rejected(url, policy, words)
 
 
 VERIFIER_REFUSALS = [
@@ -213,7 +223,7 @@ VERIFIER_REFUSALS = [
 @pytest.mark.parametrize("case,assignment,words", VERIFIER_REFUSALS, ids=[c[0] for c in VERIFIER_REFUSALS])
 def test_tdx_verifier_refusals(node, case: str, assignment: str, words: str) -> None:
     url = node(TDX_CONF, assignment)
-    for policy in (DEFAULT, COMPLETED):
+    for policy in (DEFAULT, PUBLISHED):
         with pytest.raises(chrysalis.ChrysalisError) as e:
             chrysalis.verify(url, policy=policy, allow_sim=True)
         assert words in str(e.value), str(e.value)

@@ -27,7 +27,7 @@ pub struct Release {
 
 impl Release {
     /// Parses a release's `measurements.json` text; `name` is the release
-    /// directory's name (e.g. `chrysalis-0.1.0-cpu`).
+    /// directory's name (e.g. `chrysalis-0.2.0-cpu`).
     pub fn parse(name: &str, measurements_json: &str) -> Result<Release> {
         let manifest = MeasurementsManifest::from_json(measurements_json).map_err(|message| {
             Error::InvalidManifest {
@@ -105,7 +105,7 @@ pub struct ConfigurationRef<'a> {
 
 impl ConfigurationRef<'_> {
     /// `release / configuration`, the label a policy's set carries and
-    /// every output shows (e.g. `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`).
+    /// every output shows (e.g. `chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4`).
     pub fn label(&self) -> String {
         format!("{} / {}", self.release.name, self.configuration.name)
     }
@@ -251,6 +251,27 @@ mod tests {
         let label = r.configurations().next().unwrap().label();
         assert_eq!(c.find(&label).unwrap().label(), label);
         assert!(c.find("nope / nope").is_none());
+    }
+
+    #[test]
+    fn retired_releases_are_not_embedded() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../measurements/retired");
+        let retired: Vec<String> = std::fs::read_dir(&dir)
+            .expect("measurements/retired")
+            .flatten()
+            .filter(|e| e.path().join("measurements.json").is_file())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert!(
+            retired.iter().any(|n| n == "chrysalis-0.1.0-cpu"),
+            "{retired:?}"
+        );
+        let c = Catalogue::builtin();
+        for name in &retired {
+            assert!(c.release(name).is_err(), "{name} is retired but embedded");
+        }
+        assert!(!c.names().contains("chrysalis-0.1.0-cpu"), "{}", c.names());
+        assert!(c.release("chrysalis-0.2.0-cpu").is_ok(), "{}", c.names());
     }
 
     #[test]

@@ -4,7 +4,9 @@
 //! Every `measurements/releases/<name>/measurements.json` of the checkout
 //! this crate was built from is embedded at build time ([`Catalogue::builtin`]),
 //! so `chrysalis verify`, `chrysalis chat` and the Python client pin the
-//! published images with no checkout, path or policy file.
+//! published images with no checkout, path or policy file. Withdrawn
+//! releases (`measurements/retired/<name>/`) are never embedded: no client
+//! accepts them by default.
 //!
 //! Rooms:
 //!

@@ -40,7 +40,7 @@
 //! use chrysalis_attestation::provider::EvidenceProvider;
 //! use chrysalis_sim::{SimOverrides, SimProvider, SimRelease};
 //!
-//! let release = SimRelease::builtin("chrysalis-0.1.0-cpu", "snp-2cpu-EPYC-v4", None)?;
+//! let release = SimRelease::builtin("chrysalis-0.2.0-cpu", "snp-2cpu-EPYC-v4", None)?;
 //! let sim = SimProvider::configured(release.tee(), Some(&release), SimOverrides::parse_all(&["vmpl=1"])?)?
 //!     .with_host_data(SimRelease::default_host_data());
 //! let evidence = sim.evidence(&[0; 64])?;
@@ -370,7 +370,7 @@ mod tests {
     fn a_release_then_extends_then_overrides_and_the_result_verifies() {
         use chrysalis_attestation::Identity;
         let release =
-            SimRelease::builtin("chrysalis-0.1.0-cpu", "tdx-2cpu-2048m-0gpu", None).unwrap();
+            SimRelease::builtin("chrysalis-0.2.0-cpu", "tdx-2cpu-2048m-0gpu", None).unwrap();
         let p = SimProvider::configured(
             Tee::Tdx,
             Some(&release),
@@ -386,7 +386,11 @@ mod tests {
             Some(&id.mrtd[..]),
             release.registers().bytes(SimField::Mrtd)
         );
-        assert_eq!(id.rtmr[0], sim_measurement("RTMR0"), "null keeps the sim's");
+        assert_eq!(
+            Some(&id.rtmr[0][..]),
+            release.registers().bytes(SimField::Rtmr0),
+            "the published RTMR0"
+        );
         assert_eq!(id.rtmr[3], sha384_extend([0; 48], &[1; 48]));
         assert_eq!(id.td_attributes, [0x10, 0, 0, 0x10, 0, 0, 0, 0]);
         assert!(v.debug(), "TUD bit 4 makes a TD under debug");
@@ -409,7 +413,7 @@ mod tests {
     #[test]
     fn snp_overrides_are_signed_by_the_vcek_and_reported_tcb_gets_its_own_vcek() {
         use chrysalis_attestation::{Identity, TcbStatus};
-        let release = SimRelease::builtin("chrysalis-0.1.0-cpu", "snp-2cpu-EPYC-v4", None).unwrap();
+        let release = SimRelease::builtin("chrysalis-0.2.0-cpu", "snp-2cpu-EPYC-v4", None).unwrap();
         // Milan: bootloader 4, TEE 0, SNP 21 (below the floor's 22), microcode 219.
         let low = u64::from_le_bytes([4, 0, 0, 0, 0, 0, 21, 219]);
         let p = SimProvider::configured(

@@ -200,13 +200,13 @@ impl SimRelease {
 mod tests {
     use super::*;
 
-    const CPU: &str = "chrysalis-0.1.0-cpu";
+    const CPU: &str = "chrysalis-0.2.0-cpu";
 
     #[test]
     fn snp_configuration_takes_the_published_measurement() {
         let r = SimRelease::builtin(CPU, "snp-2cpu-EPYC-v4", None).unwrap();
         assert_eq!(r.tee(), Tee::Snp);
-        assert_eq!(r.label(), "chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4");
+        assert_eq!(r.label(), "chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4");
         let c = Catalogue::builtin()
             .release(CPU)
             .unwrap()
@@ -222,8 +222,42 @@ mod tests {
     }
 
     #[test]
-    fn tdx_configuration_with_a_null_register_warns_it_cannot_be_verified() {
+    fn tdx_configuration_of_the_published_release_takes_every_register() {
         let r = SimRelease::builtin(CPU, "tdx-2cpu-2048m-0gpu", None).unwrap();
+        assert_eq!(r.tee(), Tee::Tdx);
+        let c = Catalogue::builtin()
+            .release(CPU)
+            .unwrap()
+            .configuration("tdx-2cpu-2048m-0gpu")
+            .unwrap();
+        let t = c.configuration.tdx.as_ref().unwrap();
+        for (field, want) in [
+            (SimField::Mrtd, Some(&t.mrtd)),
+            (SimField::Rtmr0, t.rtmr0.as_ref()),
+            (SimField::Rtmr1, t.rtmr1.as_ref()),
+            (SimField::Rtmr2, t.rtmr2.as_ref()),
+        ] {
+            let want = hex::decode(want.expect("published")).unwrap();
+            assert_eq!(r.registers().bytes(field), Some(&want[..]), "{field:?}");
+        }
+        assert!(
+            r.registers().bytes(SimField::Rtmr3).is_none(),
+            "RTMR3 comes from extends"
+        );
+        assert!(r.warnings().is_empty(), "{:?}", r.warnings());
+    }
+
+    #[test]
+    fn tdx_configuration_with_a_null_register_warns_it_cannot_be_verified() {
+        use chrysalis_releases::Release;
+        let text = format!(
+            r#"{{"schema":1,"tool":"t","image":"r-cpu","configurations":[
+            {{"name":"tdx-a","vm":{{"vcpus":2,"memory_mib":2048,"gpus":0,"vmm":"qemu"}},
+              "tdx":{{"mrtd":"{r}","rtmr0":null,"rtmr1":"{r}","rtmr2":"{r}","rtmr3":null}}}}]}}"#,
+            r = "11".repeat(48)
+        );
+        let cat = Catalogue::from_releases(vec![Release::parse("r-cpu", &text).unwrap()]);
+        let r = SimRelease::from_catalogue(&cat, "r-cpu", "tdx-a", None).unwrap();
         assert_eq!(r.tee(), Tee::Tdx);
         assert!(r.registers().bytes(SimField::Mrtd).is_some());
         assert!(r.registers().bytes(SimField::Rtmr1).is_some());

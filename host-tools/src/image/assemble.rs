@@ -474,7 +474,7 @@ mod tests {
     #[test]
     fn a_release_needs_tdx_and_snp_for_every_shape() {
         let text =
-            include_str!("../../../measurements/releases/chrysalis-0.1.0-cpu/measurements.json");
+            include_str!("../../../measurements/releases/chrysalis-0.2.0-cpu/measurements.json");
         let m = m::manifest::MeasurementsManifest::from_json(text).unwrap();
         let vms = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
         check_every_configuration(&m, &vms(&["8:64G:1", "2:2G:0"])).unwrap();

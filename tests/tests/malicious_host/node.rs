@@ -1,7 +1,8 @@
 //! The honest parts of the suite: the real binaries (`chrysalis-agent`,
 //! `chrysalis`, `chrysalis-stub-engine`, built by cargo), a node (stub
 //! engine + agent with the simulated TEE, both on 127.0.0.1, killed on
-//! drop), the client (`chrysalis verify`), and the policies it is run with.
+//! drop), and the client (`chrysalis verify` with its default policy: the
+//! published releases compiled in).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -10,14 +11,13 @@ use std::sync::mpsc;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use chrysalis_releases::{Catalogue, Release};
 use serde_json::Value;
 
 /// The published release every node plays.
-pub const RELEASE: &str = "chrysalis-0.1.0-cpu";
+pub const RELEASE: &str = "chrysalis-0.2.0-cpu";
 /// Its SNP configuration (verifiable by default).
 pub const SNP_CONFIGURATION: &str = "snp-2cpu-EPYC-v4";
-/// Its TDX configuration (RTMR0 not predicted: not verifiable by default).
+/// Its TDX configuration (every register predicted: verifiable by default).
 pub const TDX_CONFIGURATION: &str = "tdx-2cpu-2048m-0gpu";
 /// How long a process may take to start or answer.
 const WAIT: Duration = Duration::from_secs(90);
@@ -390,33 +390,12 @@ impl Verdict {
     }
 }
 
-/// How the client is told what to accept.
-#[derive(Clone, Copy)]
-pub enum Accept {
-    /// The published releases compiled into `chrysalis`: the default
-    /// (no policy flag).
-    Published,
-    /// The published releases, with the TDX configuration completed by the
-    /// simulator's RTMR0 (which 0.1.0 does not predict), so the TDX checks
-    /// behind "not verifiable" can be exercised. Test only.
-    PublishedWithSimRtmr0,
-}
-
-/// `chrysalis verify URL --allow-sim --json` (fresh evidence for a nonce
-/// is the default) with `accept`.
-pub fn verify(url: &str, accept: Accept) -> Verdict {
-    let mut args: Vec<String> = ["verify", url, "--allow-sim", "--json"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    if let Accept::PublishedWithSimRtmr0 = accept {
-        args.extend([
-            "--policy".into(),
-            completed_tdx_policy().to_string_lossy().into_owned(),
-        ]);
-    }
+/// `chrysalis verify URL --allow-sim --json`: the default client (the
+/// published releases compiled in, fresh evidence for a nonce), with only
+/// simulated evidence allowed on top.
+pub fn verify(url: &str) -> Verdict {
     let out = Command::new(&bins().chrysalis)
-        .args(&args)
+        .args(["verify", url, "--allow-sim", "--json"])
         .stdin(Stdio::null())
         .output()
         .expect("run chrysalis verify");
@@ -431,38 +410,4 @@ pub fn verify(url: &str, accept: Accept) -> Verdict {
         code: out.status.code(),
         json,
     }
-}
-
-fn write_policy(name: &str, catalogue: &Catalogue) -> PathBuf {
-    let policy = catalogue.policy().policy;
-    let text = toml::to_string(&policy).expect("policy serialises");
-    let path = Path::new(env!("CARGO_TARGET_TMPDIR")).join(name);
-    std::fs::write(&path, text).expect("write policy");
-    path
-}
-
-/// [`Accept::PublishedWithSimRtmr0`] as a file.
-fn completed_tdx_policy() -> PathBuf {
-    static P: OnceLock<PathBuf> = OnceLock::new();
-    P.get_or_init(|| {
-        let sim_rtmr0 = hex::encode(chrysalis_sim::sim_measurement("RTMR0"));
-        let releases = Catalogue::builtin()
-            .releases()
-            .iter()
-            .map(|r| {
-                let mut m: Value = serde_json::to_value(r.manifest()).unwrap();
-                for c in m["configurations"].as_array_mut().unwrap() {
-                    if c["tdx"].is_object() && c["tdx"]["rtmr0"].is_null() {
-                        c["tdx"]["rtmr0"] = Value::String(sim_rtmr0.clone());
-                    }
-                }
-                Release::parse(r.name(), &m.to_string()).unwrap()
-            })
-            .collect();
-        write_policy(
-            "malicious-host-tdx-completed.toml",
-            &Catalogue::from_releases(releases),
-        )
-    })
-    .clone()
 }

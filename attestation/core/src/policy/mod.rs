@@ -114,7 +114,7 @@ pub struct Decision {
     /// True when the evidence chained to a simulated root.
     pub simulated: bool,
     /// The name of the accepted measurement set the evidence matched
-    /// (e.g. `chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4`); `None` when no set
+    /// (e.g. `chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4`); `None` when no set
     /// matched or the policy pins no image for this TEE.
     pub matched: Option<String>,
     /// True when the policy pins an image (lists measurement sets) for the

@@ -119,7 +119,7 @@ class VerifiedIdentity:
     @property
     def node(self) -> str | None:
         """The accepted configuration the registers matched, e.g.
-        ``chrysalis-0.1.0-cpu / snp-2cpu-EPYC-v4``; None: no image pinned."""
+        ``chrysalis-0.2.0-cpu / snp-2cpu-EPYC-v4``; None: no image pinned."""
     @property
     def fresh_evidence(self) -> bool:
         """True when evidence bound to a fresh nonce was verified (``verify``)."""
