@@ -541,10 +541,11 @@ fn systemd_analyze_verifies_the_gpu_units() {
 
 /// The root of a built gpu image, from `CHRYSALIS_GPU_IMAGE`: a release
 /// directory of `chrysalis image build --profile gpu` (its erofs
-/// `rootfs.img` is extracted with `fsck.erofs --extract` into a temporary
-/// directory under `$TMPDIR`: about 11 GB), or a directory that already is
-/// that root (e.g. extracted once, for repeated runs). `None` (with a note)
-/// when the variable is not set.
+/// `rootfs.img` is extracted with `fsck.erofs --extract`, erofs-utils >=
+/// 1.8 for its zstd compression, into a temporary directory under
+/// `$TMPDIR`: about 11 GB), or a directory that already is that root (e.g.
+/// `mount -o loop,ro -t erofs rootfs.img DIR`, or extracted once for
+/// repeated runs). `None` (with a note) when the variable is not set.
 fn built_gpu_root() -> Option<(PathBuf, Option<tempfile::TempDir>)> {
     let Some(dir) = std::env::var_os("CHRYSALIS_GPU_IMAGE") else {
         eprintln!(
@@ -578,7 +579,8 @@ fn built_gpu_root() -> Option<(PathBuf, Option<tempfile::TempDir>)> {
         });
     assert!(
         out.status.success(),
-        "fsck.erofs --extract {} failed (rc {:?}):\n{}",
+        "fsck.erofs --extract {} failed (rc {:?}; the gpu root is zstd-compressed: erofs-utils >= 1.8 \
+         reads it, or mount it read-only and set CHRYSALIS_GPU_IMAGE to the mount point):\n{}",
         img.display(),
         out.status.code(),
         String::from_utf8_lossy(&out.stderr)
