@@ -184,9 +184,15 @@ const GPU_CHAIN: [&str; 6] = [
 #[test]
 fn gpu_image_orders_devices_persistenced_gate_then_engine_and_agent() {
     let root = image_root("gpu");
+    check_gpu_chain(root.path());
+}
+
+/// The GPU chain's ordering, dependencies and sandboxing, on a root
+/// directory: the definition's merged trees, or a built image's root.
+fn check_gpu_chain(root: &Path) {
     let units: BTreeMap<String, Unit> = GPU_CHAIN
         .iter()
-        .map(|n| (n.to_string(), must(root.path(), n)))
+        .map(|n| (n.to_string(), must(root, n)))
         .collect();
     for (a, b) in [
         (
@@ -340,7 +346,7 @@ fn gpu_image_orders_devices_persistenced_gate_then_engine_and_agent() {
         Some("/usr/lib/chrysalis/gpu/nvidia-devices")
     );
     let script =
-        std::fs::read_to_string(root.path().join("usr/lib/chrysalis/gpu/nvidia-devices")).unwrap();
+        std::fs::read_to_string(root.join("usr/lib/chrysalis/gpu/nvidia-devices")).unwrap();
     for needle in [
         "modprobe nvidia-uvm",
         "node nvidia-uvm ",
@@ -530,5 +536,291 @@ fn systemd_analyze_verifies_the_gpu_units() {
     );
     if !text.trim().is_empty() {
         eprintln!("systemd-analyze verify notes:\n{text}");
+    }
+}
+
+/// The root of a built gpu image, from `CHRYSALIS_GPU_IMAGE`: a release
+/// directory of `chrysalis image build --profile gpu` (its erofs
+/// `rootfs.img` is extracted with `fsck.erofs --extract`, erofs-utils >=
+/// 1.8 for its zstd compression, into a temporary directory under
+/// `$TMPDIR`: about 11 GB), or a directory that already is that root (e.g.
+/// `mount -o loop,ro -t erofs rootfs.img DIR`, or extracted once for
+/// repeated runs). `None` (with a note) when the variable is not set.
+fn built_gpu_root() -> Option<(PathBuf, Option<tempfile::TempDir>)> {
+    let Some(dir) = std::env::var_os("CHRYSALIS_GPU_IMAGE") else {
+        eprintln!(
+            "note: CHRYSALIS_GPU_IMAGE is not set: the built gpu image's unit graph is not checked \
+             (set it to the release directory of `chrysalis image build --profile gpu`, \
+             or to its extracted root filesystem)"
+        );
+        return None;
+    };
+    let dir = PathBuf::from(dir);
+    if dir.join("usr/lib/systemd/system").is_dir() {
+        return Some((dir, None));
+    }
+    let img = dir.join("rootfs.img");
+    assert!(
+        img.is_file(),
+        "CHRYSALIS_GPU_IMAGE={}: neither a root filesystem (no usr/lib/systemd/system) nor a release directory (no rootfs.img)",
+        dir.display()
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let root = tmp.path().join("root");
+    let out = Command::new("fsck.erofs")
+        .arg(format!("--extract={}", root.display()))
+        .arg(&img)
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "fsck.erofs (erofs-utils) is needed to extract {}: {e}",
+                img.display()
+            )
+        });
+    assert!(
+        out.status.success(),
+        "fsck.erofs --extract {} failed (rc {:?}; the gpu root is zstd-compressed: erofs-utils >= 1.8 \
+         reads it, or mount it read-only and set CHRYSALIS_GPU_IMAGE to the mount point):\n{}",
+        img.display(),
+        out.status.code(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((root, Some(tmp)))
+}
+
+/// `path` (absolute, as a unit names it) inside `root`, following symlinks
+/// the way the guest would (absolute targets stay inside `root`); `None`
+/// when it does not exist there or the links loop.
+fn resolve_in_root(root: &Path, path: &str) -> Option<PathBuf> {
+    let mut todo: Vec<String> = path
+        .split('/')
+        .filter(|c| !c.is_empty())
+        .rev()
+        .map(String::from)
+        .collect();
+    let mut cur = PathBuf::new();
+    let mut links = 0;
+    while let Some(c) = todo.pop() {
+        match c.as_str() {
+            "." => continue,
+            ".." => {
+                cur.pop();
+                continue;
+            }
+            _ => {}
+        }
+        let next = cur.join(&c);
+        match std::fs::read_link(root.join(&next)) {
+            Ok(target) => {
+                links += 1;
+                if links > 40 {
+                    return None;
+                }
+                if target.is_absolute() {
+                    cur = PathBuf::new();
+                }
+                let t = target.to_string_lossy().to_string();
+                todo.extend(
+                    t.split('/')
+                        .filter(|c| !c.is_empty())
+                        .rev()
+                        .map(String::from),
+                );
+            }
+            Err(_) => cur = next,
+        }
+    }
+    let full = root.join(cur);
+    full.exists().then_some(full)
+}
+
+/// Every unit `start` pulls in at boot: `.wants/` and `.requires/`
+/// directories and `Wants=`, `Requires=`, `BindsTo=` of each unit reached.
+fn pulled_in(root: &Path, start: &str) -> BTreeSet<String> {
+    let mut seen = BTreeSet::new();
+    let mut todo = vec![start.to_string()];
+    while let Some(n) = todo.pop() {
+        if !seen.insert(n.clone()) {
+            continue;
+        }
+        for dir in UNIT_DIRS {
+            for suffix in ["wants", "requires"] {
+                if let Ok(rd) = std::fs::read_dir(root.join(dir).join(format!("{n}.{suffix}"))) {
+                    todo.extend(
+                        rd.flatten()
+                            .map(|e| e.file_name().to_string_lossy().to_string()),
+                    );
+                }
+            }
+        }
+        if let Some(u) = unit(root, &n) {
+            for k in ["Unit.Wants", "Unit.Requires", "Unit.BindsTo"] {
+                todo.extend(u.words(k));
+            }
+        }
+    }
+    seen
+}
+
+/// Files under `dir` (recursively) whose name starts with `prefix`.
+fn find_files(dir: &Path, prefix: &str, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let t = e.file_type().unwrap();
+        if t.is_dir() {
+            find_files(&e.path(), prefix, out);
+        } else if e.file_name().to_string_lossy().starts_with(prefix) {
+            out.push(e.path());
+        }
+    }
+}
+
+/// The unit graph of the BUILT gpu image (`CHRYSALIS_GPU_IMAGE`, see
+/// [`built_gpu_root`]; skipped with a note when it is not set): the same
+/// chain as the definition, now merged with what Debian's packages
+/// installed (nvidia-persistenced's own unit under our drop-in); every unit
+/// of the chain pulled in by multi-user.target; every command the chain
+/// runs present and executable in the image; the NVIDIA modules DKMS built
+/// for the image's one kernel, no DKMS signing key left; vLLM's entry point
+/// installed; and `systemd-analyze verify --root` (where installed) with no
+/// complaint about a chrysalis or NVIDIA unit.
+#[test]
+fn the_built_gpu_image_gates_on_the_gpu() {
+    let Some((root, _tmp)) = built_gpu_root() else {
+        return;
+    };
+    let root = root.as_path();
+    check_gpu_chain(root);
+
+    // Debian's nvidia-persistenced unit is there, ours only a drop-in.
+    assert!(
+        root.join("usr/lib/systemd/system/nvidia-persistenced.service")
+            .is_file(),
+        "nvidia-persistenced.service (Debian's nvidia-persistenced package) missing"
+    );
+    let boot = pulled_in(root, "multi-user.target");
+    for n in GPU_CHAIN
+        .iter()
+        .chain(&["chrysalis-model.service", "chrysalis-config.service"])
+    {
+        assert!(
+            boot.contains(*n),
+            "{n} is not pulled in by multi-user.target"
+        );
+    }
+    for n in GPU_CHAIN
+        .iter()
+        .chain(&["chrysalis-model.service", "chrysalis-config.service"])
+    {
+        let u = must(root, n);
+        for k in [
+            "Service.ExecStart",
+            "Service.ExecStartPre",
+            "Service.ExecStartPost",
+        ] {
+            for cmd in u.all(k) {
+                let exe = cmd
+                    .split_whitespace()
+                    .next()
+                    .unwrap()
+                    .trim_start_matches(['-', '@', ':', '+', '!']);
+                let p = resolve_in_root(root, exe)
+                    .unwrap_or_else(|| panic!("{n} {k}={cmd}: {exe} is not in the image"));
+                use std::os::unix::fs::PermissionsExt;
+                let m = std::fs::metadata(&p).unwrap();
+                assert!(
+                    m.is_file() && m.permissions().mode() & 0o111 != 0,
+                    "{n}: {exe} is not an executable file"
+                );
+            }
+        }
+    }
+    for g in ["chrysalis-gpu", "chrysalis-engine", "chrysalis-agent"] {
+        let mut sysusers = String::new();
+        for e in std::fs::read_dir(root.join("usr/lib/sysusers.d"))
+            .unwrap()
+            .flatten()
+        {
+            sysusers += &std::fs::read_to_string(e.path()).unwrap_or_default();
+        }
+        let in_group = std::fs::read_to_string(root.join("etc/group"))
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with(&format!("{g}:")));
+        assert!(
+            in_group
+                || sysusers
+                    .lines()
+                    .any(|l| l.split_whitespace().nth(1) == Some(g)),
+            "group {g}: neither in /etc/group nor in sysusers.d"
+        );
+    }
+
+    // One kernel, and the NVIDIA open modules DKMS built for it.
+    let kernels: Vec<PathBuf> = std::fs::read_dir(root.join("usr/lib/modules"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join("modules.dep").is_file())
+        .collect();
+    assert_eq!(kernels.len(), 1, "kernels in the image: {kernels:?}");
+    for m in ["nvidia-current-open.ko", "nvidia-current-open-uvm.ko"] {
+        let mut found = Vec::new();
+        find_files(&kernels[0], m, &mut found);
+        assert!(
+            !found.is_empty(),
+            "{m} not built for {}",
+            kernels[0].display()
+        );
+    }
+    assert!(
+        !root.join("var/lib/dkms/mok.key").exists(),
+        "DKMS signing key left in the image"
+    );
+
+    // The engine's interpreter and vLLM's server module.
+    let lib = root.join("opt/vllm/lib");
+    let site = std::fs::read_dir(&lib)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path().join("site-packages"))
+        .find(|p| p.is_dir())
+        .expect("/opt/vllm/lib/python3.*/site-packages");
+    assert!(site.join("vllm/entrypoints/openai/api_server.py").is_file());
+    assert!(site.join("torch/__init__.py").is_file());
+
+    match Command::new("systemd-analyze").arg("--version").output() {
+        Ok(v) if v.status.success() => {}
+        _ => {
+            eprintln!(
+                "note: systemd-analyze not installed: `verify` of the built gpu units skipped"
+            );
+            return;
+        }
+    }
+    let out = Command::new("systemd-analyze")
+        .arg("verify")
+        .arg(format!("--root={}", root.display()))
+        .arg("--man=no")
+        .args(GPU_CHAIN)
+        .args(["chrysalis-model.service", "chrysalis-config.service"])
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let ours: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("chrysalis") || l.contains("nvidia"))
+        .collect();
+    assert!(
+        ours.is_empty() && out.status.success(),
+        "systemd-analyze verify --root={} (rc {:?}):\n{text}",
+        root.display(),
+        out.status.code()
+    );
+    if !text.trim().is_empty() {
+        eprintln!("systemd-analyze verify notes (other units):\n{text}");
     }
 }
