@@ -8,7 +8,8 @@
 //! (no gpu release is published yet); everything else is the real client.
 //! Skipped with a message when `../shared/vectors/nvidia` is absent.
 
-use std::convert::Infallible;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,8 +21,6 @@ use chrysalis_gpu::{CcState, GpuEvidence, GpuEvidenceBundle};
 use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
 use chrysalis_releases::{Catalogue, Release};
 use chrysalis_sim::SimProvider;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 
 /// NVIDIA's sample H100 evidence as a bundle, with this driver-reported CC
 /// state (None: the sample's own, which carries none).
@@ -104,55 +103,10 @@ fn start(node: Node) -> (SocketAddr, String, tokio::runtime::Runtime) {
         }]
     })
     .to_string();
-    let tls = Arc::new(chrysalis_ratls::server_config(&identity, None).unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    let served = Arc::new(node.served);
-    let log = Arc::new(node.serve_log.then_some(log));
-    rt.spawn(async move {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
-            let (acceptor, sim, identity) = (acceptor.clone(), sim.clone(), identity.clone());
-            let (served, log) = (served.clone(), log.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (sim, identity, served, log) =
-                            (sim.clone(), identity.clone(), served.clone(), log.clone());
-                        async move {
-                            let q = req.uri().query().unwrap_or("").to_string();
-                            let body = match chrysalis_ratls::parse_nonce_query(&q) {
-                                Ok(nonce) => {
-                                    let mut f =
-                                        chrysalis_ratls::fresh_evidence(&sim, &identity, &nonce)
-                                            .unwrap();
-                                    f.gpu_evidence = (*served).clone();
-                                    f.runtime_events = (*log).clone();
-                                    f.to_json().unwrap()
-                                }
-                                Err(_) => "{}".into(),
-                            };
-                            let _ = req.into_body().collect().await;
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
+    let (served, log) = (node.served, node.serve_log.then_some(log));
+    let (addr, rt) = common::serve(sim, identity, move |f| {
+        f.gpu_evidence = served.clone();
+        f.runtime_events = log.clone();
     });
     (addr, manifest, rt)
 }

@@ -8,7 +8,8 @@
 //! real RA-TLS server on loopback serving nonce-fresh evidence, and the
 //! client is the real `verify_node`.
 
-use std::convert::Infallible;
+mod common;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -20,8 +21,6 @@ use chrysalis_client::{ImagePin, NodeConfig, NodeIdentity};
 use chrysalis_ratls::{EmbeddedCollateral, IdentityOptions, RaTlsIdentity};
 use chrysalis_releases::{Catalogue, NotVerifiable, Release};
 use chrysalis_sim::SimProvider;
-use http_body_util::{BodyExt, Full};
-use hyper::body::Bytes;
 
 const RELEASE: &str = "test-0.0.0-cpu";
 const TDX_LABEL: &str = "test-0.0.0-cpu / tdx-2cpu-2048m-0gpu";
@@ -51,50 +50,7 @@ fn start() -> (SocketAddr, [String; 4], tokio::runtime::Runtime) {
         hex::encode(td.rtmr[1]),
         hex::encode(td.rtmr[2]),
     ];
-    let tls = Arc::new(chrysalis_ratls::server_config(&identity, None).unwrap());
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .unwrap();
-    let addr = listener.local_addr().unwrap();
-    rt.spawn(async move {
-        let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-        let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(60);
-        while let Ok(Ok((tcp, _))) = tokio::time::timeout_at(deadline, listener.accept()).await {
-            let (acceptor, sim, identity) = (acceptor.clone(), sim.clone(), identity.clone());
-            tokio::spawn(async move {
-                let Ok(tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let svc = hyper::service::service_fn(
-                    move |req: hyper::Request<hyper::body::Incoming>| {
-                        let (sim, identity) = (sim.clone(), identity.clone());
-                        async move {
-                            let q = req.uri().query().unwrap_or("").to_string();
-                            let body = match chrysalis_ratls::parse_nonce_query(&q) {
-                                Ok(nonce) => {
-                                    chrysalis_ratls::fresh_evidence(&sim, &identity, &nonce)
-                                        .unwrap()
-                                        .to_json()
-                                        .unwrap()
-                                }
-                                Err(_) => "{}".into(),
-                            };
-                            let _ = req.into_body().collect().await;
-                            Ok::<_, Infallible>(hyper::Response::new(Full::new(Bytes::from(body))))
-                        }
-                    },
-                );
-                let _ = hyper::server::conn::http1::Builder::new()
-                    .serve_connection(hyper_util::rt::TokioIo::new(tls), svc)
-                    .await;
-            });
-        }
-    });
+    let (addr, rt) = common::serve(sim, identity, |_| {});
     (addr, registers, rt)
 }
 

@@ -140,7 +140,7 @@ pub fn assemble(i: &Inputs) -> Result<Summary> {
         package_source: serde_json::to_value(i.package_source)?,
         mkosi: i.mkosi_version.to_string(),
         commit: git_commit(i.source),
-        source_date_epoch: source_date_epoch(i.source),
+        source_date_epoch: super::mkosi::source_date_epoch(i.source).ok(),
         vms: i.options.vms.clone(),
         qemu_version: i.options.qemu_version.clone(),
         vcpu_type: i.options.vcpu_type.clone(),
@@ -296,13 +296,6 @@ fn git_commit(source: &Path) -> Option<String> {
     } else {
         commit
     })
-}
-
-fn source_date_epoch(source: &Path) -> Option<u64> {
-    std::fs::read_to_string(source.join("mkosi.conf"))
-        .ok()?
-        .lines()
-        .find_map(|l| l.trim().strip_prefix("SourceDateEpoch=")?.parse().ok())
 }
 
 /// Writes measurements.json; returns the number of configurations. Every

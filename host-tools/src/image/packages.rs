@@ -217,10 +217,11 @@ impl Prepared {
                     lock.total_bytes() / 1_000_000,
                     file.display()
                 );
-                self.tools_key = format!("lock {}", hex::encode(Sha256::digest(text.as_bytes())));
+                let sha256 = hex::encode(Sha256::digest(text.as_bytes()));
+                self.tools_key = format!("lock {sha256}");
                 Some(PackageSource::Lock {
                     file: default_lock(profile),
-                    sha256: hex::encode(Sha256::digest(text.as_bytes())),
+                    sha256,
                     packages: lock.entries.len(),
                     bytes: lock.total_bytes(),
                 })
