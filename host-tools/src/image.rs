@@ -282,17 +282,12 @@ fn require_release_inputs(source: &Path, o: &BuildOptions) -> Result<()> {
             "--release: a release installs a package lock (drop --no-lock/--update-lock/--snapshot; record a lock first with --update-lock and commit it)"
         );
     }
-    let o = std::process::Command::new("git")
-        .current_dir(source)
-        .args(["status", "--porcelain", "--untracked-files=no"])
-        .output()
-        .map_err(|e| anyhow::anyhow!("--release: running git: {e}"))?;
-    let changes = String::from_utf8_lossy(&o.stdout);
-    if !o.status.success() || !changes.trim().is_empty() {
-        anyhow::bail!(
-            "--release: the tree has uncommitted changes; a release is built from a commit a rebuild can check out:\n{}",
-            changes.trim_end()
-        );
+    match assemble::uncommitted_changes(source) {
+        Some(changes) if changes.is_empty() => {}
+        Some(changes) => anyhow::bail!(
+            "--release: the tree has uncommitted changes; a release is built from a commit a rebuild can check out:\n{changes}"
+        ),
+        None => anyhow::bail!("--release: {} is not a git checkout (git status failed)", source.display()),
     }
     Ok(())
 }

@@ -276,6 +276,19 @@ pub fn direct_cmdline(template: &str, root_hash: &str) -> Result<String> {
     Ok(opts.join(" "))
 }
 
+/// `git status --porcelain` of the tracked files (None: not a git checkout).
+/// The whole tracked tree, not only mkosi.conf and image/: the agent's
+/// sources and Cargo.lock end up in the image as binaries too.
+pub fn uncommitted_changes(source: &Path) -> Option<String> {
+    std::process::Command::new("git")
+        .current_dir(source)
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .filter(|o| o.status.success())
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+}
+
 fn git_commit(source: &Path) -> Option<String> {
     let out = |args: &[&str]| {
         std::process::Command::new("git")
@@ -287,10 +300,7 @@ fn git_commit(source: &Path) -> Option<String> {
             .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     };
     let commit = out(&["rev-parse", "HEAD"])?;
-    // The whole tracked tree, not only mkosi.conf and image/: the agent's
-    // sources and Cargo.lock end up in the image as binaries too.
-    let dirty =
-        out(&["status", "--porcelain", "--untracked-files=no"]).is_some_and(|s| !s.is_empty());
+    let dirty = uncommitted_changes(source).is_some_and(|s| !s.is_empty());
     Some(if dirty {
         format!("{commit}-dirty")
     } else {
