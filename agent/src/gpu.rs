@@ -66,8 +66,10 @@ pub struct GpuSettings {
 pub struct GpuAttested {
     /// SHA-384 of `bundle` (RA-TLS claim `gpuEvidenceDigest`).
     pub digest: [u8; 48],
-    /// SHA-384 of the stable verified GPU state (no nonce): the `gpu`
-    /// RTMR3 event's payload, the same on every boot of this machine.
+    /// The `gpu` RTMR3 event's payload: SHA-384 of the verified GPU state a
+    /// release determines (`VerifiedGpuSet::event_state`: count, driver, CC
+    /// on, dev tools off; no nonce, nothing card-specific), so the same on
+    /// every boot of a configuration and predicted by `measure image`.
     pub state_digest: [u8; 48],
     /// The evidence bundle JSON (served at `GET /attestation`), checked to
     /// be UTF-8 once here rather than on every request.
@@ -188,7 +190,7 @@ impl GpuSettings {
                     );
                     Ok(GpuAttested {
                         digest: *verified.bundle_digest(),
-                        state_digest: verified.stable_state_digest(),
+                        state_digest: verified.event_state().payload(),
                         bundle,
                         summary,
                     })

@@ -81,6 +81,14 @@ struct LaunchArgs {
     /// TDX: the agent's static configuration (measured into RTMR3).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// TDX, gpu image: the image's NVIDIA driver version (e.g. 550.163.01;
+    /// `measure image` reads it from packages.json, and a gpu release's
+    /// measurements.json records it as rtmr3_events.gpu_driver). With
+    /// --gpus N > 0, RTMR3 (with --config) and `replay --runtime-log`
+    /// include the `gpu` event the image's boot gate extends for N GPUs
+    /// with that driver, CC on, dev tools off.
+    #[arg(long, value_name = "VERSION")]
+    gpu_driver: Option<String>,
     /// SNP: vCPU type as sev-snp-measure names it (EPYC, EPYC-v4, EPYC-Milan, EPYC-Genoa, …).
     #[arg(long)]
     vcpu_type: Option<String>,
@@ -279,6 +287,7 @@ pub fn run(args: MeasureArgs) -> i32 {
                 acpi_tables: None,
                 qemu,
                 config: None,
+                gpu_driver: None,
                 vcpu_type: None,
                 guest_features: None,
                 vmm: None,
@@ -292,7 +301,12 @@ pub fn run(args: MeasureArgs) -> i32 {
             runtime_log,
             launch,
         }) => replay(&eventlog, quote.as_deref(), &launch).and_then(|()| match &runtime_log {
-            Some(f) => replay_runtime_log(f, quote.as_deref(), launch.json),
+            Some(f) => replay_runtime_log(
+                f,
+                quote.as_deref(),
+                gpu_event_state(launch.gpus, launch.gpu_driver.as_deref()),
+                launch.json,
+            ),
             None => Ok(()),
         }),
         Some(MeasureCommand::Verity {
@@ -396,7 +410,68 @@ fn tdx_inputs(a: &LaunchArgs, firmware: &Path) -> Result<m::tdx::TdxInputs> {
         inputs.acpi_generated = Some(generate_acpi(a, memory_bytes)?);
     }
     inputs.config = a.config.clone();
+    inputs.gpu_event = gpu_event_state(a.gpus, a.gpu_driver.as_deref());
     Ok(inputs)
+}
+
+/// The state a gpu image's boot gate measures for `gpus` GPUs with
+/// `driver` (None without GPUs or without a driver: no `gpu` event).
+fn gpu_event_state(gpus: u32, driver: Option<&str>) -> Option<att::runtime_events::GpuEventState> {
+    driver
+        .filter(|_| gpus > 0)
+        .map(|d| att::runtime_events::GpuEventState::expected(gpus, d))
+}
+
+/// The NVIDIA driver version of a gpu image, from its `packages.json`: the
+/// upstream version (no epoch, no Debian revision) of the open kernel
+/// module package, which is what the driver reports in GPU evidence
+/// (`550.163.01-4~bpo13+1` → `550.163.01`).
+pub(crate) fn gpu_driver_version(packages_json: &Path) -> Result<String> {
+    const MODULE_PACKAGES: [&str; 2] = ["nvidia-open-kernel-dkms", "nvidia-kernel-open-dkms"];
+    let text = std::fs::read_to_string(packages_json).io_context(|| {
+        format!(
+            "{}: a gpu image needs its package list",
+            packages_json.display()
+        )
+    })?;
+    #[derive(serde::Deserialize)]
+    struct Package {
+        name: String,
+        version: String,
+    }
+    #[derive(serde::Deserialize)]
+    struct Packages {
+        packages: Vec<Package>,
+    }
+    let list: Packages = serde_json::from_str(&text).map_err(|e| {
+        Failure::new(
+            att::ErrorCategory::Malformed,
+            anyhow!(
+                "{}: not an mkosi package manifest: {e}",
+                packages_json.display()
+            ),
+        )
+    })?;
+    let p = list
+        .packages
+        .iter()
+        .find(|p| MODULE_PACKAGES.contains(&p.name.as_str()))
+        .ok_or_else(|| {
+            Failure::new(
+                att::ErrorCategory::Malformed,
+                anyhow!(
+                    "{}: a gpu image must carry the NVIDIA kernel module ({}): its version is the driver the gpu RTMR3 event names",
+                    packages_json.display(),
+                    MODULE_PACKAGES.join(" or ")
+                ),
+            )
+        })?;
+    let v = p
+        .version
+        .split_once(':')
+        .map_or(p.version.as_str(), |(_, v)| v);
+    let v = v.rsplit_once('-').map_or(v, |(u, _)| u);
+    Ok(v.to_string())
 }
 
 /// `measure acpi`: the blobs, written and listed.
@@ -592,7 +667,14 @@ fn tool() -> String {
 /// `measure replay --runtime-log FILE`: the node's RTMR3 events, each
 /// digest recomputed, against the image's boot events for the default host
 /// configuration (config, [gpu], boot-done), and RTMR3 against the quote.
-fn replay_runtime_log(file: &Path, quote: Option<&Path>, json_out: bool) -> Result<()> {
+/// With `gpu` (a gpu image's predicted state), the gpu event is compared
+/// too; without it, a gpu event is skipped in the comparison.
+fn replay_runtime_log(
+    file: &Path,
+    quote: Option<&Path>,
+    gpu: Option<att::runtime_events::GpuEventState>,
+    json_out: bool,
+) -> Result<()> {
     use chrysalis_attestation::runtime_events as rt;
     let text = std::fs::read_to_string(file).io_context(|| file.display().to_string())?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| {
@@ -609,16 +691,21 @@ fn replay_runtime_log(file: &Path, quote: Option<&Path>, json_out: bool) -> Resu
         )
     })?;
     let shape = rt::check_log_shape(&log).err();
-    let predicted = rt::rtmr3_events(chrysalis_releases::DEFAULT_HOST_CONFIGURATION);
-    // The first event that is not the prediction (a gpu event is expected
-    // only on a gpu node, so it is skipped in the comparison).
+    let gpu_payload = gpu.as_ref().map(rt::GpuEventState::payload);
+    let predicted = rt::rtmr3_boot_events(
+        Some(chrysalis_releases::DEFAULT_HOST_CONFIGURATION),
+        gpu_payload.as_ref(),
+    );
+    // The first event that is not the prediction (without a predicted GPU
+    // state, a gpu event is skipped in the comparison).
+    let compared = |e: &&rt::LoggedEvent| gpu.is_some() || e.name != rt::RTMR3_GPU_EVENT;
     let first_departure = log
         .iter()
-        .filter(|e| e.name != rt::RTMR3_GPU_EVENT)
+        .filter(compared)
         .zip(predicted.iter())
         .position(|(got, want)| got.name != want.name || got.payload != want.payload)
         .or_else(|| {
-            let n = log.iter().filter(|e| e.name != rt::RTMR3_GPU_EVENT).count();
+            let n = log.iter().filter(compared).count();
             (n != predicted.len()).then_some(n.min(predicted.len()))
         });
     let replayed = rt::replay_log(&log);
@@ -833,12 +920,20 @@ pub(crate) fn image(
     };
     let config = file("agent-config.json");
     // The image's agent measures the default host configuration `{}` when
-    // the host gives none: RTMR3 of a cpu image is predicted for it. A gpu
-    // image's RTMR3 also holds the machine's GPU state, so it stays null and
-    // the event rules (`rtmr3_events`) say how clients judge the log.
+    // the host gives none: RTMR3 is predicted for it. A gpu image's boot
+    // gate adds the `gpu` event: the GPU count and the image's driver, CC
+    // on, dev tools off (nothing card-specific), so it is predicted too.
     let gpu_image = name
         .as_deref()
         .is_some_and(chrysalis_releases::catalogue::is_gpu_release);
+    let gpu_driver = match gpu_image {
+        true => Some(gpu_driver_version(&dir.join("packages.json"))?),
+        false => None,
+    };
+    let config_bytes = match &config {
+        Some(p) => std::fs::read(p).io_context(|| p.display().to_string())?,
+        None => chrysalis_releases::DEFAULT_HOST_CONFIGURATION.to_vec(),
+    };
 
     let mut artifacts = std::collections::BTreeMap::new();
     for n in [
@@ -887,6 +982,7 @@ pub(crate) fn image(
             acpi_tables: None,
             qemu: qemu.map(Path::to_path_buf),
             config: config.clone(),
+            gpu_driver: gpu_driver.clone(),
             vcpu_type: Some(vcpu_type.to_string()),
             guest_features: None,
             vmm: None,
@@ -915,13 +1011,10 @@ pub(crate) fn image(
                     rtmr0: h(&r.rtmr[0]),
                     rtmr1: h(&r.rtmr[1]),
                     rtmr2: h(&r.rtmr[2]),
-                    rtmr3: h(&r.rtmr[3]).or_else(|| {
-                        (!gpu_image).then(|| {
-                            hex::encode(chrysalis_attestation::runtime_events::rtmr3_expected(
-                                chrysalis_releases::DEFAULT_HOST_CONFIGURATION,
-                            ))
-                        })
-                    }),
+                    rtmr3: Some(hex::encode(att::runtime_events::rtmr3_expected_with_gpu(
+                        &config_bytes,
+                        gpu_event_state(gpus, gpu_driver.as_deref()).as_ref(),
+                    ))),
                     model: Some(format!(
                         "QEMU {qemu_version}, {} page add; RTMR0 {}",
                         serde_json::to_value(r.model.page_add_order)?
@@ -964,7 +1057,7 @@ pub(crate) fn image(
         verity_root_hash,
         cmdline: Some(cmdline),
         configurations,
-        rtmr3_events: Some(m::manifest::Rtmr3Events::default_for(gpu_image)),
+        rtmr3_events: Some(m::manifest::Rtmr3Events::default_for(gpu_driver.as_deref())),
     };
     let out = output
         .file
@@ -990,5 +1083,33 @@ mod tests {
         assert_eq!(parse_vm("8:64G:1:model").unwrap(), (8, 64 << 30, 1, true));
         assert!(parse_vm("8").is_err());
         assert!(parse_vm("8:64G:1:disk").is_err());
+    }
+
+    #[test]
+    fn gpu_driver_is_the_module_packages_upstream_version() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("packages.json");
+        let write = |v: serde_json::Value| std::fs::write(&f, v.to_string()).unwrap();
+        let pkg = |name: &str, version: &str| serde_json::json!({"type": "deb", "name": name, "version": version, "architecture": "amd64"});
+        write(serde_json::json!({"manifest_version": 1, "packages": [
+            pkg("libcuda1", "550.163.01-4~bpo13+1"),
+            pkg("nvidia-open-kernel-dkms", "550.163.01-4~bpo13+1"),
+        ]}));
+        assert_eq!(gpu_driver_version(&f).unwrap(), "550.163.01");
+        write(serde_json::json!({"packages": [pkg("nvidia-kernel-open-dkms", "1:575.57.08-1")]}));
+        assert_eq!(gpu_driver_version(&f).unwrap(), "575.57.08");
+        // No kernel module: named, never guessed from another package.
+        write(serde_json::json!({"packages": [pkg("libcuda1", "550.163.01-4")]}));
+        let e = gpu_driver_version(&f).unwrap_err();
+        assert!(
+            format!("{:#}", e.error).contains("nvidia-open-kernel-dkms"),
+            "{:#}",
+            e.error
+        );
+        std::fs::write(&f, "not json").unwrap();
+        let e = gpu_driver_version(&f).unwrap_err();
+        assert!(format!("{:#}", e.error).contains("not an mkosi package manifest"));
+        let e = gpu_driver_version(&dir.path().join("absent.json")).unwrap_err();
+        assert!(format!("{:#}", e.error).contains("a gpu image needs its package list"));
     }
 }

@@ -218,6 +218,53 @@ fn replay_judges_a_served_runtime_log() {
     );
 }
 
+/// A gpu node's log: with the image's driver and GPU count the `gpu` event
+/// is compared too, and a gate that saw another driver is the departure.
+#[test]
+fn replay_judges_a_gpu_nodes_log_against_the_predicted_gpu_state() {
+    use chrysalis_attestation::runtime_events::{rtmr3_boot_events, GpuEventState, LoggedEvent};
+    let Some(v) = vectors() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("attestation.json");
+    let ccel = v.join("tdx/gotdx_ccel_data.dat");
+    let write_log = |driver: &str| {
+        let state = GpuEventState::expected(1, driver).payload();
+        let log: Vec<LoggedEvent> = rtmr3_boot_events(Some(b"{}"), Some(&state))
+            .iter()
+            .map(Into::into)
+            .collect();
+        std::fs::write(&file, serde_json::to_vec(&log).unwrap()).unwrap();
+    };
+    let replay = |extra: &[&str]| {
+        let mut args = vec!["measure", "replay", p(&ccel), "--runtime-log", p(&file)];
+        args.extend_from_slice(extra);
+        chrysalis(&args)
+    };
+    let gpu = ["--gpus", "1", "--gpu-driver", "550.163.01"];
+    write_log("550.163.01");
+    let o = replay(&gpu);
+    assert_eq!(o.status.code(), Some(0), "{}", text(&o));
+    assert!(
+        text(&o).contains("matches the image's events"),
+        "{}",
+        text(&o)
+    );
+    write_log("550.90.07");
+    let o = replay(&gpu);
+    assert!(
+        text(&o).contains("first departure from the default host configuration's events: event 1 (want chrysalis:gpu"),
+        "{}",
+        text(&o)
+    );
+    // Without the predicted state, the gpu event is not compared.
+    let o = replay(&[]);
+    assert!(
+        text(&o).contains("matches the image's events"),
+        "{}",
+        text(&o)
+    );
+}
+
 #[test]
 fn policy_from_measurements_accepts_exactly_the_published_values() {
     let dir = tempfile::tempdir().unwrap();

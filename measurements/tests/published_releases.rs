@@ -88,6 +88,48 @@ fn published_releases_are_the_builds_files() {
     );
 }
 
+/// RTMR3 of every TDX configuration is the agent's boot events for the
+/// default host configuration, plus, for a gpu release, the `gpu` event of
+/// the configuration's GPU count with the driver its package list names.
+fn check_rtmr3(name: &str, dir: &Path, m: &MeasurementsManifest) {
+    use chrysalis_attestation::runtime_events::{rtmr3_expected_with_gpu, GpuEventState};
+    let events = m
+        .rtmr3_events
+        .as_ref()
+        .unwrap_or_else(|| panic!("{name}: no rtmr3_events"));
+    let driver = events.gpu_driver.as_deref();
+    if chrysalis_releases::catalogue::is_gpu_release(name) {
+        let packages: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(dir.join("packages.json")).unwrap()).unwrap();
+        let module = packages["packages"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|p| p["name"] == "nvidia-open-kernel-dkms")
+            .unwrap_or_else(|| panic!("{name}: no NVIDIA kernel module in packages.json"));
+        let version = module["version"].as_str().unwrap();
+        assert_eq!(
+            driver,
+            Some(version.rsplit_once('-').unwrap().0),
+            "{name}: rtmr3_events.gpu_driver is not the image's driver ({version})"
+        );
+    } else {
+        assert_eq!(driver, None, "{name}: a cpu release names a GPU driver");
+    }
+    for c in &m.configurations {
+        let Some(tdx) = &c.tdx else { continue };
+        let gpu = driver
+            .filter(|_| c.vm.gpus > 0)
+            .map(|d| GpuEventState::expected(c.vm.gpus, d));
+        assert_eq!(
+            tdx.rtmr3.as_deref(),
+            Some(hex::encode(rtmr3_expected_with_gpu(b"{}", gpu.as_ref())).as_str()),
+            "{name}/{}: RTMR3 is not the default host configuration's boot events",
+            c.name
+        );
+    }
+}
+
 /// A release built from a package lock: the lock and firmware record are
 /// published, every TDX register of every configuration is predicted, and
 /// the recorded commit holds exactly that lock.
@@ -113,7 +155,7 @@ fn check_locked_release(
     let raw: serde_json::Value = serde_json::from_str(&text).unwrap();
     for c in raw["configurations"].as_array().unwrap() {
         if let Some(tdx) = c.get("tdx").filter(|t| !t.is_null()) {
-            for reg in ["mrtd", "rtmr0", "rtmr1", "rtmr2"] {
+            for reg in ["mrtd", "rtmr0", "rtmr1", "rtmr2", "rtmr3"] {
                 assert!(
                     tdx[reg].is_string(),
                     "{name}/{}: {reg} is not predicted",
@@ -123,6 +165,7 @@ fn check_locked_release(
         }
     }
     assert!(!m.configurations.is_empty());
+    check_rtmr3(name, dir, m);
     let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
     let git = |args: &[&str]| Command::new("git").current_dir(&repo).args(args).output();
     match git(&["rev-parse", "--is-shallow-repository"]) {

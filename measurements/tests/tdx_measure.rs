@@ -175,6 +175,37 @@ fn measures_synthetic_artifacts() {
     assert_eq!(back, m);
 }
 
+/// A gpu image's boot gate adds the `gpu` event between `config` and
+/// `boot-done`: RTMR3 then follows the predicted GPU state (count, driver),
+/// and nothing else moves.
+#[test]
+fn gpu_event_enters_rtmr3_between_config_and_boot_done() {
+    use chrysalis_attestation::runtime_events::{rtmr3_expected_with_gpu, GpuEventState};
+    let s = Setup::new();
+    let mut inputs = s.inputs(2 << 30, "8.2.2");
+    inputs.config = Some(s.p("config.json"));
+    let cpu = measure(&inputs).unwrap();
+    let state = GpuEventState::expected(1, "550.163.01");
+    inputs.gpu_event = Some(state.clone());
+    let gpu = measure(&inputs).unwrap();
+    assert_eq!(gpu.mrtd, cpu.mrtd);
+    assert_eq!(gpu.rtmr[..3], cpu.rtmr[..3]);
+    assert_ne!(gpu.rtmr[3], cpu.rtmr[3]);
+    let cfg = std::fs::read(s.p("config.json")).unwrap();
+    assert_eq!(
+        gpu.rtmr[3],
+        Some(rtmr3_expected_with_gpu(&cfg, Some(&state)))
+    );
+    assert!(
+        gpu.model.rtmr3.contains("\"driver\":\"550.163.01\""),
+        "{}",
+        gpu.model.rtmr3
+    );
+    // Another driver or GPU count is another register.
+    inputs.gpu_event = Some(GpuEventState::expected(2, "550.163.01"));
+    assert_ne!(measure(&inputs).unwrap().rtmr[3], gpu.rtmr[3]);
+}
+
 #[test]
 fn rtmr0_only_with_acpi_tables_and_model_follows_qemu_version() {
     let s = Setup::new();

@@ -10,8 +10,10 @@
 //!   twice, or a host that added an event, fails here or in the replay);
 //! * for a published configuration: `config` is the default host
 //!   configuration; `gpu` is present exactly when the configuration
-//!   requires GPU evidence, and its payload equals the stable state of the
-//!   GPU evidence this client verified itself.
+//!   requires GPU evidence, and its payload equals the state
+//!   (`VerifiedGpuSet::event_state`: count, driver, CC, dev tools) of the
+//!   GPU evidence this client verified itself. A release that pins RTMR3
+//!   pins this state too; the comparison names the difference in words.
 
 use chrysalis_attestation::runtime_events::{
     check_log_shape, replay_log, LoggedEvent, RTMR3_CONFIG_EVENT, RTMR3_GPU_EVENT,
@@ -91,12 +93,14 @@ pub fn judge(
             "a gpu event, but no GPU evidence was verified to judge it".into(),
         )),
         (Some(e), true, Some(set)) => {
-            let want = set.stable_state_digest();
+            let state = set.event_state();
+            let want = state.payload();
             if e.payload != want {
                 return Err(Error::RuntimeLog(format!(
-                    "the gpu event measures GPU state {} but the GPU evidence served now has state {}: another machine or another GPU state",
+                    "the gpu event measures GPU state {} but the GPU evidence served now has state {} ({}): the GPUs changed since boot, or the boot gate saw others",
                     hex::encode(&e.payload),
-                    hex::encode(want)
+                    hex::encode(want),
+                    String::from_utf8_lossy(&state.canonical_json())
                 )));
             }
             Ok(())

@@ -1,8 +1,10 @@
 //! A gpu release's node, played by the simulated TEE with NVIDIA's real
 //! sample H100 evidence, against `verify_node` with the default rules for a
 //! gpu release: GPU evidence required, bound to the certificate, CC on, dev
-//! tools off, and RTMR3 judged by the node's event log (the `gpu` event
-//! must be the state of the GPU evidence the client verified itself).
+//! tools off, RTMR3 pinned to the release's prediction (the `gpu` event of
+//! `GpuEventState::expected`) or, for a manifest that leaves it null,
+//! judged by the node's event log; either way the `gpu` event must be the
+//! state of the GPU evidence the client verified itself.
 //!
 //! The release is a test catalogue built from the simulator's registers
 //! (no gpu release is published yet); everything else is the real client.
@@ -65,6 +67,8 @@ struct Node {
     gpu_event: Option<[u8; 48]>,
     /// Serve the event log with fresh evidence.
     serve_log: bool,
+    /// The release's RTMR3 (None: `null`, left to the event log).
+    release_rtmr3: Option<[u8; 48]>,
 }
 
 /// Starts the node on loopback (for at most 60 s); returns its address, its
@@ -103,6 +107,13 @@ fn start(node: Node) -> (SocketAddr, String, tokio::runtime::Runtime) {
         }]
     })
     .to_string();
+    let manifest = match node.release_rtmr3 {
+        Some(r) => manifest.replace(
+            "\"rtmr3\":null",
+            &format!("\"rtmr3\":\"{}\"", hex::encode(r)),
+        ),
+        None => manifest,
+    };
     let (served, log) = (node.served, node.serve_log.then_some(log));
     let (addr, rt) = common::serve(sim, identity, move |f| {
         f.gpu_evidence = served.clone();
@@ -129,7 +140,7 @@ fn verify(
     ))
 }
 
-/// The stable state of a bundle's GPUs, as the client computes it.
+/// The `gpu` event payload of a bundle's GPUs, as the client computes it.
 fn state_of(bundle: &str) -> [u8; 48] {
     chrysalis_gpu::verify::verify_bound_bundle(
         bundle.as_bytes(),
@@ -139,7 +150,8 @@ fn state_of(bundle: &str) -> [u8; 48] {
         time::OffsetDateTime::now_utc(),
     )
     .unwrap()
-    .stable_state_digest()
+    .event_state()
+    .payload()
 }
 
 #[test]
@@ -155,6 +167,7 @@ fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
         served: Some(good.clone()),
         gpu_event: Some(state),
         serve_log: true,
+        release_rtmr3: None,
     });
     let node = verify(addr, &m).expect("the honest gpu node is accepted");
     match node.identity() {
@@ -181,6 +194,7 @@ fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
         served: None,
         gpu_event: None,
         serve_log: true,
+        release_rtmr3: None,
     });
     let e = verify(addr, &m).unwrap_err();
     assert!(matches!(e, Error::GpuEvidenceMissing(_)), "{e}");
@@ -206,6 +220,7 @@ fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
             served: Some(bundle.clone()),
             gpu_event: Some(state_of(&bundle)),
             serve_log: true,
+            release_rtmr3: None,
         });
         let e = verify(addr, &m).unwrap_err();
         assert!(matches!(e, Error::Gpu(_)), "{cc:?}: {e}");
@@ -224,6 +239,7 @@ fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
         served: Some(other),
         gpu_event: Some(state),
         serve_log: true,
+        release_rtmr3: None,
     });
     let e = verify(addr, &m).unwrap_err();
     assert_eq!(
@@ -239,12 +255,13 @@ fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
         served: Some(good.clone()),
         gpu_event: Some([9; 48]),
         serve_log: true,
+        release_rtmr3: None,
     });
     let e = verify(addr, &m).unwrap_err();
     assert!(matches!(e, Error::RuntimeLog(_)), "{e}");
     assert!(
         e.to_string()
-            .contains("another machine or another GPU state"),
+            .contains("the GPUs changed since boot, or the boot gate saw others"),
         "{e}"
     );
 
@@ -254,6 +271,7 @@ fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
         served: Some(good.clone()),
         gpu_event: None,
         serve_log: true,
+        release_rtmr3: None,
     });
     let e = verify(addr, &m).unwrap_err();
     assert!(e.to_string().contains("no gpu event"), "{e}");
@@ -264,7 +282,85 @@ fn a_gpu_release_node_is_accepted_only_with_its_own_verified_gpus() {
         served: Some(good),
         gpu_event: Some(state),
         serve_log: false,
+        release_rtmr3: None,
     });
     let e = verify(addr, &m).unwrap_err();
     assert!(e.to_string().contains("served none"), "{e}");
+}
+
+/// The published form: the release pins RTMR3 to the prediction for its
+/// driver and GPU count (`measure image`), so any node whose boot gate saw
+/// another state is refused by the register itself, log or no log.
+#[test]
+fn a_gpu_release_that_pins_rtmr3_accepts_exactly_the_predicted_gpu_state() {
+    use chrysalis_attestation::runtime_events::{rtmr3_expected_with_gpu, GpuEventState};
+    let Some(good) = sample_bundle(CC_ON) else {
+        return;
+    };
+    // NVIDIA's sample report is from driver 550.90.07, one GPU.
+    let predicted = GpuEventState::expected(1, "550.90.07");
+    assert_eq!(state_of(&good), predicted.payload());
+    let rtmr3 = rtmr3_expected_with_gpu(b"{}", Some(&predicted));
+
+    let (addr, m, _rt) = start(Node {
+        committed: Some(good.clone()),
+        served: Some(good.clone()),
+        gpu_event: Some(predicted.payload()),
+        serve_log: true,
+        release_rtmr3: Some(rtmr3),
+    });
+    let node = verify(addr, &m).expect("the honest gpu node is accepted");
+    match node.identity() {
+        NodeIdentity::Release {
+            requires_gpu,
+            rtmr3_by_event_log,
+            ..
+        } => assert!(*requires_gpu && !*rtmr3_by_event_log),
+        other => panic!("{other:?}"),
+    }
+
+    // The boot gate saw another driver, or two GPUs, or none at all: RTMR3
+    // is not the release's, refused (4) whether the log is served or not.
+    for (event, serve_log) in [
+        (
+            Some(GpuEventState::expected(1, "550.163.01").payload()),
+            true,
+        ),
+        (
+            Some(GpuEventState::expected(2, "550.90.07").payload()),
+            false,
+        ),
+        (None, true),
+    ] {
+        let (addr, m, _rt2) = start(Node {
+            committed: Some(good.clone()),
+            served: Some(good.clone()),
+            gpu_event: event,
+            serve_log,
+            release_rtmr3: Some(rtmr3),
+        });
+        let e = verify(addr, &m).unwrap_err();
+        assert_eq!(
+            e.category(),
+            chrysalis_attestation::ErrorCategory::Rejected,
+            "{e}"
+        );
+    }
+
+    // RTMR3 as predicted, but the GPU served now has dev tools on: the
+    // client's own GPU check refuses it.
+    let devtools = sample_bundle(Some(CcState {
+        system_cc_enabled: true,
+        devtools_mode: true,
+    }))
+    .unwrap();
+    let (addr, m, _rt3) = start(Node {
+        committed: Some(devtools.clone()),
+        served: Some(devtools),
+        gpu_event: Some(predicted.payload()),
+        serve_log: true,
+        release_rtmr3: Some(rtmr3),
+    });
+    let e = verify(addr, &m).unwrap_err();
+    assert!(matches!(e, Error::Gpu(_)), "{e}");
 }

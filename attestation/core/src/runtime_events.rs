@@ -14,11 +14,14 @@
 //!    configuration: payload = SHA-384 of the configuration's
 //!    [canonical JSON](canonical_json) bytes (48 raw bytes);
 //! 2. [`RTMR3_GPU_EVENT`] (`gpu`), when GPU evidence was verified: payload =
-//!    the 48-byte SHA-384 of the *stable* verified GPU state
-//!    (`chrysalis_gpu::verify::VerifiedGpuSet::stable_state_digest`: per-GPU
-//!    measurements digest, driver and VBIOS versions, CC and dev-tools
-//!    state, GPU count — never the nonce), so two boots of the same
-//!    configuration give the same event;
+//!    [`GpuEventState::payload`], the SHA-384 of the GPU state *the release
+//!    determines*: GPU count, driver version (the driver is in the measured
+//!    image), CC mode on, dev tools off — never the nonce, and nothing that
+//!    differs from card to card (VBIOS version, per-GPU measurements: the
+//!    boot gate checked those against NVIDIA's signed RIMs, and a client
+//!    checks them again in the fresh GPU evidence it verifies itself). So
+//!    two boots of the same configuration on any H100 give the same event,
+//!    and `chrysalis measure image` predicts RTMR3 of a gpu configuration;
 //! 3. [`RTMR3_BOOT_DONE_EVENT`] (`boot-done`), empty payload. After it the
 //!    agent extends nothing more, so a quote whose RTMR3 equals the
 //!    prediction proves both the inputs and that boot completed.
@@ -194,8 +197,8 @@ pub fn rtmr3_events(config: &[u8]) -> Vec<RuntimeEvent> {
 
 /// The general form of the agent's boot events, in this order: `config`
 /// (when a runtime configuration was given), `gpu` (payload = the 48-byte
-/// SHA-384 of the verified GPU evidence bundle, the same digest the RA-TLS
-/// claims carry as `gpuEvidenceDigest`), then `boot-done`.
+/// [`GpuEventState::payload`] of the GPUs the boot gate verified), then
+/// `boot-done`.
 pub fn rtmr3_boot_events(
     config: Option<&[u8]>,
     gpu_digest: Option<&[u8; 48]>,
@@ -213,7 +216,7 @@ pub fn rtmr3_boot_events(
         events.push(RuntimeEvent::new(
             RTMR3_GPU_EVENT,
             g.to_vec(),
-            format!("chrysalis:gpu (evidence SHA-384 {})", hex::encode(g)),
+            format!("chrysalis:gpu (GPU state SHA-384 {})", hex::encode(g)),
         ));
     }
     events.push(RuntimeEvent::new(
@@ -240,6 +243,70 @@ pub fn replay_rtmr3<'a>(digests: impl IntoIterator<Item = &'a [u8; 48]>) -> [u8;
 /// RTMR3 after the Chrysalis agent's boot events for `config`.
 pub fn rtmr3_expected(config: &[u8]) -> [u8; 48] {
     replay_rtmr3(rtmr3_events(config).iter().map(|e| &e.digest))
+}
+
+/// RTMR3 after the boot events of an agent that measured `config` and, when
+/// `gpu` is given, GPUs in that state (`config`, `gpu`, `boot-done`).
+pub fn rtmr3_expected_with_gpu(config: &[u8], gpu: Option<&GpuEventState>) -> [u8; 48] {
+    let payload = gpu.map(GpuEventState::payload);
+    let events = rtmr3_boot_events(Some(config), payload.as_ref());
+    replay_rtmr3(events.iter().map(|e| &e.digest))
+}
+
+/// The GPU state the `gpu` event commits to: exactly what a release fixes,
+/// so that its RTMR3 can be predicted from the image and the VM shape.
+///
+/// Not in it, on purpose: the VBIOS version and the per-GPU measurement
+/// blocks. They differ between cards of the same model (an image build
+/// cannot know them); the gate verified them against NVIDIA's signed RIMs
+/// before it set the GPUs ready, and a client verifies them again in the
+/// fresh, key-bound GPU evidence the node serves. What this event adds is
+/// that the gate ran, before the engine, and what it found.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GpuEventState {
+    /// Every GPU reported CC mode on.
+    pub cc: bool,
+    /// Some GPU reported dev-tools mode on, or did not report it (a release
+    /// predicts `false`).
+    pub devtools: bool,
+    /// The driver version all GPUs reported, e.g. `550.163.01` (the NVIDIA
+    /// kernel module's version, the upstream part of the Debian package
+    /// version). GPUs reporting different or no versions give a value no
+    /// release predicts: their versions joined by `,`, unknown as `?`.
+    pub driver: String,
+    /// Number of GPUs verified.
+    pub gpus: u32,
+}
+
+impl GpuEventState {
+    /// What a release predicts: `gpus` GPUs with driver `driver`, CC on,
+    /// dev tools off.
+    pub fn expected(gpus: u32, driver: &str) -> GpuEventState {
+        GpuEventState {
+            cc: true,
+            devtools: false,
+            driver: driver.to_owned(),
+            gpus,
+        }
+    }
+
+    /// The state's canonical JSON ([`canonical_json`]), e.g.
+    /// `{"cc":true,"devtools":false,"driver":"550.163.01","gpus":1}`.
+    pub fn canonical_json(&self) -> Vec<u8> {
+        canonical_json(&serde_json::json!({
+            "cc": self.cc,
+            "devtools": self.devtools,
+            "driver": self.driver,
+            "gpus": self.gpus,
+        }))
+    }
+
+    /// The `gpu` event's payload: SHA-384 of [`Self::canonical_json`]
+    /// (48 raw bytes).
+    pub fn payload(&self) -> [u8; 48] {
+        Sha384::digest(self.canonical_json()).into()
+    }
 }
 
 /// Canonical JSON bytes of a value: object keys sorted bytewise (UTF-8), no
@@ -292,6 +359,46 @@ fn write_scalar(v: &serde_json::Value, out: &mut Vec<u8>) {
 
 #[cfg(test)]
 mod tests {
+    /// Known answers computed outside Rust (Python hashlib, by the rules in
+    /// the module docs), so that the agent, `measure image` and the clients
+    /// cannot drift together from the documented format.
+    #[test]
+    fn gpu_event_payload_and_register_known_answers() {
+        let s = super::GpuEventState::expected(1, "550.163.01");
+        assert_eq!(
+            s.canonical_json(),
+            br#"{"cc":true,"devtools":false,"driver":"550.163.01","gpus":1}"#
+        );
+        assert_eq!(
+            hex::encode(s.payload()),
+            "966a2ee0811b970ba3cc8dc92da8969bb5d0dc1cd93f5f1c772a33b7b05572801adedde6b68548a86fe08934b468e6bf"
+        );
+        assert_eq!(
+            hex::encode(super::rtmr3_expected_with_gpu(b"{}", Some(&s))),
+            "51792d0d03cb59bb3e33318625a0a408a3f31c1be8f15d7393ac229c8cdb84ad887f7a72c8aa25b80c6c07833ae7b7ca"
+        );
+        // Without a gpu event it is the cpu prediction; every field counts.
+        assert_eq!(
+            super::rtmr3_expected_with_gpu(b"{}", None),
+            super::rtmr3_expected(b"{}")
+        );
+        let base = super::rtmr3_expected_with_gpu(b"{}", Some(&s));
+        for other in [
+            super::GpuEventState {
+                cc: false,
+                ..s.clone()
+            },
+            super::GpuEventState {
+                devtools: true,
+                ..s.clone()
+            },
+            super::GpuEventState::expected(2, "550.163.01"),
+            super::GpuEventState::expected(1, "550.163.02"),
+        ] {
+            assert_ne!(super::rtmr3_expected_with_gpu(b"{}", Some(&other)), base);
+        }
+    }
+
     #[test]
     fn log_replays_and_its_shape_is_judged() {
         let cfg = super::rtmr3_boot_events(Some(b"{}"), Some(&[7; 48]));

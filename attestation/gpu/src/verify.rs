@@ -19,6 +19,7 @@
 //! verification failures (exit 3).
 
 use ::time::OffsetDateTime;
+use chrysalis_attestation::runtime_events::GpuEventState;
 use p384::ecdsa::signature::Verifier;
 use p384::ecdsa::Signature;
 use serde::Serialize;
@@ -206,34 +207,34 @@ impl VerifiedGpuSet {
         &self.digest
     }
 
-    /// SHA-384 of the stable, verified GPU state: the canonical JSON array,
-    /// ordered by index, of `{"cc": bool|null, "devtools": bool|null,
-    /// "driver": str|null, "index": n, "measurements_sha384": hex,
-    /// "model": str, "vbios": str|null}` per GPU (keys sorted, no
-    /// whitespace). No nonce, no time: two boots of the same machine in the
-    /// same state give the same digest. This is the payload of the `gpu`
-    /// RTMR3 event; a client recomputes it from the bundle it verified.
-    pub fn stable_state_digest(&self) -> [u8; 48] {
-        let mut gpus: Vec<&VerifiedGpu> = self.gpus.iter().collect();
-        gpus.sort_by_key(|g| g.index);
-        let arr: Vec<serde_json::Value> = gpus
+    /// The GPU state this boot's `gpu` RTMR3 event commits to
+    /// (`chrysalis_attestation::runtime_events::GpuEventState`): the GPU
+    /// count, the driver version all GPUs reported, whether every GPU has CC
+    /// on and whether any has dev tools on (or did not say). No nonce, no
+    /// time, nothing card-specific: two boots of the same configuration give
+    /// the same state, which `chrysalis measure image` predicts. A client
+    /// recomputes it from the GPU evidence it verified itself.
+    pub fn event_state(&self) -> GpuEventState {
+        let mut drivers: Vec<&str> = self
+            .gpus
             .iter()
-            .map(|g| {
-                serde_json::json!({
-                    "cc": g.cc.map(|c| c.system_cc_enabled),
-                    "devtools": g.cc.map(|c| c.devtools_mode),
-                    "driver": g.driver_version,
-                    "index": g.index,
-                    "measurements_sha384": g.measurements_sha384,
-                    "model": g.model,
-                    "vbios": g.vbios_version,
-                })
-            })
+            .map(|g| g.driver_version.as_deref().unwrap_or("?"))
             .collect();
-        // serde_json's default map is sorted (BTreeMap), and `to_vec` writes
-        // no whitespace: canonical for these value types.
-        let bytes = serde_json::to_vec(&arr).unwrap_or_default();
-        Sha384::digest(bytes).into()
+        drivers.sort_unstable();
+        drivers.dedup();
+        GpuEventState {
+            cc: !self.gpus.is_empty()
+                && self
+                    .gpus
+                    .iter()
+                    .all(|g| g.cc.is_some_and(|c| c.system_cc_enabled)),
+            devtools: self
+                .gpus
+                .iter()
+                .any(|g| g.cc.is_none_or(|c| c.devtools_mode)),
+            driver: drivers.join(","),
+            gpus: u32::try_from(self.gpus.len()).unwrap_or(u32::MAX),
+        }
     }
 }
 

@@ -14,12 +14,13 @@
 //!   host configuration ([`DEFAULT_HOST_CONFIGURATION`], what the image
 //!   measures when the host passes none): `config` then `boot-done`
 //!   ([`rtmr3_expected`]). A gpu release's RTMR3 also holds the `gpu` event
-//!   (the stable state of the machine's GPUs, not predictable from the
-//!   artifacts): unless the manifest pins it, the set leaves RTMR3 to the
-//!   **event log** ([`ConfigurationRef::rtmr3_by_event_log`]): the client
-//!   must replay the log the node serves against the verified RTMR3 and
-//!   judge each event (`config` = the default host configuration, `gpu` =
-//!   the state of the GPU evidence it verified itself, `boot-done` last).
+//!   (the GPU count, the image's driver, CC on, dev tools off:
+//!   `GpuEventState`), which `measure image` predicts and writes; a gpu
+//!   manifest that leaves it `null` (older tools) has its RTMR3 judged by the
+//!   **event log** instead ([`ConfigurationRef::rtmr3_by_event_log`]): the
+//!   client must replay the log the node serves against the verified RTMR3
+//!   and judge each event (`config` = the default host configuration, `gpu`
+//!   = the state of the GPU evidence it verified itself, `boot-done` last).
 //! * **SNP HOST_DATA**: SHA-256 of the default host configuration's
 //!   canonical bytes (the agent refuses to start unless the host launched it
 //!   with exactly that).

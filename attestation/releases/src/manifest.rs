@@ -76,29 +76,37 @@ pub struct Rtmr3Events {
     /// SHA-384 (hex) of the canonical runtime configuration the `config`
     /// event must carry: the default host configuration `{}`.
     pub config_sha384: String,
-    /// What the `gpu` event carries, in words (when the image has one): the
-    /// stable verified GPU state, judged against the GPU evidence the client
-    /// verifies itself.
+    /// What the `gpu` event carries, in words (when the image has one).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gpu: Option<String>,
+    /// The NVIDIA driver version in the image (e.g. `550.163.01`): the
+    /// `driver` of the `gpu` event's state
+    /// (`chrysalis_attestation::runtime_events::GpuEventState::expected`
+    /// with the configuration's GPU count), from which each gpu
+    /// configuration's RTMR3 is predicted. Absent from cpu images and from
+    /// older gpu manifests (whose RTMR3 is then left to the event log).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gpu_driver: Option<String>,
 }
 
 impl Rtmr3Events {
     /// The rules of a Chrysalis image: `config` (the default host
-    /// configuration `{}`), `gpu` for a gpu image, `boot-done`.
-    pub fn default_for(gpu_image: bool) -> Rtmr3Events {
+    /// configuration `{}`), `gpu` for a gpu image (whose NVIDIA driver is
+    /// `gpu_driver`), `boot-done`.
+    pub fn default_for(gpu_driver: Option<&str>) -> Rtmr3Events {
         use sha2::Digest;
         let mut order = vec!["config".to_owned()];
-        if gpu_image {
+        if gpu_driver.is_some() {
             order.push("gpu".to_owned());
         }
         order.push("boot-done".to_owned());
         Rtmr3Events {
             order,
             config_sha384: hex::encode(sha2::Sha384::digest(b"{}")),
-            gpu: gpu_image.then(|| {
-                "SHA-384 of the stable verified GPU state (chrysalis_gpu VerifiedGpuSet::stable_state_digest); judged against the client's own GPU verification".to_owned()
+            gpu: gpu_driver.map(|_| {
+                "SHA-384 of the canonical JSON {\"cc\":true,\"devtools\":false,\"driver\":GPU_DRIVER,\"gpus\":N} (N = the configuration's GPU count; chrysalis_attestation::runtime_events::GpuEventState): the state the boot gate verified, never card-specific; a client also requires it to equal the state of the GPU evidence it verifies itself".to_owned()
             }),
+            gpu_driver: gpu_driver.map(str::to_owned),
         }
     }
 }

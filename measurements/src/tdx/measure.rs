@@ -129,6 +129,9 @@ pub struct TdxInputs {
     /// The configuration bytes the Chrysalis agent measures into RTMR3
     /// (canonical JSON, [`rtmr::canonical_json`]); RTMR3 only when given.
     pub config: Option<PathBuf>,
+    /// The GPU state the agent's `gpu` event measures (a gpu image's boot
+    /// gate), between `config` and `boot-done`; only with [`Self::config`].
+    pub gpu_event: Option<chrysalis_attestation::runtime_events::GpuEventState>,
     /// The VM.
     pub vm: VmConfig,
     /// Overrides the page-add order the QEMU version implies.
@@ -152,6 +155,7 @@ impl TdxInputs {
             acpi_tables: None,
             acpi_generated: None,
             config: None,
+            gpu_event: None,
             vm,
             page_add_order: None,
             acpi_data_size: QEMU_ACPI_DATA_SIZE,
@@ -269,10 +273,19 @@ pub fn measure(inputs: &TdxInputs) -> Result<TdxMeasurements> {
     let rtmr3_note = match &inputs.config {
         Some(p) => {
             let cfg = read_file(p, "configuration")?;
-            events.extend(rtmr::rtmr3_events(&cfg));
-            "chrysalis v1: SHA-384(\"chrysalis:config:\" ‖ SHA-384(config)), then \
-             SHA-384(\"chrysalis:boot-done:\")"
-                .to_string()
+            let gpu = inputs.gpu_event.as_ref().map(|g| g.payload());
+            events.extend(rtmr::rtmr3_boot_events(Some(&cfg), gpu.as_ref()));
+            match &inputs.gpu_event {
+                None => "chrysalis v1: SHA-384(\"chrysalis:config:\" ‖ SHA-384(config)), then \
+                         SHA-384(\"chrysalis:boot-done:\")"
+                    .to_string(),
+                Some(g) => format!(
+                    "chrysalis v1: SHA-384(\"chrysalis:config:\" ‖ SHA-384(config)), then \
+                     SHA-384(\"chrysalis:gpu:\" ‖ SHA-384({})), then \
+                     SHA-384(\"chrysalis:boot-done:\")",
+                    String::from_utf8_lossy(&g.canonical_json())
+                ),
+            }
         }
         None => "not computed: no configuration supplied".to_string(),
     };
