@@ -282,6 +282,19 @@ if [ "$rc" = 3 ] || [ -n "$dry" ]; then
                 "${replay[@]}" "$l" 2>&1 | tee -a "$out/replay.txt" || true
             fi
         done
+        # The agent's RTMR3 runtime events (runtime_events of the answer),
+        # each against the release's prediction: config for {}, on a gpu
+        # release the gpu event for this GPU count and the image's driver
+        # (rtmr3_events.gpu_driver), boot-done; RTMR3 against the quote.
+        gpu_driver=$(python3 -c 'import json,sys; print((json.load(open(sys.argv[1])).get("rtmr3_events") or {}).get("gpu_driver") or "")' "$release/measurements.json" 2>/dev/null || true)
+        runtime=("$chrysalis" measure replay --runtime-log "$out/attestation.json" --quote "$out/evidence.bin")
+        if [ -n "$gpu_driver" ]; then runtime+=(--gpus "$ngpus" --gpu-driver "$gpu_driver"); fi
+        echo "--- replay the runtime events (RTMR3)"
+        if [ -n "$dry" ]; then
+            printf '+'; printf ' %q' "${runtime[@]}"; printf ' >> %q\n' "$out/replay.txt"
+        else
+            "${runtime[@]}" 2>&1 | tee -a "$out/replay.txt" || true
+        fi
         ;;
     snp)
         # SNP has no event log: the digest covers firmware, vCPU count and

@@ -144,8 +144,9 @@ enum MeasureCommand {
     /// or dstack JSON) to RTMR values; with the launch inputs, report the first
     /// event where the log departs from the computed one.
     Replay {
-        /// The event log.
-        eventlog: PathBuf,
+        /// The firmware's event log (optional with --runtime-log).
+        #[arg(required_unless_present = "runtime_log")]
+        eventlog: Option<PathBuf>,
         /// Compare the replayed registers with this quote's RTMRs.
         #[arg(long)]
         quote: Option<PathBuf>,
@@ -300,7 +301,11 @@ pub fn run(args: MeasureArgs) -> i32 {
             quote,
             runtime_log,
             launch,
-        }) => replay(&eventlog, quote.as_deref(), &launch).and_then(|()| match &runtime_log {
+        }) => match &eventlog {
+            Some(log) => replay(log, quote.as_deref(), &launch),
+            None => Ok(()),
+        }
+        .and_then(|()| match &runtime_log {
             Some(f) => replay_runtime_log(
                 f,
                 quote.as_deref(),
