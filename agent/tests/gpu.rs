@@ -129,6 +129,16 @@ async fn verified_gpu_evidence_is_committed_in_the_certificate_and_served() {
         .check_with_nonce(at, &nonce)
         .unwrap()
         .expect("sample verifies");
+    // The gpu RTMR3 event's payload is the state a release fixes. NVIDIA's
+    // sample reports no CC state, so neither "CC on" nor "dev tools off" is
+    // claimed: no release prediction (CC on, dev tools off) can match it.
+    let sample_state = chrysalis_attestation::runtime_events::GpuEventState {
+        cc: false,
+        devtools: true,
+        driver: "550.90.07".into(),
+        gpus: 1,
+    };
+    assert_eq!(attested.state_digest, sample_state.payload());
     // Another nonce: the report does not answer it, so no readiness.
     let why = settings
         .check_with_nonce(at, &[7; 32])
