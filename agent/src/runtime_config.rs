@@ -88,7 +88,7 @@ impl RuntimeConfig {
 const MAX_LOG_BYTES: u64 = 64 * 1024;
 
 /// The agent's boot measurements, in order: the runtime configuration
-/// (when given), the stable verified GPU state (when a GPU check passed),
+/// (when given), the verified GPU state a release fixes (`GpuEventState`, when a GPU check passed),
 /// then `boot-done` — on TDX as RTMR3 events ([`rtmr3_boot_events`]); on
 /// SEV-SNP the configuration is checked against HOST_DATA and the GPU
 /// digest travels in the RA-TLS claims only. With neither, nothing is
