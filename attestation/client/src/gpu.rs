@@ -42,10 +42,12 @@ impl GpuRequirement {
     }
 
     /// The RIMs and OCSP client to check GPU evidence with; `rim_count` is
-    /// how many RIMs it holds (they are then compared by default).
+    /// how many RIMs it holds. RIMs are then compared by default when it
+    /// holds any or has a RIM service client (which fetches those the
+    /// report needs).
     pub fn with_collateral(mut self, collateral: Collateral, rim_count: usize) -> Self {
+        self.has_rims = rim_count > 0 || collateral.rim_service().is_some();
         self.collateral = collateral;
-        self.has_rims = rim_count > 0;
         self
     }
 

@@ -105,6 +105,17 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The RIM service did not give a usable RIM for an id (unreachable,
+    /// 404, malformed answer, or a RIM other than the one asked for).
+    #[error("RIM {id} from {url}: {problem}")]
+    RimService {
+        /// The RIM id asked for (e.g. `NV_GPU_DRIVER_GH100_550.90.07`).
+        id: String,
+        /// The URL it was asked from.
+        url: String,
+        /// What went wrong.
+        problem: crate::rim_service::RimServiceProblem,
+    },
     /// The NVIDIA driver (NVML) is absent or an NVML call failed.
     #[error("NVML: {0}")]
     Nvml(String),
@@ -128,6 +139,12 @@ impl Error {
             | Error::Ocsp(_)
             | Error::DigestMismatch { .. } => ErrorCategory::Verification,
             Error::Policy(_) => ErrorCategory::Rejected,
+            Error::RimService { problem, .. } if problem.is_io() => ErrorCategory::Io,
+            Error::RimService {
+                problem: crate::rim_service::RimServiceProblem::WrongRim(_),
+                ..
+            } => ErrorCategory::Verification,
+            Error::RimService { .. } => ErrorCategory::Malformed,
             Error::Io { .. } | Error::Http { .. } | Error::Nvml(_) => ErrorCategory::Io,
         }
     }
