@@ -543,7 +543,8 @@ mod tests {
         let r = RimResponse::parse(br#"{"id":"NV_GPU_DRIVER_GH100_550.90.07","rim":"%%"}"#)
             .unwrap();
         assert_eq!(r.rim_bytes(&id), Err(RimServiceProblem::BadBase64));
-        for bad in [&br#"{"id":"x"}"#[..], b"", b"[]", b"{\"id\":1,\"rim\":\"\"}"] {
+        let bads: [&[u8]; 4] = [br#"{"id":"x"}"#, b"", b"[]", br#"{"id":1,"rim":""}"#];
+        for bad in bads {
             assert!(matches!(
                 RimResponse::parse(bad),
                 Err(RimServiceProblem::NotJson(_))
