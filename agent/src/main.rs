@@ -131,8 +131,8 @@ async fn run(
                 let rim_service = config.gpu_rim_service.clone();
                 move || settings.check_using(time::OffsetDateTime::now_utc(), rim_service.as_ref())
             })
-                .await
-                .context("checking the GPUs")??,
+            .await
+            .context("checking the GPUs")??,
         ),
         None => None,
     };

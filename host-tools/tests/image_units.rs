@@ -204,7 +204,10 @@ fn check_rim_service_flags(root: &Path) {
         Some("chrysalis-gpu-gate")
     );
     for agent in ["chrysalis-agent.service", "chrysalis-agent-sim.service"] {
-        let exec = must(root, agent).last("Service.ExecStart").unwrap().to_string();
+        let exec = must(root, agent)
+            .last("Service.ExecStart")
+            .unwrap()
+            .to_string();
         assert!(
             exec.contains("--gpu-rim-cache /var/cache/chrysalis-gpu-gate/rims")
                 && exec.contains("--gpu-offline"),

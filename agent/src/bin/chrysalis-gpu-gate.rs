@@ -24,7 +24,8 @@
 //! Exit codes: 0 passed (ready state set, bundle written); 1 refused (the
 //! GPUs did not prove they are in CC mode with the expected firmware and
 //! driver: the reason is printed, nothing is written, the ready state stays
-//! off); 2 invalid command line or configuration (policy, RIM files).
+//! off); 2 invalid command line or configuration (policy, RIM files, RIM
+//! service URL).
 #![forbid(unsafe_code)]
 
 use std::path::PathBuf;

@@ -35,6 +35,7 @@ use base64::Engine;
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
+pub use crate::error::RimServiceProblem;
 use crate::error::{Error, Result};
 use crate::evidence::AttestationReport;
 use crate::rim::{self, Rim};
@@ -220,60 +221,6 @@ impl RimIds {
             driver: RimId::driver(chip, &driver_version)?,
             vbios: RimId::vbios(&project, &project_sku, &chip_sku, &vbios_version)?,
         })
-    }
-}
-
-/// What went wrong asking the RIM service for one id.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[non_exhaustive]
-pub enum RimServiceProblem {
-    /// The service answered 404: it has no RIM of this id.
-    #[error("the service has no RIM of this id (HTTP 404)")]
-    NotFound,
-    /// The service answered another non-success status.
-    #[error("the service answered HTTP {0}")]
-    Status(u16),
-    /// Connecting, sending or reading failed (time-out included).
-    #[error("request failed: {0}")]
-    Transport(String),
-    /// The body is larger than [`MAX_RESPONSE_LEN`].
-    #[error("the response is over the {MAX_RESPONSE_LEN}-byte limit")]
-    TooLarge,
-    /// Offline, and the cache has no usable RIM of this id.
-    #[error("offline, and the cache has no usable RIM of this id ({0})")]
-    Offline(String),
-    /// The body is not the expected JSON object (not JSON, a field missing
-    /// or of the wrong type).
-    #[error("the response is not the RIM service's JSON: {0}")]
-    NotJson(String),
-    /// The `id` field is not the id asked for.
-    #[error("the response is for id {0:?}, not the one asked for")]
-    IdMismatch(String),
-    /// The `rim` field is not standard base64.
-    #[error("the rim field is not base64")]
-    BadBase64,
-    /// `sha256` is not the SHA-256 of the decoded RIM.
-    #[error("the sha256 field {0:?} is not the SHA-256 of the decoded RIM")]
-    Sha256Mismatch(String),
-    /// `rim_format` is not `TCG` (SWID); CoRIM is not supported.
-    #[error("RIM format {0:?} is not supported (only TCG SWID tags)")]
-    Format(String),
-    /// The decoded RIM is not the one the id names (other version or chip).
-    #[error("the RIM is not the one asked for: {0}")]
-    WrongRim(String),
-}
-
-impl RimServiceProblem {
-    /// Whether this is about the service being unreachable or not having
-    /// the RIM (I/O), rather than answering something malformed.
-    pub fn is_io(&self) -> bool {
-        matches!(
-            self,
-            RimServiceProblem::NotFound
-                | RimServiceProblem::Status(_)
-                | RimServiceProblem::Transport(_)
-                | RimServiceProblem::Offline(_)
-        )
     }
 }
 
@@ -532,16 +479,21 @@ mod tests {
             r.rim_bytes(&id),
             Err(RimServiceProblem::Sha256Mismatch(_))
         ));
-        let r = RimResponse::parse(&body(id.as_str(), b"<x/>", r#","rim_format":"CORIM""#))
-            .unwrap();
-        assert!(matches!(r.rim_bytes(&id), Err(RimServiceProblem::Format(_))));
+        let r =
+            RimResponse::parse(&body(id.as_str(), b"<x/>", r#","rim_format":"CORIM""#)).unwrap();
+        assert!(matches!(
+            r.rim_bytes(&id),
+            Err(RimServiceProblem::Format(_))
+        ));
         let r = RimResponse::parse(&body("NV_GPU_DRIVER_GH100_1", b"<x/>", "")).unwrap();
         assert_eq!(
             r.rim_bytes(&id),
-            Err(RimServiceProblem::IdMismatch("NV_GPU_DRIVER_GH100_1".into()))
+            Err(RimServiceProblem::IdMismatch(
+                "NV_GPU_DRIVER_GH100_1".into()
+            ))
         );
-        let r = RimResponse::parse(br#"{"id":"NV_GPU_DRIVER_GH100_550.90.07","rim":"%%"}"#)
-            .unwrap();
+        let r =
+            RimResponse::parse(br#"{"id":"NV_GPU_DRIVER_GH100_550.90.07","rim":"%%"}"#).unwrap();
         assert_eq!(r.rim_bytes(&id), Err(RimServiceProblem::BadBase64));
         let bads: [&[u8]; 4] = [br#"{"id":"x"}"#, b"", b"[]", br#"{"id":1,"rim":""}"#];
         for bad in bads {

@@ -74,7 +74,10 @@ fn answer(id: &str, rim: &[u8]) -> Vec<u8> {
 /// (status, body; 404 for anything else), at most `max` connections.
 /// Returns the base URL and the log of paths requested. The thread ends
 /// after `max` connections or with the test process.
-fn serve(routes: BTreeMap<String, (u16, Vec<u8>)>, max: usize) -> (String, Arc<Mutex<Vec<String>>>) {
+fn serve(
+    routes: BTreeMap<String, (u16, Vec<u8>)>,
+    max: usize,
+) -> (String, Arc<Mutex<Vec<String>>>) {
     use std::io::{BufRead, BufReader, Write};
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -147,7 +150,11 @@ fn the_hopper_report_verifies_with_rims_fetched_by_id_then_offline_from_the_cach
     let Some(d) = vectors() else { return };
     let (base, log) = serve(
         routes(vec![
-            (DRIVER_ID, 200, answer(DRIVER_ID, &vector_rim(&d, DRIVER_ID))),
+            (
+                DRIVER_ID,
+                200,
+                answer(DRIVER_ID, &vector_rim(&d, DRIVER_ID)),
+            ),
             (VBIOS_ID, 200, answer(VBIOS_ID, &vector_rim(&d, VBIOS_ID))),
         ]),
         2,
@@ -164,11 +171,18 @@ fn the_hopper_report_verifies_with_rims_fetched_by_id_then_offline_from_the_cach
     assert!(m.versions_match);
     let dr = m.driver_rim.as_ref().unwrap();
     assert_eq!(dr.version, "550.90.07");
-    assert!(dr.name.contains(DRIVER_ID) && dr.name.contains(&base), "{}", dr.name);
+    assert!(
+        dr.name.contains(DRIVER_ID) && dr.name.contains(&base),
+        "{}",
+        dr.name
+    );
     assert_eq!(m.vbios_rim.as_ref().unwrap().version, "96.00.9F.00.01");
     assert_eq!(
         *log.lock().unwrap(),
-        vec![format!("/v1/rim/{DRIVER_ID}"), format!("/v1/rim/{VBIOS_ID}")]
+        vec![
+            format!("/v1/rim/{DRIVER_ID}"),
+            format!("/v1/rim/{VBIOS_ID}")
+        ]
     );
     // Cached under the id, byte for byte what NVIDIA signed.
     for id in [DRIVER_ID, VBIOS_ID] {
@@ -215,7 +229,10 @@ fn a_local_rim_of_the_reports_version_is_not_fetched() {
     let c = Collateral::new(vec![driver])
         .with_rim_service(RimServiceClient::new(&base, None, false).unwrap());
     let v = verify_gpu(&sample(&d), &c, &rim_policy(), &nonce(), at_2025()).unwrap();
-    assert_eq!(v.rim().unwrap().driver_rim.as_ref().unwrap().name, "driver.xml");
+    assert_eq!(
+        v.rim().unwrap().driver_rim.as_ref().unwrap().name,
+        "driver.xml"
+    );
     assert_eq!(*log.lock().unwrap(), vec![format!("/v1/rim/{VBIOS_ID}")]);
 }
 
@@ -236,9 +253,8 @@ fn a_tampered_rim_from_the_service_is_refused_and_not_cached() {
         2,
     );
     let cache = tempfile::tempdir().unwrap();
-    let c = Collateral::new(vec![]).with_rim_service(
-        RimServiceClient::new(&base, Some(cache.path().into()), false).unwrap(),
-    );
+    let c = Collateral::new(vec![])
+        .with_rim_service(RimServiceClient::new(&base, Some(cache.path().into()), false).unwrap());
     let e = verify_gpu(&sample(&d), &c, &rim_policy(), &nonce(), at_2025()).unwrap_err();
     match &e {
         Error::RimSignature { name, reason } => {
@@ -329,10 +345,7 @@ fn an_unreachable_service_and_an_empty_offline_cache_name_the_id() {
     let c = Collateral::new(vec![])
         .with_rim_service(RimServiceClient::new(&base, None, false).unwrap());
     let e = verify_gpu(&sample(&d), &c, &rim_policy(), &nonce(), at_2025()).unwrap_err();
-    assert!(matches!(
-        problem(e),
-        RimServiceProblem::Transport(_)
-    ));
+    assert!(matches!(problem(e), RimServiceProblem::Transport(_)));
 
     let cache = tempfile::tempdir().unwrap();
     let c = Collateral::new(vec![]).with_rim_service(
@@ -354,5 +367,7 @@ fn an_unreachable_service_and_an_empty_offline_cache_name_the_id() {
     )
     .unwrap();
     let e = verify_gpu(&sample(&d), &c, &rim_policy(), &nonce(), at_2025()).unwrap_err();
-    assert!(matches!(problem(e), RimServiceProblem::Offline(m) if m.contains("cached copy unusable")));
+    assert!(
+        matches!(problem(e), RimServiceProblem::Offline(m) if m.contains("cached copy unusable"))
+    );
 }
