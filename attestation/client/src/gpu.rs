@@ -127,3 +127,22 @@ impl GpuRequirement {
         Ok((Some(set), label))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrysalis_gpu::rim_service::NVIDIA_RIM_SERVICE;
+    use chrysalis_gpu::RimServiceClient;
+
+    #[test]
+    fn rims_are_required_with_rim_files_or_a_rim_service_only() {
+        let plain = GpuRequirement::default();
+        assert!(!plain.release_policy().require_rims);
+        let service = RimServiceClient::new(NVIDIA_RIM_SERVICE, None, true).unwrap();
+        let fetching = GpuRequirement::default()
+            .with_collateral(Collateral::new(vec![]).with_rim_service(service), 0);
+        assert!(fetching.release_policy().require_rims);
+        let none = GpuRequirement::default().with_collateral(Collateral::new(vec![]), 0);
+        assert!(!none.release_policy().require_rims);
+    }
+}
