@@ -10,7 +10,8 @@
 //! 5. the RIMs (driver and VBIOS, chosen by the report's versions; with a
 //!    RIM service client, those the collateral lacks are fetched by the ids
 //!    the report gives, see [`crate::rim_service`]) verify (XML-DSig +
-//!    signer chain to the pinned CoRIM root) and describe this chip; every active golden measurement is compared with the report
+//!    signer chain to the pinned CoRIM root) and describe this chip;
+//!    every active golden measurement is compared with the report
 //!    (mismatches beyond `max_measurement_mismatches` fail);
 //! 6. OCSP for the device chain and the RIM signer chains per policy
 //!    (`revoked`/`unknown` always fail; missing fails only when required).
