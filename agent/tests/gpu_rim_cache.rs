@@ -136,3 +136,37 @@ fn rim_service_flags_reach_the_config() {
     .unwrap();
     assert!(cli.into_config().is_err());
 }
+
+#[test]
+fn rim_service_keys_of_the_config_file() {
+    use clap::Parser;
+    let d = tempfile::tempdir().unwrap();
+    let file = d.path().join("agent.toml");
+    std::fs::write(
+        &file,
+        "provider = \"sim\"\n[gpu]\nsource = \"nvml\"\nrim_service = \"http://127.0.0.1:9\"\n\
+         rim_cache = \"/tmp/rims\"\noffline = true\n",
+    )
+    .unwrap();
+    let cfg = chrysalis_agent::cli::Cli::try_parse_from([
+        "chrysalis-agent",
+        "--config",
+        file.to_str().unwrap(),
+    ])
+    .unwrap()
+    .into_config()
+    .unwrap();
+    let r = cfg.gpu_rim_service.expect("RIM service settings");
+    assert_eq!(r.url, "http://127.0.0.1:9");
+    assert_eq!(r.cache.as_deref(), Some(std::path::Path::new("/tmp/rims")));
+    // An unknown key next to them is still refused.
+    std::fs::write(&file, "provider = \"sim\"\n[gpu]\nrim_servic = \"x\"\n").unwrap();
+    let e = chrysalis_agent::cli::Cli::try_parse_from([
+        "chrysalis-agent",
+        "--config",
+        file.to_str().unwrap(),
+    ])
+    .unwrap()
+    .into_config();
+    assert!(e.is_err());
+}
