@@ -160,9 +160,20 @@ pub struct Cli {
     /// OCSP response cache directory.
     #[arg(long, value_name = "DIR")]
     pub gpu_ocsp_cache: Option<PathBuf>,
-    /// Use only cached OCSP responses.
+    /// Use only cached OCSP responses (and cached RIMs with
+    /// --gpu-rim-service/--gpu-rim-cache).
     #[arg(long)]
     pub gpu_offline: bool,
+    /// Fetch the driver and VBIOS RIMs the --gpu-rim files lack, by the ids
+    /// the GPU's signed report gives, from this RIM service (checked like
+    /// RIM files: signature, chain to the pinned NVIDIA root, version).
+    #[arg(long, value_name = "URL")]
+    pub gpu_rim_service: Option<String>,
+    /// RIM cache directory (`{id}.xml`); alone, implies NVIDIA's RIM
+    /// service; with --gpu-offline only this cache answers (the gpu
+    /// image's agent reads what the GPU gate fetched).
+    #[arg(long, value_name = "DIR")]
+    pub gpu_rim_cache: Option<PathBuf>,
 }
 
 impl Cli {
@@ -319,9 +330,24 @@ impl Cli {
                 g.ocsp_cache = Some(c);
             }
             g.offline |= self.gpu_offline;
-        } else if self.gpu_policy.is_some() || !self.gpu_rim.is_empty() || self.gpu_offline {
+            if self.gpu_rim_service.is_some() || self.gpu_rim_cache.is_some() {
+                let r = cfg.gpu_rim_service.get_or_insert_with(Default::default);
+                if let Some(u) = self.gpu_rim_service {
+                    r.url = u;
+                }
+                if let Some(c) = self.gpu_rim_cache {
+                    r.cache = Some(c);
+                }
+            }
+        } else if self.gpu_policy.is_some()
+            || !self.gpu_rim.is_empty()
+            || self.gpu_offline
+            || self.gpu_rim_service.is_some()
+            || self.gpu_rim_cache.is_some()
+        {
             return Err(Error::Config(
-                "--gpu-policy/--gpu-rim/--gpu-offline need a GPU source (--gpu nvml|recorded)"
+                "--gpu-policy/--gpu-rim/--gpu-offline/--gpu-rim-service/--gpu-rim-cache need a GPU \
+                 source (--gpu nvml|recorded|gate)"
                     .into(),
             ));
         }

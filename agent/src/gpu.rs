@@ -15,7 +15,9 @@ use std::path::PathBuf;
 
 use chrysalis_gpu::nvml::NvmlSource;
 use chrysalis_gpu::ocsp::OcspClient;
-use chrysalis_gpu::{gate, Collateral, GpuEvidenceSource, GpuPolicy, Readiness, RecordedSource};
+use chrysalis_gpu::{
+    gate, Collateral, GpuEvidenceSource, GpuPolicy, Readiness, RecordedSource, RimServiceClient,
+};
 use rand_core::RngCore;
 use time::OffsetDateTime;
 
@@ -61,6 +63,30 @@ pub struct GpuSettings {
     pub offline: bool,
 }
 
+/// RIMs fetched by id (the report's driver and VBIOS RIM ids) from a RIM
+/// service when the RIM files lack them (`--rim-service`/`--rim-cache` of
+/// the gate, `--gpu-rim-service`/`--gpu-rim-cache` of the agent). What the
+/// service answers is checked exactly like a RIM file. With
+/// [`GpuSettings::offline`] only the cache answers: the agent's
+/// re-verification of the gate's bundle reads the RIMs the gate fetched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RimServiceSettings {
+    /// Base URL ([`chrysalis_gpu::rim_service::NVIDIA_RIM_SERVICE`] by
+    /// default); RIMs are fetched from `{url}/v1/rim/{id}`.
+    pub url: String,
+    /// Cache directory: fetched RIMs are kept there as `{id}.xml`.
+    pub cache: Option<PathBuf>,
+}
+
+impl Default for RimServiceSettings {
+    fn default() -> Self {
+        RimServiceSettings {
+            url: chrysalis_gpu::rim_service::NVIDIA_RIM_SERVICE.to_string(),
+            cache: None,
+        }
+    }
+}
+
 /// The verified GPU evidence the agent serves.
 #[derive(Debug, Clone)]
 pub struct GpuAttested {
@@ -104,12 +130,19 @@ impl GpuSettings {
         }
     }
 
-    fn collateral(&self) -> Result<Collateral> {
-        Collateral::from_rim_files(
+    fn collateral(&self, rim_service: Option<&RimServiceSettings>) -> Result<Collateral> {
+        let c = Collateral::from_rim_files(
             &self.rim_files()?,
             OcspClient::new(self.ocsp_cache.clone(), self.offline),
         )
-        .map_err(gpu_config_error)
+        .map_err(gpu_config_error)?;
+        Ok(match rim_service {
+            None => c,
+            Some(r) => c.with_rim_service(
+                RimServiceClient::new(&r.url, r.cache.clone(), self.offline)
+                    .map_err(gpu_config_error)?,
+            ),
+        })
     }
 
     /// [`GpuSettings::rims`] with directories expanded.
@@ -149,6 +182,16 @@ impl GpuSettings {
     /// is a refusal to report (not ready); `Err` a configuration error that
     /// stops start-up.
     pub fn check(&self, at: OffsetDateTime) -> Result<std::result::Result<GpuAttested, String>> {
+        self.check_using(at, None)
+    }
+
+    /// [`GpuSettings::check`], fetching the RIMs the files lack from
+    /// `rim_service` (when given).
+    pub fn check_using(
+        &self,
+        at: OffsetDateTime,
+        rim_service: Option<&RimServiceSettings>,
+    ) -> Result<std::result::Result<GpuAttested, String>> {
         let mut nonce = [0u8; chrysalis_gpu::evidence::NONCE_LEN];
         if let GpuSourceKind::Gate(p) = &self.source {
             // The gate's nonce: it was fresh when the gate collected.
@@ -159,7 +202,7 @@ impl GpuSettings {
         } else {
             rand_core::OsRng.fill_bytes(&mut nonce);
         }
-        self.check_with_nonce(at, &nonce)
+        self.check_with_nonce_using(at, &nonce, rim_service)
     }
 
     /// [`GpuSettings::check`] with a given nonce (recorded evidence was
@@ -169,8 +212,19 @@ impl GpuSettings {
         at: OffsetDateTime,
         nonce: &[u8; chrysalis_gpu::evidence::NONCE_LEN],
     ) -> Result<std::result::Result<GpuAttested, String>> {
+        self.check_with_nonce_using(at, nonce, None)
+    }
+
+    /// [`GpuSettings::check_with_nonce`], fetching the RIMs the files lack
+    /// from `rim_service` (when given).
+    pub fn check_with_nonce_using(
+        &self,
+        at: OffsetDateTime,
+        nonce: &[u8; chrysalis_gpu::evidence::NONCE_LEN],
+        rim_service: Option<&RimServiceSettings>,
+    ) -> Result<std::result::Result<GpuAttested, String>> {
         let policy = self.load_policy()?;
-        let collateral = self.collateral()?;
+        let collateral = self.collateral(rim_service)?;
         let mut source = match self.open_source() {
             Ok(s) => s,
             Err(why) => return Ok(Err(why)),

@@ -127,9 +127,12 @@ async fn run(
     // certificate: all served evidence carries them.
     let gpu = match config.gpu.clone() {
         Some(settings) => Some(
-            tokio::task::spawn_blocking(move || settings.check(time::OffsetDateTime::now_utc()))
-                .await
-                .context("checking the GPUs")??,
+            tokio::task::spawn_blocking({
+                let rim_service = config.gpu_rim_service.clone();
+                move || settings.check_using(time::OffsetDateTime::now_utc(), rim_service.as_ref())
+            })
+            .await
+            .context("checking the GPUs")??,
         ),
         None => None,
     };

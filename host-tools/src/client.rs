@@ -72,6 +72,18 @@ pub struct GpuOpts {
     /// GPU check: OCSP response cache directory.
     #[arg(long, value_name = "DIR")]
     gpu_ocsp_cache: Option<PathBuf>,
+    /// GPU check: fetch the driver and VBIOS RIMs the --gpu-rim files lack,
+    /// by the ids the GPU's signed report gives, from this RIM service
+    /// (NVIDIA's: https://rim.attestation.nvidia.com), and compare the
+    /// measurements with them. Untrusted: a fetched RIM is checked like a
+    /// --gpu-rim file (XML signature, chain to the pinned NVIDIA root,
+    /// version). Off by default (no third-party request).
+    #[arg(long, value_name = "URL")]
+    gpu_rim_service: Option<String>,
+    /// GPU check: keep fetched RIMs here (`ID.xml`); alone, implies
+    /// NVIDIA's RIM service; with --gpu-offline only this cache answers.
+    #[arg(long, value_name = "DIR")]
+    gpu_rim_cache: Option<PathBuf>,
 }
 
 impl GpuOpts {
@@ -80,13 +92,26 @@ impl GpuOpts {
             || !self.gpu_rim.is_empty()
             || self.gpu_offline
             || self.gpu_ocsp_cache.is_some()
+            || self.gpu_rim_service.is_some()
+            || self.gpu_rim_cache.is_some()
     }
 
     fn requirement(&self) -> Result<chrysalis_client::GpuRequirement, Failure> {
-        let collateral = chrysalis_gpu::verify::Collateral::from_rim_files(
+        let mut collateral = chrysalis_gpu::verify::Collateral::from_rim_files(
             &self.gpu_rim,
             chrysalis_gpu::ocsp::OcspClient::new(self.gpu_ocsp_cache.clone(), self.gpu_offline),
         )?;
+        if self.gpu_rim_service.is_some() || self.gpu_rim_cache.is_some() {
+            let url = self
+                .gpu_rim_service
+                .as_deref()
+                .unwrap_or(chrysalis_gpu::rim_service::NVIDIA_RIM_SERVICE);
+            collateral = collateral.with_rim_service(chrysalis_gpu::RimServiceClient::new(
+                url,
+                self.gpu_rim_cache.clone(),
+                self.gpu_offline,
+            )?);
+        }
         let mut req = chrysalis_client::GpuRequirement::default()
             .with_collateral(collateral, self.gpu_rim.len());
         if let Some(p) = &self.gpu_policy {
@@ -245,7 +270,7 @@ fn refuse_offline_flags(a: &VerifyArgs) -> Result<(), Failure> {
     }
     if a.gpu.any() {
         return Err(usage(
-            "GPU flags (--gpu-policy, --gpu-rim, --gpu-offline, --gpu-ocsp-cache) cannot be used with --cert: a certificate carries only the digest of the GPU evidence, not the GPU bundle; verify https://HOST:PORT --gpu-policy FILE instead",
+            "GPU flags (--gpu-policy, --gpu-rim, --gpu-offline, --gpu-ocsp-cache, --gpu-rim-service, --gpu-rim-cache) cannot be used with --cert: a certificate carries only the digest of the GPU evidence, not the GPU bundle; verify https://HOST:PORT --gpu-policy FILE instead",
         ));
     }
     Ok(())

@@ -45,9 +45,20 @@ enum GpuCommand {
         /// Verification time (RFC 3339); default now.
         #[arg(long, value_name = "RFC3339")]
         at: Option<String>,
-        /// Never use the network: OCSP answers only from the cache.
+        /// Never use the network: OCSP answers (and RIMs, with
+        /// --rim-service/--rim-cache) only from the cache.
         #[arg(long)]
         offline: bool,
+        /// Fetch the driver and VBIOS RIMs the --rim files lack, by the ids
+        /// the signed report gives, from this RIM service (NVIDIA's:
+        /// https://rim.attestation.nvidia.com). Untrusted: checked like a
+        /// --rim file (signature, chain to the pinned root, version).
+        #[arg(long, value_name = "URL")]
+        rim_service: Option<String>,
+        /// Keep fetched RIMs here (`ID.xml`); alone, implies NVIDIA's RIM
+        /// service; with --offline only this cache answers.
+        #[arg(long, value_name = "DIR")]
+        rim_cache: Option<PathBuf>,
         /// OCSP cache directory (default: $XDG_CACHE_HOME/chrysalis/ocsp or ~/.cache/chrysalis/ocsp).
         #[arg(long, value_name = "DIR")]
         ocsp_cache: Option<PathBuf>,
@@ -86,6 +97,8 @@ pub fn run(args: GpuArgs) -> i32 {
             nonce,
             at,
             offline,
+            rim_service,
+            rim_cache,
             ocsp_cache,
             policy,
             json,
@@ -97,6 +110,8 @@ pub fn run(args: GpuArgs) -> i32 {
                 nonce,
                 at,
                 offline,
+                rim_service,
+                rim_cache,
                 ocsp_cache,
                 policy,
             };
@@ -163,6 +178,8 @@ struct VerifyInputs {
     nonce: String,
     at: Option<String>,
     offline: bool,
+    rim_service: Option<String>,
+    rim_cache: Option<PathBuf>,
     ocsp_cache: Option<PathBuf>,
     policy: Option<PathBuf>,
 }
@@ -222,7 +239,18 @@ fn verify(i: &VerifyInputs) -> Result<Outcome, Failure> {
         ),
     };
     let cache = i.ocsp_cache.clone().or_else(default_cache);
-    let collateral = Collateral::from_rim_files(&i.rims, OcspClient::new(cache, i.offline))?;
+    let mut collateral = Collateral::from_rim_files(&i.rims, OcspClient::new(cache, i.offline))?;
+    if i.rim_service.is_some() || i.rim_cache.is_some() {
+        let url = i
+            .rim_service
+            .as_deref()
+            .unwrap_or(chrysalis_gpu::rim_service::NVIDIA_RIM_SERVICE);
+        collateral = collateral.with_rim_service(chrysalis_gpu::RimServiceClient::new(
+            url,
+            i.rim_cache.clone(),
+            i.offline,
+        )?);
+    }
     let evidence = read(&i.evidence)?;
     let at_s = at.format(&Rfc3339).unwrap_or_default();
     if evidence.iter().find(|b| !b.is_ascii_whitespace()) == Some(&b'{') {

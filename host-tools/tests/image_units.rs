@@ -185,6 +185,35 @@ const GPU_CHAIN: [&str; 6] = [
 fn gpu_image_orders_devices_persistenced_gate_then_engine_and_agent() {
     let root = image_root("gpu");
     check_gpu_chain(root.path());
+    check_rim_service_flags(root.path());
+}
+
+/// The gate fetches the RIMs its directory lacks from NVIDIA's RIM service
+/// into its cache; the agents re-verify offline from that cache.
+fn check_rim_service_flags(root: &Path) {
+    let gate = must(root, "chrysalis-gpu-gate.service");
+    let exec = gate.last("Service.ExecStart").unwrap();
+    for flag in [
+        "--rim-service https://rim.attestation.nvidia.com",
+        "--rim-cache /var/cache/chrysalis-gpu-gate/rims",
+    ] {
+        assert!(exec.contains(flag), "gate: {exec}");
+    }
+    assert_eq!(
+        gate.last("Service.CacheDirectory"),
+        Some("chrysalis-gpu-gate")
+    );
+    for agent in ["chrysalis-agent.service", "chrysalis-agent-sim.service"] {
+        let exec = must(root, agent)
+            .last("Service.ExecStart")
+            .unwrap()
+            .to_string();
+        assert!(
+            exec.contains("--gpu-rim-cache /var/cache/chrysalis-gpu-gate/rims")
+                && exec.contains("--gpu-offline"),
+            "{agent}: {exec}"
+        );
+    }
 }
 
 /// The GPU chain's ordering, dependencies and sandboxing, on a root

@@ -67,6 +67,9 @@ impl Config {
             self.runtime_config = Some(p);
         }
         if let Some(g) = f.gpu {
+            if let Some(r) = g.rim_service_settings() {
+                self.gpu_rim_service = Some(r);
+            }
             self.gpu = Some(g.into_settings()?);
         }
         if let Some(l) = f.limits {
@@ -250,11 +253,29 @@ pub struct FileGpu {
     pub rims: Vec<std::path::PathBuf>,
     /// OCSP cache directory.
     pub ocsp_cache: Option<std::path::PathBuf>,
-    /// Never fetch OCSP over the network.
+    /// Never fetch OCSP responses or RIMs over the network.
     pub offline: Option<bool>,
+    /// RIM service base URL: fetch the RIMs the files lack by id.
+    pub rim_service: Option<String>,
+    /// RIM cache directory (implies the RIM service, NVIDIA's by default).
+    pub rim_cache: Option<std::path::PathBuf>,
 }
 
 impl FileGpu {
+    /// The RIM service settings, when `rim_service` or `rim_cache` is set
+    /// (the URL defaults to NVIDIA's).
+    pub fn rim_service_settings(&self) -> Option<crate::gpu::RimServiceSettings> {
+        if self.rim_service.is_none() && self.rim_cache.is_none() {
+            return None;
+        }
+        let mut r = crate::gpu::RimServiceSettings::default();
+        if let Some(u) = &self.rim_service {
+            r.url = u.clone();
+        }
+        r.cache = self.rim_cache.clone();
+        Some(r)
+    }
+
     /// Checks the combination and builds the settings.
     pub fn into_settings(self) -> Result<crate::gpu::GpuSettings> {
         use crate::gpu::GpuSourceKind;

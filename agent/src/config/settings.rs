@@ -187,6 +187,10 @@ pub struct Config {
     pub rtmr3_log: Option<std::path::PathBuf>,
     /// GPU attestation at boot; `None`: no GPU check.
     pub gpu: Option<crate::gpu::GpuSettings>,
+    /// Fetch the RIMs the GPU check's files lack by id from this RIM
+    /// service (cache only with the GPU check's `offline`); `None`: RIM
+    /// files only.
+    pub gpu_rim_service: Option<crate::gpu::RimServiceSettings>,
     /// Payment (from the measured runtime configuration's `payments`
     /// section, never from the command line); `None`: free.
     pub payments: Option<crate::ledger::PaymentSettings>,
@@ -221,6 +225,7 @@ impl Config {
             rtmr3_log: None,
             image_id: None,
             gpu: None,
+            gpu_rim_service: None,
             payments: None,
         }
     }

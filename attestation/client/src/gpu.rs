@@ -42,10 +42,12 @@ impl GpuRequirement {
     }
 
     /// The RIMs and OCSP client to check GPU evidence with; `rim_count` is
-    /// how many RIMs it holds (they are then compared by default).
+    /// how many RIMs it holds. RIMs are then compared by default when it
+    /// holds any or has a RIM service client (which fetches those the
+    /// report needs).
     pub fn with_collateral(mut self, collateral: Collateral, rim_count: usize) -> Self {
+        self.has_rims = rim_count > 0 || collateral.rim_service().is_some();
         self.collateral = collateral;
-        self.has_rims = rim_count > 0;
         self
     }
 
@@ -123,5 +125,24 @@ impl GpuRequirement {
             now,
         )?;
         Ok((Some(set), label))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrysalis_gpu::rim_service::NVIDIA_RIM_SERVICE;
+    use chrysalis_gpu::RimServiceClient;
+
+    #[test]
+    fn rims_are_required_with_rim_files_or_a_rim_service_only() {
+        let plain = GpuRequirement::default();
+        assert!(!plain.release_policy().require_rims);
+        let service = RimServiceClient::new(NVIDIA_RIM_SERVICE, None, true).unwrap();
+        let fetching = GpuRequirement::default()
+            .with_collateral(Collateral::new(vec![]).with_rim_service(service), 0);
+        assert!(fetching.release_policy().require_rims);
+        let none = GpuRequirement::default().with_collateral(Collateral::new(vec![]), 0);
+        assert!(!none.release_policy().require_rims);
     }
 }

@@ -105,6 +105,17 @@ pub enum Error {
         /// What failed.
         reason: String,
     },
+    /// The RIM service did not give a usable RIM for an id (unreachable,
+    /// 404, malformed answer, or a RIM other than the one asked for).
+    #[error("RIM {id} from {url}: {problem}")]
+    RimService {
+        /// The RIM id asked for (e.g. `NV_GPU_DRIVER_GH100_550.90.07`).
+        id: String,
+        /// The URL it was asked from.
+        url: String,
+        /// What went wrong.
+        problem: RimServiceProblem,
+    },
     /// The NVIDIA driver (NVML) is absent or an NVML call failed.
     #[error("NVML: {0}")]
     Nvml(String),
@@ -128,6 +139,12 @@ impl Error {
             | Error::Ocsp(_)
             | Error::DigestMismatch { .. } => ErrorCategory::Verification,
             Error::Policy(_) => ErrorCategory::Rejected,
+            Error::RimService { problem, .. } if problem.is_io() => ErrorCategory::Io,
+            Error::RimService {
+                problem: RimServiceProblem::WrongRim(_),
+                ..
+            } => ErrorCategory::Verification,
+            Error::RimService { .. } => ErrorCategory::Malformed,
             Error::Io { .. } | Error::Http { .. } | Error::Nvml(_) => ErrorCategory::Io,
         }
     }
@@ -137,6 +154,60 @@ impl Error {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// What went wrong asking the RIM service for one id.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RimServiceProblem {
+    /// The service answered 404: it has no RIM of this id.
+    #[error("the service has no RIM of this id (HTTP 404)")]
+    NotFound,
+    /// The service answered another non-success status.
+    #[error("the service answered HTTP {0}")]
+    Status(u16),
+    /// Connecting, sending or reading failed (time-out included).
+    #[error("request failed: {0}")]
+    Transport(String),
+    /// The body is larger than [`crate::rim_service::MAX_RESPONSE_LEN`].
+    #[error("the response is over the size limit")]
+    TooLarge,
+    /// Offline, and the cache has no usable RIM of this id.
+    #[error("offline, and the cache has no usable RIM of this id ({0})")]
+    Offline(String),
+    /// The body is not the expected JSON object (not JSON, a field missing
+    /// or of the wrong type).
+    #[error("the response is not the RIM service's JSON: {0}")]
+    NotJson(String),
+    /// The `id` field is not the id asked for.
+    #[error("the response is for id {0:?}, not the one asked for")]
+    IdMismatch(String),
+    /// The `rim` field is not standard base64.
+    #[error("the rim field is not base64")]
+    BadBase64,
+    /// `sha256` is not the SHA-256 of the decoded RIM.
+    #[error("the sha256 field {0:?} is not the SHA-256 of the decoded RIM")]
+    Sha256Mismatch(String),
+    /// `rim_format` is not `TCG` (SWID); CoRIM is not supported.
+    #[error("RIM format {0:?} is not supported (only TCG SWID tags)")]
+    Format(String),
+    /// The decoded RIM is not the one the id names (other version or chip).
+    #[error("the RIM is not the one asked for: {0}")]
+    WrongRim(String),
+}
+
+impl RimServiceProblem {
+    /// Whether this is about the service being unreachable or not having
+    /// the RIM (I/O), rather than answering something malformed.
+    pub fn is_io(&self) -> bool {
+        matches!(
+            self,
+            RimServiceProblem::NotFound
+                | RimServiceProblem::Status(_)
+                | RimServiceProblem::Transport(_)
+                | RimServiceProblem::Offline(_)
+        )
     }
 }
 

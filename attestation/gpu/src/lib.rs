@@ -10,6 +10,7 @@
 //! | [`evidence`] | the SPDM 1.1 `GET_MEASUREMENTS` request + signed response (nonce, measurement blocks, opaque data: driver/VBIOS version, signature) |
 //! | [`certs`] | device chain to the pinned NVIDIA Device Identity CA; RIM signer chain to the pinned CoRIM root |
 //! | [`rim`] | reference integrity manifests (SWID tags) and their XML-DSig signature (C14N 1.1, ECDSA P-384) |
+//! | [`rim_service`] | RIM ids derived from a report, fetched from NVIDIA's RIM service (untrusted: checked like a file RIM), cached on disk, usable offline |
 //! | [`ocsp`] | OCSP requests/responses (RFC 6960), signature-checked, cached on disk, usable offline |
 //! | [`policy`] | the `[gpu]` policy section |
 //! | [`bundle`] | the JSON evidence bundle a node serves, and its SHA-384 |
@@ -53,6 +54,26 @@
 //!
 //! Tests and offline checks use [`RecordedSource`] behind the same trait.
 //!
+//! # RIMs from NVIDIA's RIM service
+//!
+//! A node cannot ship every card's VBIOS RIM. With
+//! [`Collateral::with_rim_service`] verification fetches the RIMs the given
+//! ones lack, by the ids the signed report names ([`RimIds::for_report`]:
+//! `NV_GPU_DRIVER_GH100_550.90.07`, `NV_GPU_VBIOS_1010_0200_882_96009F0001`),
+//! from `{base}/v1/rim/{id}` ([`rim_service::NVIDIA_RIM_SERVICE`] is
+//! NVIDIA's), caching them on disk. The service is untrusted: a fetched RIM
+//! must be the version its id names and goes through the same signature,
+//! chain, chip, measurement and OCSP checks as a RIM file.
+//!
+//! ```no_run
+//! use chrysalis_gpu::{Collateral, RimServiceClient};
+//! use chrysalis_gpu::rim_service::NVIDIA_RIM_SERVICE;
+//! # fn main() -> Result<(), chrysalis_gpu::Error> {
+//! let rims = RimServiceClient::new(NVIDIA_RIM_SERVICE, Some("/var/cache/chrysalis/rims".into()), false)?;
+//! let collateral = Collateral::new(vec![]).with_rim_service(rims);
+//! # let _ = collateral; Ok(()) }
+//! ```
+//!
 //! A client that fetched the bundle from `GET /attestation` and verified
 //! the node's RA-TLS certificate calls [`verify_bound_bundle`] with the
 //! claims' `gpuEvidenceDigest`: the bundle must hash to it, then it is
@@ -74,6 +95,7 @@ pub mod nvml;
 pub mod ocsp;
 pub mod policy;
 pub mod rim;
+pub mod rim_service;
 pub mod source;
 pub mod verify;
 
@@ -83,6 +105,7 @@ pub use evidence::AttestationReport;
 pub use gate::{gate, Readiness};
 pub use policy::{GpuPolicy, OcspRequirement};
 pub use rim::Rim;
+pub use rim_service::{RimId, RimIds, RimServiceClient};
 pub use source::{GpuEvidenceSource, RecordedSource};
 pub use verify::{
     check_policy, verify_bound_bundle, verify_bundle, verify_gpu, Collateral, VerifiedGpu,

@@ -7,9 +7,11 @@
 //! 2. the chain verifies to the pinned NVIDIA Device Identity CA at `at`;
 //! 3. the report's ECDSA P-384 signature verifies with the leaf key;
 //! 4. the request nonce equals the caller's nonce;
-//! 5. the RIMs (driver and VBIOS, chosen by the report's versions) verify
-//!    (XML-DSig + signer chain to the pinned CoRIM root) and describe this
-//!    chip; every active golden measurement is compared with the report
+//! 5. the RIMs (driver and VBIOS, chosen by the report's versions; with a
+//!    RIM service client, those the collateral lacks are fetched by the ids
+//!    the report gives, see [`crate::rim_service`]) verify (XML-DSig +
+//!    signer chain to the pinned CoRIM root) and describe this chip;
+//!    every active golden measurement is compared with the report
 //!    (mismatches beyond `max_measurement_mismatches` fail);
 //! 6. OCSP for the device chain and the RIM signer chains per policy
 //!    (`revoked`/`unknown` always fail; missing fails only when required).
@@ -32,6 +34,7 @@ use crate::evidence::{AttestationReport, NONCE_LEN, OPAQUE_NVDEC0_STATUS};
 use crate::ocsp::{CertRevocation, OcspCheck, OcspClient};
 use crate::policy::{version_at_least, GpuPolicy, OcspRequirement};
 use crate::rim::{self, Rim, VerifiedRim};
+use crate::rim_service::{RimIds, RimServiceClient};
 
 /// NVDEC0 status value meaning "disabled" (measurement 35 is then not
 /// compared, as NVIDIA's verifier does).
@@ -45,6 +48,7 @@ pub struct Collateral {
     rim_root: Vec<u8>,
     rims: Vec<Rim>,
     ocsp: Option<OcspClient>,
+    rim_service: Option<RimServiceClient>,
 }
 
 impl Collateral {
@@ -55,6 +59,7 @@ impl Collateral {
             rim_root: certs::NVIDIA_RIM_ROOT_DER.to_vec(),
             rims,
             ocsp: None,
+            rim_service: None,
         }
     }
     /// The pinned NVIDIA roots and the RIMs read from `paths` (each RIM
@@ -80,6 +85,19 @@ impl Collateral {
     pub fn with_ocsp(mut self, client: OcspClient) -> Self {
         self.ocsp = Some(client);
         self
+    }
+    /// Fetch the RIMs a report needs and this collateral lacks (no RIM of
+    /// the report's driver or VBIOS version) from a RIM service, by the ids
+    /// the report gives. Fetched RIMs are checked exactly like given ones;
+    /// when a fetch fails, verification fails with
+    /// [`Error::RimService`](crate::Error::RimService) naming the id and URL.
+    pub fn with_rim_service(mut self, client: RimServiceClient) -> Self {
+        self.rim_service = Some(client);
+        self
+    }
+    /// The RIM service client, if any.
+    pub fn rim_service(&self) -> Option<&RimServiceClient> {
+        self.rim_service.as_ref()
     }
     /// Replace the pinned device root (tests with generated roots only).
     pub fn with_device_root(mut self, der: Vec<u8>) -> Self {
@@ -255,13 +273,14 @@ fn is_vbios_version(v: &str) -> bool {
 }
 
 fn pick<'a>(
-    rims: &'a [Rim],
+    rims: &[&'a Rim],
     want_vbios: bool,
     version: Option<&str>,
     what: &str,
 ) -> Result<Option<&'a Rim>> {
     let of_kind: Vec<&Rim> = rims
         .iter()
+        .copied()
         .filter(|r| is_vbios_version(&r.version) == want_vbios)
         .collect();
     if let Some(v) = version {
@@ -278,6 +297,34 @@ fn pick<'a>(
             version.unwrap_or("(unknown)")
         ))),
     }
+}
+
+/// Whether `rims` hold one of this kind and exactly this version.
+fn has_version(rims: &[Rim], want_vbios: bool, version: &str) -> bool {
+    rims.iter().any(|r| {
+        is_vbios_version(&r.version) == want_vbios && r.version.eq_ignore_ascii_case(version)
+    })
+}
+
+/// The RIMs fetched from the collateral's RIM service for what the report
+/// needs and the collateral lacks (none without a service).
+fn fetch_missing(
+    report: &AttestationReport,
+    model: &str,
+    collateral: &Collateral,
+    at: OffsetDateTime,
+) -> Result<Vec<Rim>> {
+    let Some(service) = &collateral.rim_service else {
+        return Ok(Vec::new());
+    };
+    let ids = RimIds::for_report(report, model)?;
+    let mut out = Vec::new();
+    for (id, vbios) in [(&ids.driver, false), (&ids.vbios, true)] {
+        if !has_version(&collateral.rims, vbios, id.version()) {
+            out.push(service.fetch(id, &collateral.rim_root, at)?);
+        }
+    }
+    Ok(out)
 }
 
 fn rim_ref(r: &Rim) -> RimRef {
@@ -297,8 +344,10 @@ fn compare_measurements(
 ) -> Result<(Option<RimMatch>, Vec<VerifiedRim>)> {
     let driver_v = report.driver_version();
     let vbios_v = report.vbios_version();
-    let driver = pick(&collateral.rims, false, driver_v.as_deref(), "driver")?;
-    let vbios = pick(&collateral.rims, true, vbios_v.as_deref(), "VBIOS")?;
+    let fetched = fetch_missing(report, model, collateral, at)?;
+    let pool: Vec<&Rim> = collateral.rims.iter().chain(&fetched).collect();
+    let driver = pick(&pool, false, driver_v.as_deref(), "driver")?;
+    let vbios = pick(&pool, true, vbios_v.as_deref(), "VBIOS")?;
     let (driver, vbios) = match (driver, vbios) {
         (Some(d), Some(v)) => (d, v),
         (d, v) => {
