@@ -247,11 +247,19 @@ impl std::fmt::Display for InputsUnavailable {
         for u in &self.0 {
             writeln!(f, "  {}\n    expected at {}\n    {}", u.path, u.url, u.why)?;
         }
-        write!(
-            f,
-            "A locked package gone from every reachable source cannot be replaced by another version without changing the image: \
-             pass --mirror URL for a mirror or archive that still has these files, or build a new release (--update-lock)."
-        )
+        if self
+            .0
+            .iter()
+            .any(|u| u.kind == mirror::UnavailableKind::LockedPackage)
+        {
+            write!(
+                f,
+                "A locked package gone from every reachable source cannot be replaced by another version without changing the image: \
+                 pass --mirror URL for a mirror or archive that still has these files, or build a new release (--update-lock)."
+            )
+        } else {
+            write!(f, "Provide what is named above and run again.")
+        }
     }
 }
 

@@ -105,15 +105,29 @@ fn file_matches(path: &Path, e: &LockedDeb) -> Result<bool> {
     Ok(got == e.sha256)
 }
 
-/// A locked file that could not be had, and why.
+/// A pinned input that could not be had, and why.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Unavailable {
-    /// The pool path from the lock.
+    /// What kind of input: a locked package, or a prerequisite of the
+    /// build (a tool, the recorded commit, disk space, ...). Only missing
+    /// packages call for another mirror or a new release.
+    pub kind: UnavailableKind,
+    /// The pool path from the lock, or the prerequisite's name.
     pub path: String,
     /// Where it was expected.
     pub url: String,
     /// What happened (`HTTP 404`, `SHA-256 differs from the lock`, ...).
     pub why: String,
+}
+
+/// See [`Unavailable::kind`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnavailableKind {
+    /// A `.deb` named by the lock.
+    LockedPackage,
+    /// Anything else the build needs before it starts.
+    Prerequisite,
 }
 
 fn agent() -> ureq::Agent {
@@ -162,6 +176,7 @@ pub fn fetch_all(
         let url = upstreams.url(e);
         pb.set_message(e.file_name().to_string());
         let fail = |why: String| Unavailable {
+            kind: UnavailableKind::LockedPackage,
             path: e.path.clone(),
             url: url.clone(),
             why,
