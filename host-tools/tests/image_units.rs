@@ -709,7 +709,7 @@ fn find_files(dir: &Path, prefix: &str, out: &mut Vec<PathBuf>) {
 /// installed (nvidia-persistenced's own unit under our drop-in); every unit
 /// of the chain pulled in by multi-user.target; every command the chain
 /// runs present and executable in the image; the NVIDIA modules DKMS built
-/// for the image's one kernel, no DKMS signing key left; vLLM's entry point
+/// for the image's one kernel, no DKMS signing key or build log left; vLLM's entry point
 /// installed; and `systemd-analyze verify --root` (where installed) with no
 /// complaint about a chrysalis or NVIDIA unit.
 #[test]
@@ -804,6 +804,14 @@ fn the_built_gpu_image_gates_on_the_gpu() {
     assert!(
         !root.join("var/lib/dkms/mok.key").exists(),
         "DKMS signing key left in the image"
+    );
+    // Build logs vary from build to build (DKMS's make.log starts with the
+    // date): none may be left, or the release cannot be reproduced.
+    let mut logs = Vec::new();
+    find_files(&root.join("var/lib/dkms"), "make.log", &mut logs);
+    assert!(
+        logs.is_empty(),
+        "DKMS build logs left in the image: {logs:?}"
     );
 
     // The engine's interpreter and vLLM's server module.
