@@ -20,6 +20,12 @@ pub const CONNECTION: i32 = 5;
 /// package, the recorded commit, the recorded toolchain) is not available
 /// here. Each missing input is named; nothing was built.
 pub const UNAVAILABLE: i32 = 6;
+/// Standard output was closed by its reader (`chrysalis … | head`): the
+/// command stopped there, quietly, and whatever it had not printed yet —
+/// a verdict included — was never reached. 141 is what a shell reports for
+/// a tool killed by SIGPIPE, so `set -o pipefail` scripts see the usual
+/// value.
+pub const STDOUT_CLOSED: i32 = 141;
 
 /// The exit code of an error category. Exhaustive on purpose: a new
 /// category does not compile until it has a code here (and in the README).

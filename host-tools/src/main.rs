@@ -3,8 +3,27 @@
 //! Exit codes (stable; scripts rely on them):
 //! 0 accepted / success, 1 I/O or usage problem, 2 malformed input,
 //! 3 failed cryptographic verification (incl. expired or revoked
-//! collateral), 4 rejected by policy or TCB status.
+//! collateral), 4 rejected by policy or TCB status, 5 connection failed,
+//! 6 a pinned input unavailable, 141 standard output closed by its reader
+//! (see `exit`).
 #![forbid(unsafe_code)]
+
+// std's `println!`/`print!` panic when the reader of a pipe has gone; these
+// stop the command quietly instead (see `stdout`). Defined before the
+// modules so that every one of them uses them.
+macro_rules! println {
+    () => {
+        $crate::stdout::write_fmt(format_args!(""), true)
+    };
+    ($($arg:tt)*) => {
+        $crate::stdout::write_fmt(format_args!($($arg)*), true)
+    };
+}
+macro_rules! print {
+    ($($arg:tt)*) => {
+        $crate::stdout::write_fmt(format_args!($($arg)*), false)
+    };
+}
 
 mod attest;
 mod client;
@@ -18,6 +37,7 @@ mod measure;
 mod memsize;
 mod pay;
 mod qemu;
+mod stdout;
 mod ton;
 
 use clap::{Parser, Subcommand};
@@ -34,7 +54,7 @@ use clap::{Parser, Subcommand};
 #[derive(Parser)]
 #[command(name = "chrysalis", version, propagate_version = true)]
 #[command(
-    after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy, 5 connection failed.\nShell completions: `chrysalis completions bash|zsh|fish`; man pages: `chrysalis man --out DIR`."
+    after_help = "Exit codes: 0 ok/accepted, 1 I/O or usage, 2 malformed input, 3 verification failed, 4 rejected by policy, 5 connection failed, 6 pinned input unavailable, 141 stdout closed by its reader.\nShell completions: `chrysalis completions bash|zsh|fish`; man pages: `chrysalis man --out DIR`."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -149,7 +169,7 @@ fn main() {
             std::process::exit(if e.use_stderr() { exit::IO } else { exit::OK });
         }
     };
-    let code = match cli.command {
+    let code = stdout::run(|| match cli.command {
         Command::Attest(args) => attest::run(args),
         Command::Measure(args) => measure::run(args),
         Command::Policy(args) => measure::run_policy(args),
@@ -162,10 +182,13 @@ fn main() {
         Command::Gpu(args) => gpu::run(args),
         Command::Completions { shell } => {
             let mut cmd = <Cli as clap::CommandFactory>::command();
-            clap_complete::generate(shell, &mut cmd, "chrysalis", &mut std::io::stdout());
+            // clap_complete panics on a write error: generate in memory.
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut cmd, "chrysalis", &mut script);
+            stdout::write_bytes(&script);
             exit::OK
         }
         Command::Man { out } => write_man_pages(&out),
-    };
+    });
     std::process::exit(code);
 }

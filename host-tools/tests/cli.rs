@@ -439,3 +439,44 @@ fn usage_help_completions_and_man_pages() {
         text(&o)
     );
 }
+
+/// Runs chrysalis with a standard output whose reader has already gone
+/// (the read end of the pipe is closed before it starts, so every write
+/// fails: deterministic, unlike racing `| head`).
+fn with_closed_stdout(args: &[&str]) -> Output {
+    let (reader, writer) = std::io::pipe().expect("pipe");
+    drop(reader);
+    Command::new(env!("CARGO_BIN_EXE_chrysalis"))
+        .args(args)
+        .stdout(writer)
+        .stderr(std::process::Stdio::piped())
+        .output()
+        .expect("run chrysalis")
+}
+
+#[test]
+fn a_closed_stdout_stops_quietly_and_is_never_success() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ev, col) = generate(dir.path(), "tdx", "0xc0ffee");
+    for args in [
+        vec!["completions", "bash"],
+        vec!["attest", "show", p(&ev)],
+        // Would be accepted (exit 0) if it could print its verdict.
+        vec![
+            "attest",
+            "verify",
+            p(&ev),
+            "--collateral",
+            p(&col),
+            "--allow-sim",
+        ],
+    ] {
+        let o = with_closed_stdout(&args);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(code(&o), 141, "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+    // With an open stdout the same command prints and succeeds.
+    let o = chrysalis(&["attest", "show", p(&ev)]);
+    assert_eq!(code(&o), 0, "{}", text(&o));
+}
