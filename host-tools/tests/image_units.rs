@@ -709,9 +709,9 @@ fn find_files(dir: &Path, prefix: &str, out: &mut Vec<PathBuf>) {
 /// installed (nvidia-persistenced's own unit under our drop-in); every unit
 /// of the chain pulled in by multi-user.target; every command the chain
 /// runs present and executable in the image; the NVIDIA modules DKMS built
-/// for the image's one kernel, no DKMS signing key or build log left; vLLM's entry point
-/// installed; and `systemd-analyze verify --root` (where installed) with no
-/// complaint about a chrysalis or NVIDIA unit.
+/// for the image's one kernel, no DKMS signing key or build log left;
+/// vLLM's entry point installed; and `systemd-analyze verify --root` (where
+/// installed) with no complaint about a chrysalis or NVIDIA unit.
 #[test]
 fn the_built_gpu_image_gates_on_the_gpu() {
     let Some((root, _tmp)) = built_gpu_root() else {
